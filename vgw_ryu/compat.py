@@ -1,0 +1,52 @@
+"""Run Ryu 4.34 (the last release, 2019) on Python 3.11 with a current eventlet.
+
+Ryu's ``ryu.app.wsgi`` does ``from eventlet.wsgi import ALREADY_HANDLED`` while its
+class body is built. eventlet removed that name in 0.30.3 (it signals a handled
+response through ``WSGI_LOCAL.already_handled`` instead), and older eventlets do not
+run on Python 3.11. Ryu only returns the sentinel from websocket responses, which
+vgw_ryu does not use, so giving the name back is enough.
+
+``ryu.cmd.manager`` imports ``ryu.app.wsgi`` at module import, before any app is
+loaded, so the shim has to run before Ryu's manager is imported. That is why this
+package installs its own ``ryu-manager`` console script (the same ``main()``, shim
+first) in place of Ryu's, and why ``vgw-ryu`` exists. The build side (setuptools<58
+for Ryu's setup.py, dnspython>=2) is handled by scripts/setup-venv.sh and the pins.
+
+tests/unit/test_compat.py fails if the shim stops being needed or stops working.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+class _AlreadyHandled(list):
+    """Empty iterable sentinel: if eventlet ever iterates it, it writes nothing."""
+
+
+def apply() -> None:
+    """Provide ``eventlet.wsgi.ALREADY_HANDLED`` if this eventlet lacks it."""
+    import eventlet.wsgi
+
+    if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
+        eventlet.wsgi.ALREADY_HANDLED = _AlreadyHandled()
+
+
+def ryu_manager() -> None:
+    """Entry point of ``ryu-manager``: Ryu's own main() with the shim applied."""
+    apply()
+    from vgw_ryu import options
+
+    options.register_cli()
+    from ryu.cmd import manager
+
+    manager.main()
+
+
+def vgw_ryu_main() -> None:
+    """Entry point of ``vgw-ryu``: ``ryu-manager vgw_ryu.app`` with OpenFlow 1.3/1.4."""
+    args = sys.argv[1:]
+    if not any(a == "vgw_ryu.app" for a in args):
+        args = [*args, "vgw_ryu.app"]
+    sys.argv = [sys.argv[0], *args]
+    ryu_manager()

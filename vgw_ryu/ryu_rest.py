@@ -1,0 +1,35 @@
+"""Ryu WSGI adapter for vgw_ryu.http_api: one catch-all route, the Api does the rest."""
+
+from __future__ import annotations
+
+from ryu.app.wsgi import ControllerBase, Response, route
+
+from vgw_ryu.http_api import MAX_BODY, Api, ApiError, Request
+
+API_INSTANCE = "vgw_api"
+
+
+class RestController(ControllerBase):
+    """Hands every request under / to the Api instance registered by the app."""
+
+    def __init__(self, req, link, data, **config):
+        super().__init__(req, link, data, **config)
+        self.api: Api = data[API_INSTANCE]
+
+    @route("vgw", "/{path:.*}", requirements={"path": ".*"})
+    def dispatch(self, req, **_kwargs):
+        length = req.content_length or 0
+        if length > MAX_BODY:
+            resp = self.api.error_response(ApiError(413, "too_large", "body over 1 MiB"))
+        else:
+            body = req.body_file.read(MAX_BODY + 1) if req.method in ("PUT", "POST") else b""
+            if len(body) > MAX_BODY:
+                resp = self.api.error_response(ApiError(413, "too_large", "body over 1 MiB"))
+            else:
+                resp = self.api.handle(Request(
+                    method=req.method, path=req.path_info, query=dict(req.GET),
+                    headers={k.lower(): v for k, v in req.headers.items()},
+                    body=body, remote_addr=req.remote_addr or ""))
+        return Response(status=resp.status, body=resp.encoded(),
+                        content_type="application/json", charset="utf-8",
+                        headers=resp.headers)
