@@ -20,7 +20,7 @@ case "$cmd" in
   test)
     setup
     ./scripts/ovs-up.sh
-    .venv/bin/ruff check vgw_ryu tests mininet
+    .venv/bin/ruff check --quiet .
     exec .venv/bin/python -m pytest "$@"
     ;;
   bench)
