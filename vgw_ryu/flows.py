@@ -1,0 +1,228 @@
+"""Flows as plain data: match, actions, owner; rendered as ``ovs-ofctl`` text.
+
+The text form is canonical: it is what ``flows/`` documents, what the sandbox tests
+load with ``ovs-ofctl add-flows`` and what the cookie's content hash covers. The Ryu
+app turns the same objects into OpenFlow messages (vgw_ryu.ofbuild). No Ryu here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+# Render matches in one order, prerequisites first, so the text is stable and readable.
+FIELD_ORDER = (
+    "in_port", "reg6", "reg0", "reg5", "conj_id", "eth_src", "eth_dst", "eth_type",
+    "ct_state", "ct_mark", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst",
+    "arp_spa", "arp_sha", "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv6_type",
+    "nd_target", "ct_nw_proto", "ct_nw_src", "ct_nw_dst", "ct_ipv6_src", "ct_ipv6_dst",
+    "ct_tp_dst",
+)
+_ORDER = {f: i for i, f in enumerate(FIELD_ORDER)}
+HEX_FIELDS = {"reg0", "reg5", "reg6", "ct_state", "ct_mark", "eth_type", "ct_tp_dst",
+              "conj_id"}
+
+# Ryu/OXM field names are used everywhere; ovs-ofctl spells these two differently.
+OFCTL_NAME = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst"}
+
+MatchValue = int | str | tuple[int, int] | tuple[str, str]
+
+
+def _nxm(reg: str) -> str:
+    return f"NXM_NX_{reg.upper()}"
+
+
+def _bits(ofs: int, nbits: int) -> str:
+    if ofs == 0 and nbits == 32:
+        return "[]"
+    if nbits == 1:
+        return f"[{ofs}]"
+    return f"[{ofs}..{ofs + nbits - 1}]"
+
+
+@dataclass(frozen=True)
+class Resubmit:
+    table: int
+
+    def text(self) -> str:
+        return f"resubmit(,{self.table})"
+
+
+@dataclass(frozen=True)
+class Load:
+    """Load an immediate value into bits ``ofs..ofs+nbits-1`` of a register."""
+    dst: str
+    value: int
+    ofs: int = 0
+    nbits: int = 32
+
+    def text(self) -> str:
+        return f"load:{self.value:#x}->{_nxm(self.dst)}{_bits(self.ofs, self.nbits)}"
+
+
+@dataclass(frozen=True)
+class Move:
+    src: str
+    dst: str
+
+    def text(self) -> str:
+        return f"move:{_nxm(self.src)}[]->{_nxm(self.dst)}[]"
+
+
+@dataclass(frozen=True)
+class Ct:
+    """Conntrack in the zone held by ``zone_reg[0..15]``; commit may set ct_mark."""
+    commit: bool = False
+    table: int | None = None
+    zone_reg: str = "reg6"
+    mark: int | None = None
+
+    def text(self) -> str:
+        parts = []
+        if self.commit:
+            parts.append("commit")
+        if self.table is not None:
+            parts.append(f"table={self.table}")
+        parts.append(f"zone={_nxm(self.zone_reg)}[0..15]")
+        if self.mark is not None:
+            parts.append(f"exec(set_field:{self.mark:#x}->ct_mark)")
+        return f"ct({','.join(parts)})"
+
+
+@dataclass(frozen=True)
+class CtClear:
+    def text(self) -> str:
+        return "ct_clear"
+
+
+@dataclass(frozen=True)
+class Conjunction:
+    id: int
+    clause: int
+    n_clauses: int
+
+    def text(self) -> str:
+        return f"conjunction({self.id},{self.clause}/{self.n_clauses})"
+
+
+@dataclass(frozen=True)
+class Output:
+    port: int
+
+    def text(self) -> str:
+        return f"output:{self.port}"
+
+
+@dataclass(frozen=True)
+class OutputReg:
+    reg: str
+
+    def text(self) -> str:
+        return f"output:{_nxm(self.reg)}[]"
+
+
+@dataclass(frozen=True)
+class Normal:
+    def text(self) -> str:
+        return "NORMAL"
+
+
+@dataclass(frozen=True)
+class Controller:
+    max_len: int = 65535
+
+    def text(self) -> str:
+        return f"CONTROLLER:{self.max_len}"
+
+
+Action = Resubmit | Load | Move | Ct | CtClear | Conjunction | Output | OutputReg | Normal \
+    | Controller
+
+COOKIE_MAGIC = 0x76  # 'v': the top byte of every vgw_ryu cookie
+OWNER_SHIFT = 32
+OWNER_MASK = 0xFFFFFFFF00000000
+
+
+def owner_bits(kind: int, owner: int) -> int:
+    """Cookie bits 63..32: magic byte, 4-bit owner kind, 20-bit owner id."""
+    return (COOKIE_MAGIC << 56) | ((kind & 0xF) << 52) | ((owner & 0xFFFFF) << OWNER_SHIFT)
+
+
+def split_cookie(cookie: int) -> tuple[int, int, int] | None:
+    """(kind, owner, content hash) of a vgw cookie, or None for a foreign one."""
+    if cookie >> 56 != COOKIE_MAGIC:
+        return None
+    return (cookie >> 52) & 0xF, (cookie >> OWNER_SHIFT) & 0xFFFFF, cookie & 0xFFFFFFFF
+
+
+def _value_text(name: str, v: MatchValue) -> str:
+    if isinstance(v, tuple):
+        a, m = v
+        if isinstance(a, int):
+            return f"{a:#x}/{m:#x}"
+        return f"{a}/{m}"
+    if isinstance(v, int):
+        return f"{v:#x}" if name in HEX_FIELDS else str(v)
+    return v
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One OpenFlow flow: table, priority, match, actions and its owner for the cookie."""
+    table: int
+    priority: int
+    match: tuple[tuple[str, MatchValue], ...]
+    actions: tuple[Action, ...] = ()
+    goto: int | None = None
+    meter: int | None = None
+    kind: int = 1
+    owner: int = 0
+    _body: str = field(default="", compare=False, repr=False)
+
+    @staticmethod
+    def make(table: int, priority: int, match: dict[str, MatchValue],
+             actions: list[Action] | tuple[Action, ...] = (), *, goto: int | None = None,
+             meter: int | None = None, kind: int = 1, owner: int = 0) -> Flow:
+        m = tuple(sorted(match.items(), key=lambda kv: _ORDER[kv[0]]))
+        f = Flow(table, priority, m, tuple(actions), goto, meter, kind, owner)
+        object.__setattr__(f, "_body", f._render())
+        return f
+
+    def _render(self) -> str:
+        acts = []
+        if self.meter is not None:
+            acts.append(f"meter:{self.meter}")
+        acts += [a.text() for a in self.actions]
+        if self.goto is not None:
+            acts.append(f"goto_table:{self.goto}")
+        match = ",".join(f"{OFCTL_NAME.get(k, k)}={_value_text(k, v)}" for k, v in self.match)
+        head = f"table={self.table},priority={self.priority}"
+        return f"{head},{match} actions={','.join(acts) or 'drop'}" if match else \
+            f"{head} actions={','.join(acts) or 'drop'}"
+
+    @property
+    def body(self) -> str:
+        """ovs-ofctl text without the cookie (what the content hash covers)."""
+        return self._body or self._render()
+
+    @property
+    def key(self) -> tuple[int, int, tuple]:
+        """Identity in the switch: two flows with the same key replace each other."""
+        return (self.table, self.priority, self.match)
+
+    @property
+    def cookie(self) -> int:
+        h = int.from_bytes(hashlib.sha256(self.body.encode()).digest()[:4], "big")
+        return owner_bits(self.kind, self.owner) | h
+
+    def ofctl(self) -> str:
+        """The flow as one ``ovs-ofctl add-flow`` line."""
+        return f"cookie={self.cookie:#018x},{self.body}"
+
+    def targets(self) -> set[int]:
+        """Tables this flow continues in (goto, resubmit, ct recirculation)."""
+        t = {a.table for a in self.actions if isinstance(a, Resubmit)}
+        t |= {a.table for a in self.actions if isinstance(a, Ct) and a.table is not None}
+        if self.goto is not None:
+            t.add(self.goto)
+        return t

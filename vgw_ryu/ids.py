@@ -1,0 +1,92 @@
+"""Stable numbers: a conntrack zone per VM and a number per rule.
+
+A VM keeps its zone for as long as it exists (across recompiles, controller restarts
+and moves between switches); a rule keeps its number (its conjunction id and cookie
+owner). New names get the lowest free number, in sorted order, so the same history
+gives the same numbers. The map is persisted by the store. No Ryu here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vgw_ryu.model import State
+
+ZONE_MAX = 65535       # ct zones are 16 bits; zone 0 is the default zone, never used
+RULE_MAX = 0xFFFFF     # rule numbers fit the 20-bit cookie owner field
+
+
+class _Numbering:
+    def __init__(self, limit: int, seed: dict[str, int] | None = None):
+        self.limit = limit
+        self.by_key: dict[str, int] = dict(seed or {})
+
+    def sync(self, keys: list[str]) -> bool:
+        """Number every key, drop the ones gone; True if anything changed."""
+        wanted = set(keys)
+        changed = False
+        for k in [k for k in self.by_key if k not in wanted]:
+            del self.by_key[k]
+            changed = True
+        used = set(self.by_key.values())
+        n = 1
+        for k in sorted(wanted - set(self.by_key)):
+            while n in used:
+                n += 1
+            if n > self.limit:
+                raise ValueError(f"out of numbers (limit {self.limit})")
+            self.by_key[k] = n
+            used.add(n)
+            changed = True
+        return changed
+
+
+def rule_key(policy: str, rule_id: str) -> str:
+    return f"{policy}/{rule_id}"
+
+
+class Ids:
+    """Zones for protected VMs and numbers for rules, allocated stably."""
+
+    def __init__(self, zones: dict[str, int] | None = None,
+                 rules: dict[str, int] | None = None):
+        self._zones = _Numbering(ZONE_MAX, zones)
+        self._rules = _Numbering(RULE_MAX, rules)
+
+    def sync(self, state: State) -> bool:
+        """Allocate for everything in ``state`` and release what is gone."""
+        a = self._zones.sync([n for n, vm in state.vms.items() if vm.protected])
+        b = self._rules.sync([rule_key(p, r.id) for p, pol in state.policies.items()
+                              for r in pol.rules])
+        return a or b
+
+    def zone(self, vm: str) -> int:
+        return self._zones.by_key[vm]
+
+    def zones(self) -> dict[str, int]:
+        return dict(self._zones.by_key)
+
+    def rule(self, policy: str, rule_id: str) -> int:
+        return self._rules.by_key[rule_key(policy, rule_id)]
+
+    def rule_owner(self, number: int) -> tuple[str, str] | None:
+        """(policy, rule id) of a rule number, e.g. from a packet-in's register."""
+        for k, v in self._rules.by_key.items():
+            if v == number:
+                p, _, r = k.partition("/")
+                return p, r
+        return None
+
+    def vm_of_zone(self, zone: int) -> str | None:
+        for k, v in self._zones.by_key.items():
+            if v == zone:
+                return k
+        return None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"zones": self.zones(), "rules": dict(self._rules.by_key)}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> Ids:
+        doc = doc or {}
+        return cls(doc.get("zones"), doc.get("rules"))

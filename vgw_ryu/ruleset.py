@@ -1,0 +1,130 @@
+"""Effective rulesets: which rules apply to each VM, in which order, against which peers.
+
+Also the model-side evaluation of one connection (``evaluate``), which the REST
+``trace`` endpoint shows next to OVS's own ``ofproto/trace``. No Ryu here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from vgw_ryu.model import IpAddr, IpNet, Rule, State
+
+# At equal priority deny beats reject beats allow (DESIGN: deny/reject beat allow).
+ACTION_RANK = {"deny": 2, "reject": 1, "allow": 0}
+PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+
+
+@dataclass(frozen=True)
+class EffectiveRule:
+    """A rule as it applies to VMs: the peer resolved to address prefixes."""
+    policy: str
+    rule: Rule
+    peers: tuple[IpNet, ...] | None  # None: any peer
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.policy, self.rule.id)
+
+    def sort_key(self) -> tuple:
+        return (-self.rule.priority, -ACTION_RANK[self.rule.action], self.policy, self.rule.id)
+
+
+def group_members(state: State, group: str) -> list[str]:
+    """VM names in a group: explicit members plus VMs whose labels match its selector."""
+    g = state.groups[group]
+    names = set(g.members)
+    if g.match_labels:
+        want = dict(g.match_labels)
+        for name, vm in state.vms.items():
+            labels = vm.label_dict()
+            if all(labels.get(k) == v for k, v in want.items()):
+                names.add(name)
+    return sorted(names)
+
+
+def _host_net(ip: IpAddr) -> IpNet:
+    return ipaddress.ip_network(ip)
+
+
+def resolve_peer(state: State, rule: Rule) -> tuple[IpNet, ...] | None:
+    """The prefixes a rule's peer stands for (None = any), filtered to its IP family."""
+    p = rule.peer
+    if p.kind == "any":
+        return None
+    if p.kind == "cidr":
+        nets = [ipaddress.ip_network(p.value)]
+    elif p.kind == "vm":
+        nets = [_host_net(ip) for ip in state.vms[p.value].ips]
+    else:
+        nets = [_host_net(ip) for m in group_members(state, p.value) for ip in state.vms[m].ips]
+        nets += list(state.groups[p.value].cidrs)
+    if rule.protocol == "icmp":
+        nets = [n for n in nets if n.version == 4]
+    elif rule.protocol == "icmpv6":
+        nets = [n for n in nets if n.version == 6]
+    return tuple(sorted(set(nets), key=lambda n: (n.version, n.network_address, n.prefixlen)))
+
+
+def applied_vms(state: State, policy: str) -> list[str]:
+    """VM names a policy applies to, directly or through groups."""
+    names: set[str] = set()
+    for target in state.policies[policy].applied_to:
+        kind, _, name = target.partition(":")
+        if kind == "vm":
+            names.add(name)
+        else:
+            names.update(group_members(state, name))
+    return sorted(names)
+
+
+def effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
+    """For every VM, the ordered rules of all policies applied to it."""
+    out: dict[str, list[EffectiveRule]] = {name: [] for name in state.vms}
+    for pname, pol in state.policies.items():
+        targets = applied_vms(state, pname)
+        for rule in pol.rules:
+            eff = EffectiveRule(pname, rule, resolve_peer(state, rule))
+            for vm in targets:
+                out[vm].append(eff)
+    for rules in out.values():
+        rules.sort(key=EffectiveRule.sort_key)
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str          # allow | deny | reject
+    policy: str | None    # None: the default from settings
+    rule: str | None
+    log: bool
+
+    def as_dict(self) -> dict:
+        return {"verdict": self.verdict, "policy": self.policy, "rule": self.rule,
+                "log": self.log, "default": self.policy is None}
+
+
+def _matches(eff: EffectiveRule, direction: str, peer: IpAddr, proto: str,
+             port: int | None) -> bool:
+    r = eff.rule
+    if r.direction != direction:
+        return False
+    if r.protocol != "any" and r.protocol != proto:
+        return False
+    if r.ports and (port is None or not any(lo <= port <= hi for lo, hi in r.ports)):
+        return False
+    if eff.peers is not None and not any(peer in n for n in eff.peers):
+        return False
+    return True
+
+
+def evaluate(state: State, rules: list[EffectiveRule], direction: str, peer: IpAddr,
+             proto: str, port: int | None) -> Verdict:
+    """The verdict for a new connection of a VM (direction as seen from the VM)."""
+    for eff in rules:
+        if _matches(eff, direction, peer, proto, port):
+            return Verdict(eff.rule.action, eff.policy, eff.rule.id, eff.rule.log)
+    default = (state.settings.default_ingress if direction == "ingress"
+               else state.settings.default_egress)
+    return Verdict(default, None, None, default == "deny" and state.settings.log_default_deny)
