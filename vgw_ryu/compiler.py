@@ -254,6 +254,11 @@ def _vm_flows(b: _Builder, state: State, name: str, port: PortFacts, zone: int,
         b.add("egress_guard", 110, {**src, "eth_type": ETH_IPV6, "ip_proto": 58,
                                     "icmpv6_type": 136, "nd_target": str(ip)},
               goto="ingress_classify", **own)
+    # Any other advert, router advertisement or redirect from a VM is a spoof, even
+    # from its own address (which would otherwise reach the policy below).
+    for icmp_type in (134, 136, 137):
+        b.add("egress_guard", 105, {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": 58,
+                                    "icmpv6_type": icmp_type}, [], **own)
     # *_state: connections committed under this VM's current generation pass.
     est = {"reg6": zone, "ct_state": (CT_EST | CT_TRK, CT_EST | CT_INV | CT_TRK),
            "ct_mark": gen}

@@ -15,12 +15,11 @@ FIELD_ORDER = (
     "in_port", "reg6", "reg0", "reg5", "conj_id", "eth_src", "eth_dst", "eth_type",
     "ct_state", "ct_mark", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst",
     "arp_spa", "arp_sha", "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv6_type",
-    "nd_target", "ct_nw_proto", "ct_nw_src", "ct_nw_dst", "ct_ipv6_src", "ct_ipv6_dst",
-    "ct_tp_dst",
+    "nd_target",
 )
 _ORDER = {f: i for i, f in enumerate(FIELD_ORDER)}
-HEX_FIELDS = {"reg0", "reg5", "reg6", "ct_state", "ct_mark", "eth_type", "ct_tp_dst",
-              "conj_id"}
+HEX_FIELDS = {"reg0", "reg5", "reg6", "ct_mark", "eth_type", "conj_id", "tcp_dst",
+              "udp_dst"}
 
 # Ryu/OXM field names are used everywhere; ovs-ofctl spells these two differently.
 OFCTL_NAME = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst"}
@@ -155,7 +154,19 @@ def split_cookie(cookie: int) -> tuple[int, int, int] | None:
     return (cookie >> 52) & 0xF, (cookie >> OWNER_SHIFT) & 0xFFFFF, cookie & 0xFFFFFFFF
 
 
+CT_FLAGS = (("new", 0x01), ("est", 0x02), ("rel", 0x04), ("rpl", 0x08), ("inv", 0x10),
+            ("trk", 0x20))
+
+
+def ct_state_text(value: int, mask: int) -> str:
+    """ct_state as OVS flags, e.g. (0x22, 0x32) -> '+est-inv+trk'."""
+    return "".join(("+" if value & bit else "-") + name for name, bit in CT_FLAGS
+                   if mask & bit)
+
+
 def _value_text(name: str, v: MatchValue) -> str:
+    if name == "ct_state" and isinstance(v, tuple):
+        return ct_state_text(*v)
     if isinstance(v, tuple):
         a, m = v
         if isinstance(a, int):

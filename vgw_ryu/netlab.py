@@ -101,6 +101,14 @@ def make_bridge(controller_port: int | None = None, name: str | None = None) -> 
     return Bridge(name)
 
 
+def add_internal_port(br: Bridge, ofport: int) -> str:
+    """An internal port with a fixed OpenFlow number (enough for ofproto/trace)."""
+    name = uniq("ti")
+    sh("ovs-vsctl", "add-port", br.name, name, "--", "set", "Interface", name,
+       "type=internal", f"ofport_request={ofport}")
+    return name
+
+
 def delete_bridge(br: Bridge) -> None:
     sh("ovs-vsctl", "--if-exists", "del-br", br.name, check=False)
 

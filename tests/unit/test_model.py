@@ -1,0 +1,171 @@
+"""Validation: every bad input is named by its field path and reason."""
+
+import copy
+
+import pytest
+
+from vgw_ryu.model import ValidationError, parse_object, parse_state, state_doc
+
+BASE = {
+    "settings": {"default_ingress": "deny", "default_egress": "allow"},
+    "vms": {
+        "web1": {"mac": "02:00:00:00:01:01", "ips": ["10.0.0.11", "fd00::11"],
+                 "labels": {"tier": "web"}},
+        "jump1": {"mac": "02:00:00:00:09:01", "ips": ["10.0.0.91"]},
+    },
+    "groups": {"web": {"match_labels": {"tier": "web"}},
+               "admins": {"members": ["jump1"], "cidrs": ["192.0.2.0/24"]}},
+    "policies": {"web-in": {"applied_to": ["group:web"], "rules": [
+        {"id": "http", "direction": "ingress", "action": "allow", "protocol": "tcp",
+         "ports": "80,443", "peer": "any"},
+        {"id": "ssh", "direction": "ingress", "action": "allow", "protocol": "tcp",
+         "ports": "22", "peer": "group:admins", "log": True},
+    ]}},
+}
+
+
+def with_change(path: str, value):
+    doc = copy.deepcopy(BASE)
+    keys = path.split("/")
+    cur = doc
+    for k in keys[:-1]:
+        cur = cur[int(k)] if isinstance(cur, list) else cur[k]
+    last = keys[-1]
+    if isinstance(cur, list):
+        cur[int(last)] = value
+    elif value is DELETE:
+        del cur[last]
+    else:
+        cur[last] = value
+    return doc
+
+
+DELETE = object()
+R1 = "policies/web-in/rules/1"
+
+CASES = [
+    # (change path, new value, expected field, expected message fragment)
+    ("vms/Web1", {"ips": []}, "vms.Web1", "not a valid name"),
+    ("vms/-x", {"ips": []}, "vms.-x", "not a valid name"),
+    ("vms/" + "a" * 64, {"ips": []}, "vms." + "a" * 64, "not a valid name"),
+    ("groups/a b", {}, "groups.a b", "not a valid name"),
+    ("vms/web1/mac", "02:00:00:00:01", "vms.web1.mac", "not a MAC"),
+    ("vms/web1/mac", "01:00:5e:00:00:01", "vms.web1.mac", "multicast"),
+    ("vms/web1/ips", ["10.0.0.300"], "vms.web1.ips[0]", "not an IP address"),
+    ("vms/web1/ips", "10.0.0.1", "vms.web1.ips", "must be a list"),
+    ("groups/admins/cidrs", ["192.0.2.1/24"], "groups.admins.cidrs[0]", "host bits"),
+    ("groups/admins/cidrs", ["banana"], "groups.admins.cidrs[0]", "not a CIDR"),
+    (R1 + "/ports", "70000", "policies.web-in.rules[1].ports", "70000 is not a port (1-65535)"),
+    (R1 + "/ports", "0", "policies.web-in.rules[1].ports", "0 is not a port"),
+    (R1 + "/ports", "90-80", "policies.web-in.rules[1].ports", "reversed range"),
+    (R1 + "/ports", "http", "policies.web-in.rules[1].ports", "not a port or range"),
+    (R1, {"id": "x", "direction": "ingress", "action": "allow", "protocol": "icmp",
+          "ports": "80"}, "policies.web-in.rules[1].ports", "need protocol tcp or udp"),
+    (R1, {"id": "x", "direction": "ingress", "action": "allow", "ports": "80"},
+     "policies.web-in.rules[1].ports", "need protocol tcp or udp"),
+    (R1 + "/direction", "inbound", "policies.web-in.rules[1].direction", "not one of"),
+    (R1 + "/action", "permit", "policies.web-in.rules[1].action", "not one of"),
+    (R1 + "/protocol", "sctp", "policies.web-in.rules[1].protocol", "not one of"),
+    (R1 + "/priority", 0, "policies.web-in.rules[1].priority", "not a priority (1-1000)"),
+    (R1 + "/priority", 1001, "policies.web-in.rules[1].priority", "not a priority"),
+    (R1 + "/priority", "high", "policies.web-in.rules[1].priority", "not a priority"),
+    (R1 + "/peer", "vm:ghost", "policies.web-in.rules[1].peer", "vm 'ghost' does not exist"),
+    (R1 + "/peer", "group:ghost", "policies.web-in.rules[1].peer", "does not exist"),
+    (R1 + "/peer", "host:x", "policies.web-in.rules[1].peer", "not a peer"),
+    (R1 + "/peer", "cidr:10.0.0.0/33", "policies.web-in.rules[1].peer", "not a CIDR"),
+    ("policies/web-in/applied_to", ["vm:ghost"], "policies.web-in.applied_to[0]",
+     "does not exist"),
+    ("policies/web-in/applied_to", ["group:ghost"], "policies.web-in.applied_to[0]",
+     "does not exist"),
+    ("policies/web-in/applied_to", ["web1"], "policies.web-in.applied_to[0]",
+     "not vm:NAME or group:NAME"),
+    (R1 + "/id", "http", "policies.web-in.rules[1].id", "duplicate rule id"),
+    (R1, {"id": "x", "direction": "ingress", "action": "allow", "protocol": "icmpv6",
+          "peer": "cidr:192.0.2.0/24"}, "policies.web-in.rules[1].peer",
+     "IPv4 prefix cannot be the peer of a icmpv6 rule"),
+    (R1 + "/colour", "red", "policies.web-in.rules[1].colour", "unknown field"),
+    ("vms/web1/color", "red", "vms.web1.color", "unknown field"),
+    ("settings/default_ingress", "maybe", "settings.default_ingress", "not one of"),
+    ("settings/unknown_ports", "flood", "settings.unknown_ports", "not one of"),
+    ("settings/log_default_deny", "yes", "settings.log_default_deny", "true or false"),
+    ("settings/extra", 1, "settings.extra", "unknown field"),
+    ("groups/admins/members", ["ghost"], "groups.admins.members[0]", "does not exist"),
+    ("vms/web1/labels", {"tier": 5}, "vms.web1.labels.tier", "label values"),
+    (R1 + "/log", "yes", "policies.web-in.rules[1].log", "true or false"),
+    (R1 + "/direction", DELETE, "policies.web-in.rules[1].direction", "is required"),
+    ("vms/jump1/mac", "02:00:00:00:01:01", "vms.web1.mac", "also the MAC of vm 'jump1'"),
+    ("vms/jump1/ips", ["10.0.0.11"], "vms.web1.ips[0]", "also an address of vm 'jump1'"),
+]
+
+
+@pytest.mark.parametrize("path,value,field,fragment", CASES,
+                         ids=[f"{c[0]}={c[1]!r}"[:60] for c in CASES])
+def test_bad_input_names_the_field(path, value, field, fragment):
+    doc = with_change(path, value)
+    with pytest.raises(ValidationError) as e:
+        parse_state(doc)
+    fields = [err.path for err in e.value.errors]
+    assert field in fields, (fields, str(e.value))
+    msg = next(str(err) for err in e.value.errors if err.path == field)
+    assert fragment in msg
+    assert msg.startswith(field + ": ")
+
+
+def test_error_message_example_from_issue():
+    doc = with_change(R1 + "/ports", "70000")
+    with pytest.raises(ValidationError) as e:
+        parse_state(doc)
+    assert str(e.value) == "policies.web-in.rules[1].ports: 70000 is not a port (1-65535)"
+
+
+def test_top_level_must_be_an_object():
+    with pytest.raises(ValidationError) as e:
+        parse_state(["not", "a", "dict"])
+    assert "must be an object" in str(e.value)
+    with pytest.raises(ValidationError) as e:
+        parse_state({"vms": []})
+    assert e.value.field == "vms"
+
+
+def test_valid_document_round_trips():
+    state = parse_state(BASE)
+    doc = state_doc(state)
+    assert parse_state(doc) == state
+    assert doc["policies"]["web-in"]["rules"][0]["ports"] == "80,443"
+    assert doc["vms"]["web1"]["ips"] == ["10.0.0.11", "fd00::11"]
+
+
+def test_ports_normalised_and_ranges():
+    doc = with_change(R1 + "/ports", "443, 80,8000-8080,80")
+    rule = parse_state(doc).policies["web-in"].rules[1]
+    assert rule.ports == ((80, 80), (443, 443), (8000, 8080))
+    assert rule.ports_text() == "80,443,8000-8080"
+    doc = with_change(R1 + "/ports", 22)
+    assert parse_state(doc).policies["web-in"].rules[1].ports == ((22, 22),)
+
+
+def test_defaults():
+    state = parse_state({})
+    assert state.settings.default_ingress == "deny"
+    assert state.settings.default_egress == "allow"
+    assert state.settings.unknown_ports == "drop"
+    state = parse_state(BASE)
+    rule = state.policies["web-in"].rules[0]
+    assert (rule.priority, rule.log) == (100, False)
+    assert state.vms["web1"].protected is True
+
+
+def test_parse_object_checks_one_object():
+    vm = parse_object("vms", "db1", {"mac": "02:00:00:00:03:01", "ips": ["10.0.0.31"]})
+    assert vm.mac == "02:00:00:00:03:01"
+    with pytest.raises(ValidationError) as e:
+        parse_object("vms", "db1", {"mac": "zz"})
+    assert e.value.field == "vms.db1.mac"
+    with pytest.raises(ValidationError) as e:
+        parse_object("policies", "../etc", {})
+    assert e.value.field == "policies.../etc"
+
+
+def test_mac_is_lowercased():
+    doc = with_change("vms/web1/mac", "02:AA:00:00:01:01")
+    assert parse_state(doc).vms["web1"].mac == "02:aa:00:00:01:01"
