@@ -23,9 +23,18 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from vgw_ryu import pipeline as P
+from vgw_ryu import pipeline as P  # noqa: N812 - P.<name> reads like a table of constants
 from vgw_ryu.flows import (
-    Action, Conjunction, Controller, Ct, CtClear, Flow, Load, Move, Normal, OutputReg,
+    Action,
+    Conjunction,
+    Controller,
+    Ct,
+    CtClear,
+    Flow,
+    Load,
+    Move,
+    Normal,
+    OutputReg,
     Resubmit,
 )
 from vgw_ryu.ids import Ids
