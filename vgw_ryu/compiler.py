@@ -174,6 +174,7 @@ def _infra(b: _Builder, state: State) -> None:
     unknown: list[Action] = [Resubmit(T["ingress_classify"])] if s.unknown_ports == "allow" \
         else []
     b.add("classify", 1, {}, [*unknown, Resubmit(T["punt_unknown"])])
+    b.add("classify", 0, {}, [])  # a bridge forwards nothing it was not told to
     # egress_ct / ingress_ct: track IP in the zone loaded by the classifier.
     for eth in (ETH_IP, ETH_IPV6):
         b.add("egress_ct", 100, {"eth_type": eth}, [Ct(table=T["egress_state"])])
