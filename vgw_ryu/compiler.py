@@ -262,7 +262,7 @@ def _vm_flows(b: _Builder, state: State, name: str, port: PortFacts, zone: int,
               goto="ingress_classify", **own)
     for ip in v6:
         b.add("egress_guard", 110, {**src, "eth_type": ETH_IPV6, "ip_proto": 58,
-                                    "icmpv6_type": 136, "nd_target": str(ip)},
+                                    "icmpv6_type": 136, "ipv6_nd_target": str(ip)},
               goto="ingress_classify", **own)
     # Any other advert, router advertisement or redirect from a VM is a spoof, even
     # from its own address (which would otherwise reach the policy below).

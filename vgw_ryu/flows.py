@@ -15,14 +15,14 @@ FIELD_ORDER = (
     "in_port", "reg6", "reg0", "reg5", "conj_id", "eth_src", "eth_dst", "eth_type",
     "ct_state", "ct_mark", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst",
     "arp_spa", "arp_sha", "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv6_type",
-    "nd_target",
+    "ipv6_nd_target",
 )
 _ORDER = {f: i for i, f in enumerate(FIELD_ORDER)}
 HEX_FIELDS = {"reg0", "reg5", "reg6", "ct_mark", "eth_type", "conj_id", "tcp_dst",
               "udp_dst"}
 
-# Ryu/OXM field names are used everywhere; ovs-ofctl spells these two differently.
-OFCTL_NAME = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst"}
+# Ryu/OXM field names are used everywhere; ovs-ofctl spells these differently.
+OFCTL_NAME = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "ipv6_nd_target": "nd_target"}
 
 MatchValue = int | str | tuple[int, int] | tuple[str, str]
 

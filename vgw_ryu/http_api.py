@@ -58,6 +58,7 @@ class Api:
         self.backend = backend
         self.routes: list[tuple[list[str], dict[str, Handler]]] = []
         self.add("health", GET=self.health)
+        self.add("switches", GET=self.switches)
 
     def add(self, pattern: str, **methods: Handler) -> None:
         """Register handlers for a path pattern like ``vms/{name}``."""
@@ -106,3 +107,6 @@ class Api:
     def health(self, req: Request, params: dict[str, str]) -> Response:
         return Response(200, {"status": "ok", "revision": self.backend.revision(),
                               "switches": self.backend.switch_count()})
+
+    def switches(self, req: Request, params: dict[str, str]) -> Response:
+        return Response(200, self.backend.engine.switches_view())

@@ -56,7 +56,7 @@ TABLES = [
        "in_port", "egress_guard ingress_classify forward punt_unknown"),
     _t("egress_guard", 10, "anti-spoofing: source MAC/IP/ARP/ND must be the VM's",
        "in_port eth_src eth_type ip_proto ipv4_src ipv6_src arp_spa arp_sha udp_src "
-       "udp_dst icmpv6_type nd_target", "egress_ct ingress_classify"),
+       "udp_dst icmpv6_type ipv6_nd_target", "egress_ct ingress_classify"),
     _t("egress_ct", 20, "conntrack in the source VM's zone", "eth_type", "egress_state"),
     _t("egress_state", 30, "+inv drop; +est/+rel of the current policy pass; else evaluate",
        f"reg6 {CT_MATCH}", "ingress_classify rules egress_action"),

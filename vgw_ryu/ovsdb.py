@@ -1,0 +1,103 @@
+"""Port identity from OVSDB: which interface is which VM, read with the ``ovs`` library.
+
+libvirt and OpenStack write ``external_ids:vm-id`` / ``iface-id`` and ``attached-mac``
+on a VM's Interface; operators mark uplinks with ``external_ids:vgw-role=uplink``. This
+module keeps an IDL replica of Bridge/Port/Interface and returns, per datapath id,
+the interfaces with their OpenFlow port number, type and external_ids. No Ryu here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import ovs.db.idl
+import ovs.jsonrpc
+import ovs.poller
+import ovs.stream
+
+LOG = logging.getLogger("vgw_ryu.ovsdb")
+COLUMNS = {
+    "Bridge": ["name", "datapath_id", "ports"],
+    "Port": ["name", "interfaces"],
+    "Interface": ["name", "ofport", "type", "external_ids"],
+}
+
+
+@dataclass(frozen=True)
+class Iface:
+    name: str
+    ofport: int
+    type: str
+    external_ids: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+def _get_schema(remote: str, timeout_ms: int = 5000) -> dict:
+    err, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(remote),
+                                               timeout_ms)
+    if err:
+        raise ConnectionError(f"cannot connect to OVSDB at {remote}: {err}")
+    rpc = ovs.jsonrpc.Connection(stream)
+    try:
+        err, reply = rpc.transact_block(
+            ovs.jsonrpc.Message.create_request("get_schema", ["Open_vSwitch"]))
+        if err or reply is None or reply.error:
+            raise ConnectionError(f"OVSDB at {remote} did not send its schema: "
+                                  f"{err or (reply and reply.error)}")
+        return reply.result
+    finally:
+        rpc.close()
+
+
+class PortDirectory:
+    """A live view of the switches' interfaces; call ``poll()`` often (non-blocking)."""
+
+    def __init__(self, remote: str):
+        self.remote = remote
+        helper = ovs.db.idl.SchemaHelper(None, _get_schema(remote))
+        for table, cols in COLUMNS.items():
+            helper.register_columns(table, cols)
+        self.idl = ovs.db.idl.Idl(remote, helper)
+        self._seqno = -1
+
+    def poll(self) -> bool:
+        """Process what OVSDB sent; True when the replica changed since the last call."""
+        self.idl.run()
+        changed = self.idl.change_seqno != self._seqno
+        self._seqno = self.idl.change_seqno
+        return changed and self.idl.has_ever_connected()
+
+    def wait_ready(self, timeout_ms: int = 5000) -> bool:
+        """Block until the first full replica arrived (start-up only)."""
+        poller_deadline = timeout_ms
+        while not self.idl.has_ever_connected() and poller_deadline > 0:
+            self.idl.run()
+            poller = ovs.poller.Poller()
+            self.idl.wait(poller)
+            poller.timer_wait(100)
+            poller.block()
+            poller_deadline -= 100
+        return self.idl.has_ever_connected()
+
+    def bridges(self) -> dict[int, list[Iface]]:
+        """datapath id -> interfaces with an OpenFlow port number."""
+        out: dict[int, list[Iface]] = {}
+        for br in self.idl.tables["Bridge"].rows.values():
+            dpid_text = (br.datapath_id or [None])[0] if isinstance(br.datapath_id, list) \
+                else br.datapath_id
+            if not dpid_text:
+                continue
+            ifaces = []
+            for port in br.ports:
+                for iface in port.interfaces:
+                    ofport = iface.ofport[0] if isinstance(iface.ofport, list) and iface.ofport \
+                        else iface.ofport
+                    if not isinstance(ofport, int) or ofport <= 0:
+                        continue
+                    ifaces.append(Iface(iface.name, ofport, iface.type or "",
+                                        dict(iface.external_ids)))
+            out[int(dpid_text, 16)] = sorted(ifaces, key=lambda i: i.ofport)
+        return out
+
+    def close(self) -> None:
+        self.idl.close()
