@@ -74,7 +74,8 @@ class Bridge:
     ports: list[str] = field(default_factory=list)
 
     def dump_flows(self, *filters: str) -> list[str]:
-        out = sh("ovs-ofctl", "-O", "OpenFlow13,OpenFlow14", "--no-stats", "dump-flows", self.name, *filters)
+        out = sh("ovs-ofctl", "-O", "OpenFlow13,OpenFlow14", "--no-stats", "dump-flows",
+                 self.name, *filters)
         return [ln.strip() for ln in out.splitlines() if ln.strip() and "reply" not in ln]
 
     def ofport(self, iface: str) -> int:

@@ -10,7 +10,7 @@ def test_health_counts_a_connected_bridge(controller, bridges):
     wait_until(lambda: controller.get("/v1/health")[1]["switches"] == 1, timeout=15,
                what="bridge to connect")
     # The table-miss drop is installed at connect.
-    wait_until(lambda: any(f.startswith("priority=0 actions=drop")
+    wait_until(lambda: any(f.endswith("priority=0 actions=drop")
                            for f in br.dump_flows("table=0")),
                what="table-miss drop in table 0")
 

@@ -84,7 +84,7 @@ def test_changing_one_vms_rule_changes_only_its_flows():
         assert (kind, owner) in {(pipeline.KIND_VM, zone_db1), (pipeline.KIND_RULE, pg),
                                  (pipeline.KIND_PEER, 0)}, line
         if kind == pipeline.KIND_PEER:
-            assert "conjunction(%d," % pg in line or "tcp_dst=0x1538" in line \
+            assert f"conjunction({pg}," in line or "tcp_dst=0x1538" in line \
                 or "tcp_dst=0x1539" in line, line
     assert added and removed
     # Nothing of web1 or app1 moved.
