@@ -25,9 +25,11 @@ from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_4
 
-from vgw_ryu import compat, ofbuild, options
+from vgw_ryu import compat, ofbuild, options, ovstrace
 from vgw_ryu import pipeline as pl
 from vgw_ryu.engine import Engine
+from vgw_ryu.flows import split_cookie
+from vgw_ryu.fwlog import FirewallLog
 from vgw_ryu.http_api import Api
 from vgw_ryu.model import ValidationError
 from vgw_ryu.ovsdb import Iface, PortDirectory
@@ -91,7 +93,8 @@ class VgwApp(app_manager.RyuApp):
         self.engine.listeners.append(self.schedule_all)
         if self.conf.state:
             self._load_state_file(initial=True)
-        self.api = Api(self)
+        self.fwlog = FirewallLog(self.conf.log_file, self.conf.log_max_bytes)
+        self.api = Api(self, self.conf.token)
         kwargs["wsgi"].register(RestController, {API_INSTANCE: self.api})
         signal.signal(signal.SIGHUP, self._on_sighup)
         self.threads.append(hub.spawn(self._sync_loop))
@@ -106,6 +109,105 @@ class VgwApp(app_manager.RyuApp):
 
     def switch_count(self) -> int:
         return len(self.dps)
+
+    def logs(self, vm=None, verdict=None, since=None, limit=100) -> list[dict]:
+        return self.fwlog.query(vm, verdict, since, limit)
+
+    def stats(self) -> dict[str, Any]:
+        """Per rule: connection decisions counted by the rule's flows on every switch."""
+        per_rule: dict[int, list[int]] = {}
+        defaults = {"egress": [0, 0], "ingress": [0, 0]}
+        meters = {"log": 0, "reject": 0, "unknown": 0}
+        names = {pl.METER_LOG: "log", pl.METER_REJECT: "reject", pl.METER_UNKNOWN: "unknown"}
+        for dp in list(self.dps.values()):
+            p = dp.ofproto_parser
+            ofp = dp.ofproto
+            req = p.OFPFlowStatsRequest(dp, 0, pl.T["rules"], ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                        0, 0, p.OFPMatch())
+            for reply in ofctl_api.send_msg(self, req, reply_cls=p.OFPFlowStatsReply,
+                                            reply_multi=True) or []:
+                for st in reply.body:
+                    owner = split_cookie(st.cookie)
+                    if owner is None:
+                        continue
+                    if owner[0] == pl.KIND_RULE:
+                        acc = per_rule.setdefault(owner[1], [0, 0])
+                    elif owner[0] == pl.KIND_DEFAULT:
+                        reg0 = dict(st.match.items()).get("reg0", (0, 0))
+                        value = reg0[0] if isinstance(reg0, tuple) else reg0
+                        acc = defaults["ingress" if value & pl.DIR_BIT else "egress"]
+                    else:
+                        continue
+                    acc[0] += st.packet_count
+                    acc[1] += st.byte_count
+            mreq = p.OFPMeterStatsRequest(dp, 0, ofp.OFPM_ALL)
+            for reply in ofctl_api.send_msg(self, mreq, reply_cls=p.OFPMeterStatsReply,
+                                            reply_multi=True) or []:
+                for ms in reply.body:
+                    if ms.meter_id in names and ms.band_stats:
+                        meters[names[ms.meter_id]] += ms.band_stats[0].packet_band_count
+        policies: dict[str, Any] = {}
+        with self.engine.lock:
+            for pname, pol in self.engine.state.policies.items():
+                rules = {}
+                for r in pol.rules:
+                    pk, by = per_rule.get(self.engine.ids.rule(pname, r.id), [0, 0])
+                    rules[r.id] = {"sessions": pk, "packets": pk, "bytes": by}
+                policies[pname] = {"rules": rules}
+        return {"policies": policies,
+                "defaults": {d: {"sessions": v[0], "packets": v[0], "bytes": v[1]}
+                             for d, v in defaults.items()},
+                "punts_suppressed": meters,
+                "note": "rules see the first packet of each connection (and the first "
+                        "after a policy change): sessions counts those decisions",
+                "switches": len(self.dps), "revision": self.engine.revision}
+
+    def trace_datapath(self, vm: str, direction: str, peer, proto: str,
+                       port: int | None) -> dict[str, Any] | None:
+        """ofproto/trace of the same connection on the VM's switch, when it is local."""
+        where = self.engine.vm_locations().get(vm)
+        if not where or self.ports is None:
+            return None
+        loc = where[0]
+        dpid = int(loc["switch"], 16)
+        bridge = self.ports.bridge_names().get(dpid)
+        if bridge is None:
+            return None
+        st = self.engine.state
+        vm_obj = st.vms[vm]
+        mine = [ip for ip in vm_obj.ips if ip.version == peer.version]
+        mac = vm_obj.mac or next((p.mac for p in self.engine.switch(dpid).facts.ports
+                                  if p.vm == vm), None)
+        if not mine or not mac:
+            return {"error": f"vm {vm} has no IPv{peer.version} address or MAC to trace with"}
+        other_mac = "02:00:00:00:00:fe"
+        fam = "ipv6" if peer.version == 6 else "nw"
+        l4 = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmpv6": "icmp6"}[proto]
+        if peer.version == 6 and proto in ("tcp", "udp"):
+            l4 += "6"
+        if direction == "egress":
+            in_port, src_mac, dst_mac = loc["ofport"], mac, other_mac
+            src, dst = mine[0], peer
+        else:
+            uplinks = [p for p in self.engine.switch(dpid).facts.ports if p.kind == "uplink"]
+            if not uplinks:
+                return {"error": "no uplink on the VM's switch to trace ingress from"}
+            in_port, src_mac, dst_mac = uplinks[0].ofport, other_mac, mac
+            src, dst = peer, mine[0]
+        flow = f"in_port={in_port},{l4},dl_src={src_mac},dl_dst={dst_mac}," \
+               f"{fam}_src={src},{fam}_dst={dst}"
+        if proto in ("tcp", "udp"):
+            flow += f",{proto}_src=40000,{proto}_dst={port}"
+        elif proto == "icmp":
+            flow += ",icmp_type=8,icmp_code=0"
+        else:
+            flow += ",icmpv6_type=128,icmpv6_code=0"
+        r = ovstrace.trace(bridge, flow, ("trk,new", "trk,new"))
+        verdict = "allow" if r.forwarded else ("reject" if "reject" in r.punts else "deny")
+        rules = [self.engine.ids.rule_owner(n) for n in r.rules]
+        return {"switch": loc["switch"], "bridge": bridge, "flow": flow, "verdict": verdict,
+                "punts": sorted(r.punts), "rules": [f"{o[0]}/{o[1]}" for o in rules if o],
+                "outputs": sorted(r.outputs)}
 
     # --- policy input: the state file -----------------------------------------------
     def _on_sighup(self, *_):

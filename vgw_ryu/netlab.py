@@ -123,6 +123,7 @@ class NsVm:
     mac: str
     ips: list[str]
     bridge: Bridge | None = None
+    servers: list[subprocess.Popen] = field(default_factory=list)
 
     def ip4(self) -> str:
         return next(a for a in self.ips if ":" not in a)
@@ -138,6 +139,39 @@ class NsVm:
         p = subprocess.run(["ip", "netns", "exec", self.ns, "ping", fam, "-c", str(count), "-W",
                             str(timeout), "-i", "0.2", dst], capture_output=True)
         return p.returncode == 0
+
+    def serve(self, tcp: list[int] = (), udp: list[int] = (), v6: bool = False
+              ) -> subprocess.Popen:
+        """Start echo servers (vgw_ryu.traffic serve); returns once they listen."""
+        args = [sys.executable, "-m", "vgw_ryu.traffic", "serve",
+                "--tcp", ",".join(map(str, tcp)), "--udp", ",".join(map(str, udp))]
+        if v6:
+            args.append("--v6")
+        proc = self.popen(*args, stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            proc.kill()
+            raise RuntimeError(f"traffic server in {self.name} did not start: {line!r}")
+        self.servers.append(proc)
+        return proc
+
+    def probe(self, proto: str, host: str, port: int | None = None,
+              timeout: float = 1.5) -> dict:
+        """One verdict (allow/deny/reject) for tcp, udp or icmp from this VM."""
+        if proto == "icmp":
+            t0 = time.monotonic()
+            ok = self.ping(host, count=2, timeout=timeout)
+            return {"verdict": "allow" if ok else "deny",
+                    "ms": round((time.monotonic() - t0) * 1000)}
+        out = self.exec(sys.executable, "-m", "vgw_ryu.traffic", "probe", proto, host,
+                        str(port), "--timeout", str(timeout), timeout=timeout + 30)
+        return json.loads(out)
+
+    def stream(self, host: str, port: int, seconds: float) -> subprocess.Popen:
+        """A TCP echo stream (vgw_ryu.traffic stream) printing JSON progress lines."""
+        return self.popen(sys.executable, "-m", "vgw_ryu.traffic", "stream", host, str(port),
+                          "--seconds", str(seconds), stdout=subprocess.PIPE, text=True,
+                          cwd=str(ROOT))
 
     def attach(self, br: Bridge, external_ids: dict[str, str] | None = None,
                ofport: int | None = None) -> None:
@@ -186,6 +220,9 @@ def make_vm(name: str, mac: str, ips: list[str]) -> NsVm:
 
 
 def delete_vm(vm: NsVm) -> None:
+    for proc in vm.servers:
+        proc.kill()
+        proc.wait(timeout=10)
     vm.detach()
     sh("ip", "link", "del", vm.host_if, check=False)
     sh("ip", "netns", "del", vm.ns, check=False)

@@ -99,5 +99,15 @@ class PortDirectory:
             out[int(dpid_text, 16)] = sorted(ifaces, key=lambda i: i.ofport)
         return out
 
+    def bridge_names(self) -> dict[int, str]:
+        """datapath id -> bridge name."""
+        out = {}
+        for br in self.idl.tables["Bridge"].rows.values():
+            dpid = br.datapath_id[0] if isinstance(br.datapath_id, list) and br.datapath_id \
+                else br.datapath_id
+            if dpid:
+                out[int(dpid, 16)] = br.name
+        return out
+
     def close(self) -> None:
         self.idl.close()
