@@ -92,7 +92,7 @@ def expected_flows(controller):
 
 def wait_programmed(controller, bridge, revision):
     def done():
-        sw = controller.get("/v1/switches")[1]
+        sw = controller.get("/v1/switches")[1]["switches"]
         return sw and sw[0]["applied_revision"] == revision and len(table_text(bridge)) > 20
     wait_until(done, timeout=20, what=f"revision {revision} programmed")
 
