@@ -41,6 +41,7 @@ options.register()
 
 LOG = logging.getLogger("vgw_ryu")
 PIPELINE_TABLES = set(pl.BY_ID)
+OVSDB_GRACE = 10.0  # seconds after start to wait for OVSDB before using OpenFlow ports
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -81,6 +82,7 @@ class VgwApp(app_manager.RyuApp):
             self.engine = Engine(self.store)
         except (StoreError, RuntimeError) as e:
             raise SystemExit(f"vgw_ryu: {e}") from None
+        self.started = time.monotonic()
         self.dps: dict[int, Any] = {}
         self.known: dict[int, dict[tuple[int, int], list[tuple[int, Any]]]] = {}
         self.pending: dict[int, bool] = {}       # dpid -> needs a full dump first
@@ -270,6 +272,9 @@ class VgwApp(app_manager.RyuApp):
                     self.ports = None
             hub.sleep(0.05)
 
+    def _ports_ready(self) -> bool:
+        return self.ports is not None and self.ports.idl.has_ever_connected()
+
     def _ifaces(self, dpid: int) -> list[Iface]:
         if self.ports is not None:
             found = self.ports.bridges().get(dpid)
@@ -382,6 +387,11 @@ class VgwApp(app_manager.RyuApp):
         """Make one switch's flows equal to the desired set, sending only the difference."""
         dp = self.dps.get(dpid)
         if dp is None:
+            return
+        if not self._ports_ready() and time.monotonic() - self.started < OVSDB_GRACE:
+            # Programming from a half-loaded port list would remove VM flows only to
+            # add them back: wait for the OVSDB replica (briefly) instead.
+            hub.spawn_after(0.2, self.schedule, dpid, full)
             return
         t0 = time.monotonic()
         if full or dpid not in self.known:

@@ -90,11 +90,16 @@ def expected_flows(controller):
     return render(compile_switch(engine.state, facts, engine.ids, engine.effective))
 
 
-def wait_programmed(controller, bridge, revision):
-    def done():
-        sw = controller.get("/v1/switches")[1]["switches"]
-        return sw and sw[0]["applied_revision"] == revision and len(table_text(bridge)) > 20
-    wait_until(done, timeout=20, what=f"revision {revision} programmed")
+def wait_exact(controller, bridge, tmp_path):
+    """Wait until the bridge holds exactly the compiled flows; fail with the diff."""
+    want = reference_table(tmp_path, expected_flows(controller))
+    try:
+        wait_until(lambda: table_text(bridge) == want, timeout=15,
+                   what="the bridge to hold exactly the compiled flows")
+    finally:
+        got = table_text(bridge)
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        assert (missing, extra) == ([], [])
 
 
 @pytest.mark.parametrize("protocols", ["OpenFlow13", "OpenFlow14"])
@@ -106,14 +111,7 @@ def test_app_installs_exactly_the_compiled_flows(controller_factory, ovs, tmp_pa
         sh("ovs-vsctl", "set", "Bridge", br.name, f"protocols={protocols}")
         attach_ports(br)
         sh("ovs-vsctl", "set-controller", br.name, f"tcp:127.0.0.1:{ctl.of_port}")
-        want = reference_table(tmp_path, expected_flows(ctl))
-        try:
-            wait_until(lambda: table_text(br.name) == want, timeout=15,
-                       what="the bridge to hold exactly the compiled flows")
-        finally:
-            got = table_text(br.name)
-            missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-            assert (missing, extra) == ([], [])
+        wait_exact(ctl, br.name, tmp_path)
         assert "error" not in ctl.log_text().lower()
     finally:
         delete_bridge(br)
@@ -127,15 +125,15 @@ def test_restart_and_reconnect_without_churn_and_drift_repair(controller_factory
     try:
         attach_ports(br)
         sh("ovs-vsctl", "set-controller", br.name, f"tcp:127.0.0.1:{ctl.of_port}")
-        wait_programmed(ctl, br.name, 1)
+        wait_exact(ctl, br.name, tmp_path)
         before = durations(br.name)
         # kill -9 and restart: same flows, none re-added (durations keep counting).
         ctl.kill9()
         time.sleep(1.2)
         ctl.start()
-        wait_programmed(ctl, br.name, 1)
-        wait_until(lambda: "after a full dump" in ctl.log_text()
-                   or "connected" in ctl.log_text(), what="resync")
+        wait_until(lambda: ctl.get("/v1/switches")[1]["switches"][0]["applied_revision"] == 1,
+                   what="resync after restart")
+        wait_exact(ctl, br.name, tmp_path)
         after = durations(br.name)
         assert set(after) == set(before)
         assert all(after[c] >= before[c] + 1.0 for c in before), "a flow was re-added"
