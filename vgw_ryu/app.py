@@ -25,7 +25,7 @@ from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_4
 
-from vgw_ryu import compat, ofbuild, options, ovstrace
+from vgw_ryu import compat, ofbuild, options, ovstrace, punt
 from vgw_ryu import pipeline as pl
 from vgw_ryu.engine import Engine
 from vgw_ryu.flows import split_cookie
@@ -89,6 +89,9 @@ class VgwApp(app_manager.RyuApp):
         self.wake = hub.Event()
         self.bundle_ids = itertools.count(1)
         self.port_desc: dict[int, list[Iface]] = {}
+        self.packet_ins = 0
+        self.reinject: dict[int, list[tuple[int, bytes]]] = {}
+        self.meter_drops: dict[tuple[int, int], int] = {}
         self.ports: PortDirectory | None = None
         self._state_file_sig: tuple[float, int] | None = None
         self._reload_requested = False
@@ -162,6 +165,7 @@ class VgwApp(app_manager.RyuApp):
                 "punts_suppressed": meters,
                 "note": "rules see the first packet of each connection (and the first "
                         "after a policy change): sessions counts those decisions",
+                "packet_ins": self.packet_ins,
                 "switches": len(self.dps), "revision": self.engine.revision}
 
     def trace_datapath(self, vm: str, direction: str, peer, proto: str,
@@ -234,9 +238,12 @@ class VgwApp(app_manager.RyuApp):
             LOG.info("state file %s applied as revision %d", path, rev)
 
     def _timers_loop(self):
-        last_audit = time.monotonic()
+        last_audit = last_meters = time.monotonic()
         while True:
             hub.sleep(0.5)
+            if time.monotonic() - last_meters >= 10:
+                last_meters = time.monotonic()
+                self._check_meters()
             if self.conf.state:
                 try:
                     st = os.stat(self.conf.state)
@@ -315,6 +322,84 @@ class VgwApp(app_manager.RyuApp):
         LOG.error("switch %016x error type=%d code=%d; resyncing it", msg.datapath.id,
                   msg.type, msg.code)
         self.schedule(msg.datapath.id, full=True)
+
+    # --- the punt path ----------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        self.packet_ins += 1
+        p = punt.decode(msg)
+        if p is None:
+            return
+        if p.purpose == "unknown":
+            self._unknown_port(dp, p, msg.data)
+            return
+        if p.purpose == "reject":
+            answer = punt.reject_answer(p)
+            if answer is not None:
+                self._packet_out(dp, p.in_port, answer, dp.ofproto.OFPP_CONTROLLER, p.in_port)
+        if p.purpose == "log" or p.log:
+            self._log_punt(dp, p)
+
+    def _packet_out(self, dp, in_port: int, data: bytes, from_port: int, out_port: int):
+        parser = dp.ofproto_parser
+        dp.send_msg(parser.OFPPacketOut(dp, buffer_id=dp.ofproto.OFP_NO_BUFFER,
+                                        in_port=from_port,
+                                        actions=[parser.OFPActionOutput(out_port)], data=data))
+
+    def _log_punt(self, dp, p: punt.Punt) -> None:
+        with self.engine.lock:
+            vm = self.engine.ids.vm_of_zone(p.zone) if p.zone else None
+            owner = self.engine.ids.rule_owner(p.rule) if p.rule else None
+        rec = {"switch": f"{dp.id:016x}", "port": p.in_port, "vm": vm,
+               "direction": p.direction, "verdict": p.verdict,
+               "policy": owner[0] if owner else None,
+               "rule": owner[1] if owner else ("default" if p.rule == 0 else None),
+               **p.summary(), "length": p.length}
+        self.fwlog.record(rec)
+
+    def _unknown_port(self, dp, p: punt.Punt, data: bytes) -> None:
+        """Identify the port by the source MAC; re-inject the packet once it is a VM."""
+        key = (dp.id, p.in_port)
+        if self.engine.learned.get(key) == p.eth.src.lower():
+            return
+        is_vm = self.engine.learn_mac(dp.id, p.in_port, p.eth.src)
+        LOG.info("switch %016x port %d: unknown port sent from %s%s", dp.id, p.in_port,
+                 p.eth.src, " (a declared VM's MAC)" if is_vm else "; applying settings."
+                 "unknown_ports")
+        if is_vm:
+            pending = self.reinject.setdefault(dp.id, [])
+            if len(pending) < 64:
+                pending.append((p.in_port, data))
+        self.schedule(dp.id)
+
+    def _reinject(self, dp) -> None:
+        for in_port, data in self.reinject.pop(dp.id, []):
+            self._packet_out(dp, in_port, data, in_port, dp.ofproto.OFPP_TABLE)
+
+    def _check_meters(self) -> None:
+        """Log when a punt meter dropped packets (events were suppressed)."""
+        names = {pl.METER_LOG: "log", pl.METER_REJECT: "reject", pl.METER_UNKNOWN: "unknown"}
+        for dp in list(self.dps.values()):
+            p = dp.ofproto_parser
+            try:
+                req = p.OFPMeterStatsRequest(dp, 0, dp.ofproto.OFPM_ALL)
+                replies = ofctl_api.send_msg(self, req, reply_cls=p.OFPMeterStatsReply,
+                                             reply_multi=True)
+            except InvalidDatapath:
+                continue
+            for reply in replies or []:
+                for ms in reply.body:
+                    if ms.meter_id not in names or not ms.band_stats:
+                        continue
+                    n = ms.band_stats[0].packet_band_count
+                    prev = self.meter_drops.get((dp.id, ms.meter_id), 0)
+                    if n > prev:
+                        LOG.warning("switch %016x: %d %s punts suppressed by the rate limit "
+                                    "since the last check", dp.id, n - prev,
+                                    names[ms.meter_id])
+                    self.meter_drops[(dp.id, ms.meter_id)] = n
 
     def schedule(self, dpid: int, full: bool = False) -> None:
         self.pending[dpid] = self.pending.get(dpid, False) or full
@@ -420,6 +505,8 @@ class VgwApp(app_manager.RyuApp):
         sw = self.engine.switch(dpid)
         sw.applied_revision = rev
         sw.flow_count = len(known)
+        if self.reinject.get(dpid):
+            self._reinject(dp)
 
     def _send_atomically(self, dp, msgs: list) -> None:
         p = dp.ofproto_parser

@@ -361,6 +361,14 @@ def compile_switch(state: State, facts: SwitchFacts, ids: Ids,
             # protected VM is still judged by that VM's ingress stage.
             b.add("classify", 100, {"in_port": p.ofport}, goto="ingress_classify",
                   kind=P.KIND_PORT, owner=p.ofport)
+    for p in facts.ports:
+        if p.kind == "unknown" and p.mac:
+            # classify: an unknown port that has spoken (or carries a MAC) and is still no
+            # VM gets the default without further punts: it is punted once, not forever.
+            fwd = {"goto": "ingress_classify"} if state.settings.unknown_ports == "allow" \
+                else {}
+            b.add("classify", 100, {"in_port": p.ofport}, [], kind=P.KIND_PORT,
+                  owner=p.ofport, **fwd)
     for name in sorted(vm_ports):
         if name in state.vms and state.vms[name].protected:
             local_protected.append(name)

@@ -174,14 +174,15 @@ class NsVm:
                           cwd=str(ROOT))
 
     def attach(self, br: Bridge, external_ids: dict[str, str] | None = None,
-               ofport: int | None = None) -> None:
+               ofport: int | None = None, attached_mac: bool = True) -> None:
         """Plug the host side into ``br`` with libvirt-style external_ids."""
-        ids = {"attached-mac": self.mac, **(external_ids or {})}
-        cmd = ["ovs-vsctl", "add-port", br.name, self.host_if, "--", "set", "Interface",
-               self.host_if]
-        cmd += [f'external_ids:{k}="{v}"' for k, v in ids.items()]
+        ids = {**({"attached-mac": self.mac} if attached_mac else {}), **(external_ids or {})}
+        cmd = ["ovs-vsctl", "add-port", br.name, self.host_if]
+        settings = [f'external_ids:{k}="{v}"' for k, v in ids.items()]
         if ofport is not None:
-            cmd.append(f"ofport_request={ofport}")
+            settings.append(f"ofport_request={ofport}")
+        if settings:
+            cmd += ["--", "set", "Interface", self.host_if, *settings]
         sh(*cmd)
         self.bridge = br
 

@@ -1,0 +1,133 @@
+"""Packets the controller receives: decode them, and build the answers to rejects.
+
+Thin Ryu layer (ryu.lib.packet). A punt is identified by the table it came from
+(100 log, 101 reject, 102 unknown) and the registers OVS copies into the packet-in
+(reg0 verdict/direction, reg3 rule, reg4 zone); see flows/PIPELINE.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ryu.lib.packet import ethernet, icmp, icmpv6, ipv4, ipv6, packet, tcp, udp
+
+from vgw_ryu import pipeline as pl
+
+VERDICTS = {pl.VERDICT_ALLOW: "allow", pl.VERDICT_DENY: "deny", pl.VERDICT_REJECT: "reject"}
+PURPOSE = {pl.T["punt_log"]: "log", pl.T["punt_reject"]: "reject",
+           pl.T["punt_unknown"]: "unknown"}
+
+
+@dataclass
+class Punt:
+    """What a packet-in says, decoded."""
+    purpose: str               # log | reject | unknown
+    in_port: int
+    verdict: str | None
+    direction: str | None      # egress | ingress (whose rules decided)
+    rule: int                  # rule number, 0 for a default
+    zone: int
+    log: bool
+    pkt: Any
+    eth: Any
+    l3: Any
+    l4: Any
+    length: int
+
+    def summary(self) -> dict[str, Any]:
+        """Protocol, addresses and ports for a log record."""
+        out: dict[str, Any] = {"src_mac": self.eth.src, "dst_mac": self.eth.dst}
+        if self.l3 is not None:
+            out["src"], out["dst"] = self.l3.src, self.l3.dst
+            out["protocol"] = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}.get(
+                self.l3.proto if isinstance(self.l3, ipv4.ipv4) else self.l3.nxt,
+                str(self.l3.proto if isinstance(self.l3, ipv4.ipv4) else self.l3.nxt))
+        if isinstance(self.l4, (tcp.tcp, udp.udp)):
+            out["sport"], out["dport"] = self.l4.src_port, self.l4.dst_port
+        elif isinstance(self.l4, (icmp.icmp, icmpv6.icmpv6)):
+            out["icmp_type"], out["icmp_code"] = self.l4.type_, self.l4.code
+        return out
+
+
+def _reg(match: Any, name: str) -> int:
+    try:
+        v = match[name]
+    except KeyError:
+        return 0
+    return v[0] if isinstance(v, tuple) else int(v)
+
+
+def decode(msg: Any) -> Punt | None:
+    """A packet-in from one of the punt tables, or None for anything else."""
+    purpose = PURPOSE.get(msg.table_id)
+    if purpose is None:
+        return None
+    reg0 = _reg(msg.match, "reg0")
+    pkt = packet.Packet(msg.data)
+    eth = pkt.get_protocol(ethernet.ethernet)
+    if eth is None:
+        return None
+    l3 = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
+    l4 = (pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp) or pkt.get_protocol(icmp.icmp)
+          or pkt.get_protocol(icmpv6.icmpv6))
+    verdict = VERDICTS.get(reg0 & pl.VERDICT_MASK) if purpose != "unknown" else None
+    return Punt(purpose, _reg(msg.match, "in_port"), verdict,
+                ("ingress" if reg0 & pl.DIR_BIT else "egress") if purpose != "unknown" else None,
+                _reg(msg.match, "reg3"), _reg(msg.match, "reg4"), bool(reg0 & pl.LOG_BIT),
+                pkt, eth, l3, l4, msg.total_len or len(msg.data))
+
+
+def reject_answer(p: Punt) -> bytes | None:
+    """TCP RST for TCP, ICMP(v6) unreachable otherwise; None if there is nothing to answer."""
+    if p.l3 is None:
+        return None
+    eth = ethernet.ethernet(dst=p.eth.src, src=p.eth.dst, ethertype=p.eth.ethertype)
+    v4 = isinstance(p.l3, ipv4.ipv4)
+    if isinstance(p.l4, tcp.tcp):
+        t = p.l4
+        if t.bits & tcp.TCP_RST:
+            return None
+        payload_len = len(p.pkt.protocols[-1]) if isinstance(p.pkt.protocols[-1], bytes) else 0
+        if t.bits & tcp.TCP_ACK:
+            rst = tcp.tcp(src_port=t.dst_port, dst_port=t.src_port, seq=t.ack, ack=0,
+                          bits=tcp.TCP_RST, window_size=0)
+        else:
+            syn_fin = (1 if t.bits & tcp.TCP_SYN else 0) + (1 if t.bits & tcp.TCP_FIN else 0)
+            rst = tcp.tcp(src_port=t.dst_port, dst_port=t.src_port, seq=0,
+                          ack=(t.seq + payload_len + syn_fin) & 0xFFFFFFFF,
+                          bits=tcp.TCP_RST | tcp.TCP_ACK, window_size=0)
+        if v4:
+            l3 = ipv4.ipv4(src=p.l3.dst, dst=p.l3.src, proto=6, ttl=64)
+        else:
+            l3 = ipv6.ipv6(src=p.l3.dst, dst=p.l3.src, nxt=6, hop_limit=64)
+        out = packet.Packet()
+        for proto in (eth, l3, rst):
+            out.add_protocol(proto)
+        out.serialize()
+        return bytes(out.data)
+    # Quote the offending IP packet (header + start of payload) as ICMP requires.
+    raw = bytes(p.pkt.data)[14:]
+    is_udp = isinstance(p.l4, udp.udp)
+    if v4:
+        quoted = raw[:p.l3.header_length * 4 + 8]
+        body = icmp.icmp(type_=icmp.ICMP_DEST_UNREACH,
+                         code=icmp.ICMP_PORT_UNREACH_CODE if is_udp else 13,
+                         data=icmp.dest_unreach(data=quoted))
+        l3 = ipv4.ipv4(src=p.l3.dst, dst=p.l3.src, proto=1, ttl=64)
+    else:
+        if isinstance(p.l4, icmpv6.icmpv6) and p.l4.type_ < 128:
+            return None  # never answer an ICMPv6 error with another
+        quoted = raw[:1280 - 48]
+        # Ryu has no class for this type: the body is 4 unused bytes and the quote.
+        body = icmpv6.icmpv6(type_=icmpv6.ICMPV6_DST_UNREACH, code=4 if is_udp else 1,
+                             data=b"\x00\x00\x00\x00" + quoted)
+        l3 = ipv6.ipv6(src=p.l3.dst, dst=p.l3.src, nxt=58, hop_limit=64)
+    if v4 and isinstance(p.l4, icmp.icmp) and p.l4.type_ not in (0, 8, 13, 15, 17):
+        return None  # never answer an ICMP error with another
+    out = packet.Packet()
+    for proto in (eth, l3, body):
+        out.add_protocol(proto)
+    out.serialize()
+    return bytes(out.data)
+
