@@ -66,7 +66,7 @@ REQUIRED = {"time", "switch", "port", "vm", "direction", "verdict", "policy", "r
 
 
 def test_logging_records_and_filters(controller_factory, bridges, vms, ovs, tmp_path):
-    ctl, br, a, b = start(controller_factory, bridges, vms)
+    ctl, _br, a, b = start(controller_factory, bridges, vms)
     t0 = time.time()
     for _ in range(3):
         assert a.probe("tcp", b.ip4(), 80)["verdict"] == "allow"
@@ -100,7 +100,7 @@ def test_logging_records_and_filters(controller_factory, bridges, vms, ovs, tmp_
 
 
 def test_reject_answers_at_once(controller_factory, bridges, vms, ovs):
-    ctl, br, a, b = start(controller_factory, bridges, vms)
+    ctl, _br, a, b = start(controller_factory, bridges, vms)
     for dst in (b.ip4(), b.ips[1]):
         r = a.probe("tcp", dst, 25, timeout=3)
         assert r["verdict"] == "reject" and r["ms"] < 1000, r
@@ -129,7 +129,7 @@ def _udp_flood(vm, dst: str, port: int, seconds: float, pps: int) -> subprocess.
 def test_flood_is_rate_limited_and_never_touches_forwarding(controller_factory, bridges, vms,
                                                             ovs):
     rate = 50
-    ctl, br, a, b = start(controller_factory, bridges, vms,
+    ctl, _br, a, b = start(controller_factory, bridges, vms,
                           ["--vgw-meter-log-pps", str(rate)])
     # A receiver counting an allowed UDP stream sent alongside the flood.
     counter = b.popen(sys.executable, "-c", (
@@ -180,7 +180,7 @@ def test_flood_is_rate_limited_and_never_touches_forwarding(controller_factory, 
 
 def test_allowed_connections_get_through_when_their_log_copy_is_dropped(
         controller_factory, bridges, vms, ovs):
-    ctl, br, a, b = start(controller_factory, bridges, vms, ["--vgw-meter-log-pps", "5"])
+    ctl, _br, a, b = start(controller_factory, bridges, vms, ["--vgw-meter-log-pps", "5"])
     code = ("import socket\n"
             "ok=0\n"
             "for i in range(150):\n"
