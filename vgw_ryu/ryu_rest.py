@@ -16,7 +16,7 @@ class RestController(ControllerBase):
         super().__init__(req, link, data, **config)
         self.api: Api = data[API_INSTANCE]
 
-    @route("vgw", "/{path:.*}", requirements={"path": ".*"})
+    @route("vgw", "/{path}", requirements={"path": r"[\s\S]*"})
     def dispatch(self, req, **_kwargs):
         length = req.content_length or 0
         if length > MAX_BODY:
@@ -30,6 +30,8 @@ class RestController(ControllerBase):
                     method=req.method, path=req.path_info, query=dict(req.GET),
                     headers={k.lower(): v for k, v in req.headers.items()},
                     body=body, remote_addr=req.remote_addr or ""))
-        return Response(status=resp.status, body=resp.encoded(),
-                        content_type="application/json", charset="utf-8",
-                        headers=resp.headers)
+        out = Response(status=resp.status, body=resp.encoded(),
+                       content_type="application/json", charset="utf-8")
+        for k, v in resp.headers.items():
+            out.headers[k] = v
+        return out
