@@ -15,7 +15,8 @@ case "$cmd" in
   lab)
     setup
     ./scripts/ovs-up.sh
-    exec .venv/bin/python -m vgw_ryu.demo "$@"
+    if [ $# -eq 0 ]; then set -- three-tier; fi
+    exec .venv/bin/vgw-lab run "$@"
     ;;
   test)
     setup
