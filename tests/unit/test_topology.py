@@ -34,7 +34,7 @@ def test_three_tier_shape():
 
 def test_find_by_name():
     assert topology.find("three-tier", TOPOS).name == "three_tier.yaml"
-    with pytest.raises(TopologyError, match="known: .*quickstart"):
+    with pytest.raises(TopologyError, match=r"known: .*quickstart"):
         topology.find("nope", TOPOS)
 
 
