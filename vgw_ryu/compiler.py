@@ -86,11 +86,7 @@ def generation(state: State, rules: list[EffectiveRule]) -> int:
     """
     s = state.settings
     text = [f"{s.default_ingress} {s.default_egress} {s.log_default_deny}"]
-    for eff in rules:
-        r = eff.rule
-        peers = "any" if eff.peers is None else ",".join(map(str, eff.peers))
-        text.append(f"{eff.policy}/{r.id} {r.direction} {r.action} {r.protocol} "
-                    f"{r.ports} {peers} {r.priority} {r.log}")
+    text += [eff.digest for eff in rules]
     g = int.from_bytes(hashlib.sha256("\n".join(text).encode()).digest()[:4], "big")
     return (g & P.MARK_GEN_MASK) or 1
 

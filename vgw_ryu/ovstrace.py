@@ -23,6 +23,7 @@ class TraceResult:
     outputs: set[int] = field(default_factory=set)   # OpenFlow ports the packet leaves by
     punts: set[str] = field(default_factory=set)     # log | reject | unknown
     committed: bool = False                           # a ct(commit) ran
+    commits: int = 0                                  # how many (one per allowing stage)
     blocked: bool = False                             # committed with the blocked mark
     tables: list[int] = field(default_factory=list)   # tables visited, in order
     rules: list[int] = field(default_factory=list)    # rule numbers that decided
@@ -83,6 +84,7 @@ def parse(text: str, odp_to_of: dict[int, int]) -> TraceResult:
                     r.outputs.add(odp_to_of.get(int(act), -int(act)))
                 elif act.startswith("ct(commit"):
                     r.committed = True
+                    r.commits += 1
                     r.blocked |= "mark=0x80000000/" in act
     return r
 
