@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -141,14 +142,21 @@ class Bed:
     def mode(self, name: str) -> None:
         """Point the bridge at mode A, B or C and wait until it forwards."""
         br = self.br.name
+        # Start every mode from an empty table: switching controllers does not always
+        # clear the previous mode's flows, and a leftover fast path would flatter C.
+        netlab.sh("ovs-vsctl", "del-controller", br)
+        netlab.sh("ovs-ofctl", "-O", "OpenFlow13", "del-flows", br)
         if name == "A":
-            netlab.sh("ovs-vsctl", "del-controller", br)
             netlab.sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", br, "actions=NORMAL")
         else:
             ctl = self.vgw if name == "B" else self.slow
             netlab.sh("ovs-vsctl", "set-controller", br, f"tcp:127.0.0.1:{ctl.of_port}")
         if name == "B":
             netlab.wait_until(self._vgw_programmed, timeout=30, what="vgw flows")
+        if name == "C":
+            netlab.wait_until(lambda: self.controller_packets() >= 0 and any(
+                "CONTROLLER" in f for f in self.br.dump_flows()), timeout=30,
+                what="slow-path table-miss flow")
         netlab.wait_until(self._can_connect, timeout=30, what=f"mode {name} forwarding")
 
     def _can_connect(self) -> bool:
@@ -506,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "make bench" + (" (smoke)" if a.smoke else ""),
         "settings": vars(a)}
     work = Path(tempfile.mkdtemp(prefix="vgw-bench-"))
+    # A SIGTERM still runs the clean-up below (bridges, namespaces, controllers).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     r["compile"] = run_compile(100 if a.smoke else 1000)
     if not {"experiment", "isolation"} <= skip:
         bed = Bed(work)

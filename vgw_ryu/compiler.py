@@ -6,19 +6,18 @@ flows work together is written down in flows/PIPELINE.md; the short version:
 * classify by in_port; protected VMs get their zone in reg6;
 * egress: anti-spoofing, ``ct`` in the source VM's zone, then ``egress_state``;
 * ingress: by eth_dst of a protected VM on this switch, ``ct`` in its zone;
-* ``*_state``: connections committed under the VM's current policy generation
-  (``ct_mark``) pass; new ones, and established ones after a policy change, are judged
-  by ``rules`` on their original direction, so a changed policy re-judges established
-  connections in the datapath, without the controller; a connection the new policy
-  denies is marked blocked in ct_mark, which stops its replies too;
-* ``*_action``: allow commits with the VM's generation; deny drops; reject and log
-  add a metered punt placed after the forwarding actions.
+* ``*_state``: replies pass (unless their connection is blocked); every packet in a
+  connection's original direction is judged by ``rules`` (the megaflow cache makes
+  that free for established traffic), so a changed policy applies to established
+  connections at their next packet, in the datapath, without the controller;
+* ``*_action``: allow commits new connections; deny drops, and an established
+  connection it now denies is marked blocked in ct_mark, which stops its replies too;
+  reject and log add a metered punt placed after the forwarding actions.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -76,19 +75,6 @@ def is_uplink_name(name: str, patterns: tuple[str, ...]) -> bool:
 def rules_priority(eff: EffectiveRule) -> int:
     """OpenFlow priority of a rule: higher rule priority first, deny > reject > allow."""
     return RULES_BASE + eff.rule.priority * 4 + ACTION_RANK[eff.rule.action]
-
-
-def generation(state: State, rules: list[EffectiveRule]) -> int:
-    """A VM's policy generation: a 32-bit digest of what decides its connections.
-
-    Written to ct_mark at commit; derived from content (not a counter) so a restarted
-    controller computes the same value and changes no flow.
-    """
-    s = state.settings
-    text = [f"{s.default_ingress} {s.default_egress} {s.log_default_deny}"]
-    text += [eff.digest for eff in rules]
-    g = int.from_bytes(hashlib.sha256("\n".join(text).encode()).digest()[:4], "big")
-    return (g & P.MARK_GEN_MASK) or 1
 
 
 def port_masks(lo: int, hi: int) -> list[tuple[int, int]]:
@@ -184,30 +170,45 @@ def _infra(b: _Builder, state: State) -> None:
         b.add(st, 300, {"ct_state": (CT_INV | CT_TRK, CT_INV | CT_TRK)}, [])
         b.add(st, 210, {"ct_state": (CT_REL | CT_TRK, CT_REL | CT_INV | CT_TRK)}, passing,
               goto=pass_goto)
-        # Replies: dropped once the connection is blocked (a changed policy denied its
-        # original direction), otherwise they pass; replies are never judged, their
-        # connection is judged on its original direction.
+        # Replies are never judged (their connection was, on its original direction);
+        # they stop once a policy change blocked the connection.
         rpl = {"ct_state": (CT_EST | CT_RPL | CT_TRK, CT_EST | CT_RPL | CT_INV | CT_TRK)}
         b.add(st, 220, {**rpl, "ct_mark": (P.MARK_BLOCKED, P.MARK_BLOCKED)}, [])
         b.add(st, 150, rpl, passing, goto=pass_goto)
-        # Original direction, new or committed under an older generation: judge it
-        # with this stage's rules (reg0[3]: 0 egress, 1 ingress).
+        # Original direction, new or established: judged by this stage's rules
+        # (reg0[3]: 0 egress, 1 ingress), then acted on.
         b.add(st, 100, {"ct_state": (CT_TRK, CT_TRK | CT_RPL | CT_INV)},
               [Load(P.REG_VERDICT, 1 if ingress else 0, 3, 1), Resubmit(T["rules"]),
                Resubmit(T[act])])
-        # *_action: deny drops (with a log copy if asked); reject punts new connections
-        # so the controller can answer. An established connection the policy now
-        # denies is marked blocked, which stops its replies too.
+        # *_action. Allow: commit a new connection (or unblock one allowed again) and
+        # pass; a log copy of a new one goes out after the forwarding actions.
+        allow = {"reg0": (P.VERDICT_ALLOW, P.VERDICT_MASK)}
+        new = {"ct_state": (CT_NEW | CT_TRK, CT_NEW | CT_TRK)}
+        est = {"ct_state": (CT_EST | CT_TRK, CT_EST | CT_TRK)}
+        fwd: list[Action] = [OutputReg(P.REG_OUT_PORT)] if ingress else \
+            [Resubmit(T["ingress_classify"])]
+        for eth in (ETH_IP, ETH_IPV6):  # ct() needs an IP prerequisite in the match
+            b.add(act, 100, {**allow, "eth_type": eth, **new}, [Ct(commit=True), *passing],
+                  goto=pass_goto)
+            b.add(act, 110, {"reg0": (P.VERDICT_ALLOW | P.LOG_BIT,
+                                      P.VERDICT_MASK | P.LOG_BIT), "eth_type": eth, **new},
+                  [Ct(commit=True), Move(P.REG_ZONE, P.REG_PUNT_ZONE), *fwd,
+                   Resubmit(T["punt_log"])])
+            b.add(act, 105, {**allow, "eth_type": eth, **est,
+                             "ct_mark": (P.MARK_BLOCKED, P.MARK_BLOCKED)},
+                  [Ct(commit=True, mark=0), *passing], goto=pass_goto)
+        b.add(act, 99, allow, passing, goto=pass_goto)
+        # Deny drops (with a log copy if asked); reject punts new connections so the
+        # controller can answer. An established connection they now hit is committed
+        # as blocked, which stops its replies too.
         for verdict in (P.VERDICT_DENY, P.VERDICT_REJECT):
             b.add(act, 90, {"reg0": (verdict, P.VERDICT_MASK)}, [])
             for eth in (ETH_IP, ETH_IPV6):
-                b.add(act, 100, {"reg0": (verdict, P.VERDICT_MASK), "eth_type": eth,
-                                 "ct_state": (CT_EST | CT_TRK, CT_EST | CT_TRK)},
+                b.add(act, 100, {"reg0": (verdict, P.VERDICT_MASK), "eth_type": eth, **est},
                       [Ct(commit=True, mark=P.MARK_BLOCKED)])
         b.add(act, 95, {"reg0": (P.VERDICT_DENY | P.LOG_BIT, P.VERDICT_MASK | P.LOG_BIT)},
               [Move(P.REG_ZONE, P.REG_PUNT_ZONE), Resubmit(T["punt_log"])])
-        b.add(act, 95, {"reg0": (P.VERDICT_REJECT, P.VERDICT_MASK),
-                        "ct_state": (CT_NEW | CT_TRK, CT_NEW | CT_TRK)},
+        b.add(act, 95, {"reg0": (P.VERDICT_REJECT, P.VERDICT_MASK), **new},
               [Move(P.REG_ZONE, P.REG_PUNT_ZONE), Resubmit(T["punt_reject"])])
     # rules: the defaults from settings, one per connection direction.
     for d, verdict in ((0, s.default_egress), (P.DIR_BIT, s.default_ingress)):
@@ -221,8 +222,7 @@ def _infra(b: _Builder, state: State) -> None:
     b.add("punt_unknown", 1, {}, [Controller(65535)], meter=P.METER_UNKNOWN)
 
 
-def _vm_flows(b: _Builder, state: State, name: str, port: PortFacts, zone: int,
-              gen: int) -> None:
+def _vm_flows(b: _Builder, state: State, name: str, port: PortFacts, zone: int) -> None:
     vm = state.vms[name]
     mac = vm.mac or port.mac
     own = {"kind": P.KIND_VM, "owner": zone}
@@ -265,27 +265,6 @@ def _vm_flows(b: _Builder, state: State, name: str, port: PortFacts, zone: int,
     for icmp_type in (134, 136, 137):
         b.add("egress_guard", 105, {"in_port": p, "eth_type": ETH_IPV6, "ip_proto": 58,
                                     "icmpv6_type": icmp_type}, [], **own)
-    # *_state: connections committed under this VM's current generation pass.
-    est = {"reg6": zone, "ct_state": (CT_EST | CT_TRK, CT_EST | CT_INV | CT_TRK),
-           "ct_mark": gen}
-    b.add("egress_state", 200, est, goto="ingress_classify", **own)
-    b.add("ingress_state", 200, est, [OutputReg(P.REG_OUT_PORT)], **own)
-    # *_action: allow commits with this generation; a log copy goes out last.
-    commit = Ct(commit=True, mark=gen)
-    allow = {"reg6": zone, "reg0": (P.VERDICT_ALLOW, P.VERDICT_MASK)}
-    allow_log = {"reg6": zone, "reg0": (P.VERDICT_ALLOW | P.LOG_BIT,
-                                        P.VERDICT_MASK | P.LOG_BIT),
-                 "ct_state": (CT_NEW | CT_TRK, CT_NEW | CT_TRK)}
-    keep = Load(P.REG_PUNT_ZONE, zone)
-    for eth in (ETH_IP, ETH_IPV6):  # ct() needs an IP prerequisite in the match
-        a, al = {**allow, "eth_type": eth}, {**allow_log, "eth_type": eth}
-        b.add("egress_action", 100, a, [commit], goto="ingress_classify", **own)
-        b.add("egress_action", 110, al,
-              [commit, keep, Resubmit(T["ingress_classify"]), Resubmit(T["punt_log"])],
-              **own)
-        b.add("ingress_action", 100, a, [commit, OutputReg(P.REG_OUT_PORT)], **own)
-        b.add("ingress_action", 110, al,
-              [commit, OutputReg(P.REG_OUT_PORT), keep, Resubmit(T["punt_log"])], **own)
     # ingress_classify: IP for this VM is judged in its zone; ND to it is not tracked.
     if mac:
         for eth in (ETH_IP, ETH_IPV6):
@@ -368,8 +347,7 @@ def compile_switch(state: State, facts: SwitchFacts, ids: Ids,
     for name in sorted(vm_ports):
         if name in state.vms and state.vms[name].protected:
             local_protected.append(name)
-            _vm_flows(b, state, name, vm_ports[name], ids.zone(name),
-                      generation(state, effective[name]))
+            _vm_flows(b, state, name, vm_ports[name], ids.zone(name))
     # rules: each rule once, its first clause listing the local VMs it applies to.
     by_rule: dict[tuple[str, str], tuple[EffectiveRule, list[int]]] = {}
     for name in local_protected:

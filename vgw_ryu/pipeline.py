@@ -37,10 +37,8 @@ VERDICT_MASK = 0x3
 LOG_BIT = 0x4
 DIR_BIT = 0x8            # set: the connection was opened by the peer (ingress rules)
 
-# ct_mark: bit 31 blocked (a changed policy denied the connection), bits 0..30 the
-# policy generation of the zone's VM at commit.
+# ct_mark: bit 31 blocked (a changed policy denied the connection's original direction).
 MARK_BLOCKED = 0x80000000
-MARK_GEN_MASK = 0x7FFFFFFF
 
 # Cookie owner kinds (flows.owner_bits).
 KIND_INFRA, KIND_VM, KIND_RULE, KIND_PEER, KIND_PORT, KIND_DEFAULT = 1, 2, 3, 4, 5, 6
@@ -58,18 +56,18 @@ TABLES = [
        "in_port eth_src eth_type ip_proto ipv4_src ipv6_src arp_spa arp_sha udp_src "
        "udp_dst icmpv6_type ipv6_nd_target", "egress_ct ingress_classify"),
     _t("egress_ct", 20, "conntrack in the source VM's zone", "eth_type", "egress_state"),
-    _t("egress_state", 30, "+inv drop; +est/+rel of the current policy pass; else evaluate",
-       f"reg6 {CT_MATCH}", "ingress_classify rules egress_action"),
+    _t("egress_state", 30, "+inv drop; replies and related pass; the original direction is judged",
+       f"{CT_MATCH}", "ingress_classify rules egress_action"),
     _t("egress_action", 35, "act on the verdict: commit, drop, reject or log punt",
-       f"reg6 reg0 eth_type {CT_MATCH}", "ingress_classify punt_log punt_reject"),
+       f"reg0 eth_type {CT_MATCH}", "ingress_classify punt_log punt_reject"),
     _t("ingress_classify", 40, "eth_dst -> protected VM on this switch; else forward",
        "eth_dst eth_type ip_proto icmpv6_type", "ingress_ct forward"),
     _t("ingress_ct", 45, "conntrack in the destination VM's zone", "eth_type",
        "ingress_state"),
-    _t("ingress_state", 50, "+inv drop; +est/+rel of the current policy pass; else evaluate",
-       f"reg6 {CT_MATCH}", "rules ingress_action"),
+    _t("ingress_state", 50, "+inv drop; replies and related pass; the original direction is judged",
+       f"{CT_MATCH}", "rules ingress_action"),
     _t("ingress_action", 55, "act on the verdict: commit and output, drop, reject, log",
-       f"reg6 reg0 eth_type {CT_MATCH}", "punt_log punt_reject"),
+       f"reg0 eth_type {CT_MATCH}", "punt_log punt_reject"),
     _t("rules", 60, "the policy: one conjunction per rule (VMs x peers x ports)",
        "reg6 reg0 conj_id eth_type ip_proto ipv4_src ipv4_dst ipv6_src ipv6_dst tcp_dst "
        "udp_dst", ""),

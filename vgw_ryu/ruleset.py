@@ -6,9 +6,8 @@ Also the model-side evaluation of one connection (``evaluate``), which the REST
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vgw_ryu.model import IpAddr, IpNet, Rule, State
 
@@ -23,14 +22,6 @@ class EffectiveRule:
     policy: str
     rule: Rule
     peers: tuple[IpNet, ...] | None  # None: any peer
-    digest: str = field(default="", compare=False)  # of everything above; see compiler
-
-    @staticmethod
-    def make(policy: str, rule: Rule, peers: tuple[IpNet, ...] | None) -> EffectiveRule:
-        r = rule
-        text = (f"{policy}/{r.id} {r.direction} {r.action} {r.protocol} {r.ports} "
-                f"{'any' if peers is None else ','.join(map(str, peers))} {r.priority} {r.log}")
-        return EffectiveRule(policy, rule, peers, hashlib.sha256(text.encode()).hexdigest())
 
     @property
     def key(self) -> tuple[str, str]:
@@ -94,7 +85,7 @@ def effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
     for pname, pol in state.policies.items():
         targets = applied_vms(state, pname)
         for rule in pol.rules:
-            eff = EffectiveRule.make(pname, rule, resolve_peer(state, rule))
+            eff = EffectiveRule(pname, rule, resolve_peer(state, rule))
             for vm in targets:
                 out[vm].append(eff)
     for rules in out.values():
