@@ -7,6 +7,10 @@ switch the difference between the desired flows and what the switch has.
 
 from __future__ import annotations
 
+from vgw_ryu import compat
+
+compat.apply()  # before any Ryu import: ryu.app.wsgi needs it at import time
+
 import ipaddress
 import itertools
 import logging
@@ -25,7 +29,7 @@ from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_4
 
-from vgw_ryu import compat, ofbuild, options, ovstrace, punt
+from vgw_ryu import ofbuild, options, ovstrace, punt
 from vgw_ryu import pipeline as pl
 from vgw_ryu.engine import Engine
 from vgw_ryu.flows import split_cookie
@@ -36,7 +40,6 @@ from vgw_ryu.ovsdb import Iface, PortDirectory
 from vgw_ryu.ryu_rest import API_INSTANCE, RestController
 from vgw_ryu.store import Store, StoreError
 
-compat.apply()
 options.register()
 
 LOG = logging.getLogger("vgw_ryu")

@@ -322,8 +322,13 @@ def _rule_flows(b: _Builder, eff: EffectiveRule, number: int, zones: list[int]) 
 
 
 def compile_switch(state: State, facts: SwitchFacts, ids: Ids,
-                   effective: dict[str, list[EffectiveRule]] | None = None) -> list[Flow]:
-    """All flows one switch should have, sorted; ``ids`` must be synced with ``state``."""
+                   effective: dict[str, list[EffectiveRule]] | None = None,
+                   cache: dict | None = None) -> list[Flow]:
+    """All flows one switch should have, sorted; ``ids`` must be synced with ``state``.
+
+    ``cache`` (any dict the caller keeps) memoises each VM's own flows, which depend
+    only on the VM, its port and its zone: a rule change then rebuilds rule flows only.
+    """
     b = _Builder()
     _infra(b, state)
     effective = effective if effective is not None else effective_rules(state)
@@ -347,7 +352,17 @@ def compile_switch(state: State, facts: SwitchFacts, ids: Ids,
     for name in sorted(vm_ports):
         if name in state.vms and state.vms[name].protected:
             local_protected.append(name)
-            _vm_flows(b, state, name, vm_ports[name], ids.zone(name))
+            key = (state.vms[name], vm_ports[name], ids.zone(name))
+            if cache is None or key not in cache:
+                vb = _Builder()
+                _vm_flows(vb, state, name, vm_ports[name], ids.zone(name))
+                if cache is not None:
+                    cache[key] = list(vb.flows.values())
+                own = list(vb.flows.values())
+            else:
+                own = cache[key]
+            for f in own:
+                b.flows[f.key] = f
     # rules: each rule once, its first clause listing the local VMs it applies to.
     by_rule: dict[tuple[str, str], tuple[EffectiveRule, list[int]]] = {}
     for name in local_protected:

@@ -8,13 +8,11 @@ Every write is validated first and committed to the store before it takes effect
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from vgw_ryu import model
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, is_uplink_name
 from vgw_ryu.flows import Flow
 from vgw_ryu.ids import Ids
@@ -79,6 +77,7 @@ class Engine:
         self.switches: dict[int, SwitchView] = {}
         self.learned: dict[tuple[int, int], str] = {}   # (dpid, ofport) -> MAC from punts
         self.listeners: list = []
+        self.vm_flow_cache: dict = {}
 
     # --- state -----------------------------------------------------------------
     def state_document(self) -> dict[str, Any]:
@@ -142,7 +141,10 @@ class Engine:
         with self.lock:
             sw = self.switch(dpid)
             facts = self.refresh_facts(dpid, sw.ifaces)
-            flows = compile_switch(self.state, facts, self.ids, self.effective)
+            if len(self.vm_flow_cache) > 4 * len(self.state.vms) + 64:
+                self.vm_flow_cache.clear()  # old VM versions: let them go
+            flows = compile_switch(self.state, facts, self.ids, self.effective,
+                                   self.vm_flow_cache)
             return flows, self.revision
 
     def learn_mac(self, dpid: int, ofport: int, mac: str) -> bool:
@@ -182,9 +184,3 @@ class Engine:
                 })
             return out
 
-
-def canonical_json(doc: Any) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
-
-
-__all__ = ["Engine", "SwitchView", "classify_port", "model"]

@@ -105,14 +105,6 @@ class Conjunction:
 
 
 @dataclass(frozen=True)
-class Output:
-    port: int
-
-    def text(self) -> str:
-        return f"output:{self.port}"
-
-
-@dataclass(frozen=True)
 class OutputReg:
     reg: str
 
@@ -134,8 +126,7 @@ class Controller:
         return f"CONTROLLER:{self.max_len}"
 
 
-Action = Resubmit | Load | Move | Ct | CtClear | Conjunction | Output | OutputReg | Normal \
-    | Controller
+Action = Resubmit | Load | Move | Ct | CtClear | Conjunction | OutputReg | Normal | Controller
 
 COOKIE_MAGIC = 0x76  # 'v': the top byte of every vgw_ryu cookie
 OWNER_SHIFT = 32
@@ -189,6 +180,7 @@ class Flow:
     kind: int = 1
     owner: int = 0
     _body: str = field(default="", compare=False, repr=False)
+    _cookie: int = field(default=0, compare=False, repr=False)
 
     @staticmethod
     def make(table: int, priority: int, match: dict[str, MatchValue],
@@ -196,7 +188,10 @@ class Flow:
              meter: int | None = None, kind: int = 1, owner: int = 0) -> Flow:
         m = tuple(sorted(match.items(), key=lambda kv: _ORDER[kv[0]]))
         f = Flow(table, priority, m, tuple(actions), goto, meter, kind, owner)
-        object.__setattr__(f, "_body", f._render())
+        body = f._render()
+        object.__setattr__(f, "_body", body)
+        h = int.from_bytes(hashlib.sha256(body.encode()).digest()[:4], "big")
+        object.__setattr__(f, "_cookie", owner_bits(kind, owner) | h)
         return f
 
     def _render(self) -> str:
@@ -223,8 +218,8 @@ class Flow:
 
     @property
     def cookie(self) -> int:
-        h = int.from_bytes(hashlib.sha256(self.body.encode()).digest()[:4], "big")
-        return owner_bits(self.kind, self.owner) | h
+        """Owner bits and a digest of the flow text: same cookie, same flow."""
+        return self._cookie
 
     def ofctl(self) -> str:
         """The flow as one ``ovs-ofctl add-flow`` line."""

@@ -18,7 +18,7 @@ from typing import Any
 from vgw_ryu import model
 from vgw_ryu.model import ValidationError, parse_ip
 from vgw_ryu.openapi import OPENAPI
-from vgw_ryu.ruleset import applied_vms, evaluate, group_members, resolve_peer
+from vgw_ryu.ruleset import applied_vms, evaluate, group_members
 from vgw_ryu.store import ConflictError
 
 MAX_BODY = 1024 * 1024
@@ -387,5 +387,3 @@ def _looks_like_iso(text: str) -> bool:
     except ValueError:
         return False
 
-
-__all__ = ["MAX_BODY", "Api", "ApiError", "Request", "Response", "resolve_peer"]

@@ -64,14 +64,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ofctl(bridge: str, *args: str) -> str:
-    return sh("ovs-ofctl", "-O", "OpenFlow14", *args[:1], bridge, *args[1:])
-
 
 @dataclass
 class Bridge:
     name: str
-    ports: list[str] = field(default_factory=list)
 
     def dump_flows(self, *filters: str) -> list[str]:
         out = sh("ovs-ofctl", "-O", "OpenFlow13,OpenFlow14", "--no-stats", "dump-flows",
@@ -80,12 +76,6 @@ class Bridge:
 
     def ofport(self, iface: str) -> int:
         return int(sh("ovs-vsctl", "get", "Interface", iface, "ofport").strip())
-
-    def trace(self, flow: str, *ct_next: str) -> str:
-        args = ["ovs-appctl", "ofproto/trace", self.name, flow]
-        for st in ct_next:
-            args += ["--ct-next", st]
-        return sh(*args)
 
 
 def make_bridge(controller_port: int | None = None, name: str | None = None) -> Bridge:

@@ -20,7 +20,6 @@ from vgw_ryu.flows import (
     Load,
     Move,
     Normal,
-    Output,
     OutputReg,
     Resubmit,
 )
@@ -51,8 +50,6 @@ def action(dp: Any, a: Action) -> Any:
     if isinstance(a, Conjunction):
         # On the wire the clause is 0-based; ovs-ofctl prints it 1-based.
         return p.NXActionConjunction(clause=a.clause - 1, n_clauses=a.n_clauses, id_=a.id)
-    if isinstance(a, Output):
-        return p.OFPActionOutput(a.port)
     if isinstance(a, OutputReg):
         return p.NXActionOutputReg(ofs_nbits=nicira_ext.ofs_nbits(0, 31), src=a.reg,
                                    max_len=0)

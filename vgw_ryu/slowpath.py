@@ -10,6 +10,10 @@ against (``make bench``); it is small on purpose and not a product mode.
 
 from __future__ import annotations
 
+from vgw_ryu import compat
+
+compat.apply()  # before any Ryu import: ryu.app.wsgi needs it at import time
+
 import ipaddress
 import logging
 
@@ -20,11 +24,10 @@ from ryu.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cl
 from ryu.lib.packet import ethernet, ipv4, packet, tcp, udp
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_4
 
-from vgw_ryu import compat, options
+from vgw_ryu import options
 from vgw_ryu.model import parse_state
 from vgw_ryu.ruleset import effective_rules, evaluate
 
-compat.apply()
 options.register()
 LOG = logging.getLogger("vgw_ryu.slowpath")
 
