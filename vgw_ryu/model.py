@@ -342,6 +342,17 @@ def _settings(ctx: _Ctx, v: Any) -> Settings:
         uplinks=tuple(uplinks))
 
 
+def _parsed_items(ctx: _Ctx, path: str, key: str, d: dict[str, Any], parse) -> list[Any]:
+    """A list field whose items each go through ``parse``; errors name the item."""
+    out = []
+    for i, item in enumerate(_list(ctx, _join(path, key), d.get(key))):
+        try:
+            out.append(parse(item))
+        except ValueError as e:
+            ctx.err(f"{path}.{key}[{i}]", str(e))
+    return out
+
+
 def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
     d = _obj(ctx, path, v, ("mac", "ips", "labels", "protected"))
     if d is None:
@@ -355,12 +366,7 @@ def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
             mac = mac.lower()
             if int(mac[:2], 16) & 1:
                 ctx.err(_join(path, "mac"), f"{mac} is a multicast MAC")
-    ips = []
-    for i, ip in enumerate(_list(ctx, _join(path, "ips"), d.get("ips"))):
-        try:
-            ips.append(parse_ip(ip))
-        except ValueError as e:
-            ctx.err(f"{path}.ips[{i}]", str(e))
+    ips = _parsed_items(ctx, path, "ips", d, parse_ip)
     return Vm(name, mac, tuple(ips), _labels(ctx, _join(path, "labels"), d.get("labels")),
               _bool(ctx, _join(path, "protected"), d.get("protected"), True))
 
@@ -373,12 +379,7 @@ def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:
     for i, m in enumerate(_list(ctx, _join(path, "members"), d.get("members"))):
         if _name(ctx, f"{path}.members[{i}]", m):
             members.append(m)
-    cidrs = []
-    for i, c in enumerate(_list(ctx, _join(path, "cidrs"), d.get("cidrs"))):
-        try:
-            cidrs.append(parse_net(c))
-        except ValueError as e:
-            ctx.err(f"{path}.cidrs[{i}]", str(e))
+    cidrs = _parsed_items(ctx, path, "cidrs", d, parse_net)
     return Group(name, _labels(ctx, _join(path, "match_labels"), d.get("match_labels")),
                  tuple(sorted(set(members))), tuple(sorted(set(cidrs), key=str)))
 
