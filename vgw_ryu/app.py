@@ -324,7 +324,8 @@ class VgwApp(app_manager.RyuApp):
         msg = ev.msg
         LOG.error("switch %016x error type=%d code=%d; resyncing it", msg.datapath.id,
                   msg.type, msg.code)
-        self.schedule(msg.datapath.id, full=True)
+        # After a pause: a flow the switch keeps refusing must not become a busy loop.
+        hub.spawn_after(1.0, self.schedule, msg.datapath.id, True)
 
     # --- the punt path ----------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
