@@ -487,8 +487,7 @@ class VgwApp(app_manager.RyuApp):
             self._ensure_meters(dp)
             self.port_desc[dpid] = self._port_desc(dp)
             self.known[dpid] = self._dump(dp)
-        self.engine.refresh_facts(dpid, self._ifaces(dpid))
-        flows, rev = self.engine.desired_flows(dpid)
+        flows, rev = self.engine.desired_flows(dpid, self._ifaces(dpid))
         known = self.known[dpid]
         desired = {(f.table, f.cookie): f for f in flows}
         adds = [f for k, f in desired.items() if k not in known]

@@ -136,11 +136,13 @@ class Engine:
             sw.facts = SwitchFacts(tuple(ports))
             return sw.facts
 
-    def desired_flows(self, dpid: int) -> tuple[list[Flow], int]:
-        """(desired flows, revision they come from) for one switch."""
+    def desired_flows(self, dpid: int, ifaces: list[Iface]) -> tuple[list[Flow], int]:
+        """(desired flows, revision they come from) for one switch and its interfaces.
+
+        Ports are classified here, under the lock, against the state being compiled.
+        """
         with self.lock:
-            sw = self.switch(dpid)
-            facts = self.refresh_facts(dpid, sw.ifaces)
+            facts = self.refresh_facts(dpid, ifaces)
             if len(self.vm_flow_cache) > 4 * len(self.state.vms) + 64:
                 self.vm_flow_cache.clear()  # old VM versions: let them go
             flows = compile_switch(self.state, facts, self.ids, self.effective,

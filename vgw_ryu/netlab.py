@@ -74,9 +74,6 @@ class Bridge:
                  self.name, *filters)
         return [ln.strip() for ln in out.splitlines() if ln.strip() and "reply" not in ln]
 
-    def ofport(self, iface: str) -> int:
-        return int(sh("ovs-vsctl", "get", "Interface", iface, "ofport").strip())
-
 
 def make_bridge(controller_port: int | None = None, name: str | None = None) -> Bridge:
     """A ``datapath_type=netdev`` bridge in secure fail mode, optionally with a controller."""
