@@ -27,7 +27,7 @@ case "$cmd" in
   bench)
     setup
     ./scripts/ovs-up.sh
-    exec .venv/bin/python -m vgw_ryu.bench "$@"
+    exec .venv/bin/python -m vgw_lab.bench "$@"
     ;;
   *)
     echo "usage: ./run.sh lab|test|bench [args]" >&2

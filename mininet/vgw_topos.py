@@ -24,8 +24,8 @@ sys.path.insert(0, str(_ROOT))
 for _site in sorted((_ROOT / ".venv" / "lib").glob("python3*/site-packages")):
     sys.path.append(str(_site))
 
-from vgw_ryu import topology  # noqa: E402
-from vgw_ryu.mnlab import LabTopo, switch_names  # noqa: E402
+from vgw_lab import topology  # noqa: E402
+from vgw_lab.mnlab import LabTopo, switch_names  # noqa: E402
 
 
 def _factory(path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vgw_ryu import netlab as fx
+from vgw_lab import netlab as fx
 
 TIERS = ("unit", "sandbox", "lab")
 

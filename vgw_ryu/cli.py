@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from vgw_ryu import model
+from vgw_ryu.policy import model
 
 KIND_TO_COLL = {"vm": "vms", "group": "groups", "policy": "policies"}
 STATE_KEYS = {"settings", "vms", "groups", "policies", "revision"}

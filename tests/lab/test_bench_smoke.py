@@ -8,11 +8,11 @@ import json
 import subprocess
 import sys
 
-from vgw_ryu.netlab import ROOT
+from vgw_lab.netlab import ROOT
 
 
 def test_bench_smoke(ovs, tmp_path):
-    p = subprocess.run([sys.executable, "-m", "vgw_ryu.bench", "--smoke", "--out",
+    p = subprocess.run([sys.executable, "-m", "vgw_lab.bench", "--smoke", "--out",
                         str(tmp_path)], capture_output=True, text=True, timeout=900,
                        cwd=str(ROOT))
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]

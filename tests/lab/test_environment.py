@@ -2,7 +2,7 @@
 
 import subprocess
 
-from vgw_ryu.netlab import sh, wait_until
+from vgw_lab.netlab import sh, wait_until
 
 CT_FLOWS = """\
 table=0,priority=10,ip actions=ct(zone=7,table=1)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from vgw_ryu.netlab import Controller, NsVm, sh, wait_until
+from vgw_lab.netlab import Controller, NsVm, sh, wait_until
 
 MACS = {"client": "02:00:00:00:f0:01", "web": "02:00:00:00:f0:11",
         "app": "02:00:00:00:f0:21", "db": "02:00:00:00:f0:31"}

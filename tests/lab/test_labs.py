@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from vgw_ryu.netlab import ROOT, VENV_BIN, free_port, sh
+from vgw_lab.netlab import ROOT, VENV_BIN, free_port, sh
 
 
 def run_lab(name: str) -> str:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from vgw_ryu.netlab import ROOT, sh, wait_until
+from vgw_lab.netlab import ROOT, sh, wait_until
 
 A = ("a", "02:00:00:00:e0:01", ["10.241.0.1", "fd00:241::1"])
 B = ("b", "02:00:00:00:e0:02", ["10.241.0.2", "fd00:241::2"])

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from vgw_ryu.netlab import VENV_BIN, Controller, wait_until
+from vgw_lab.netlab import VENV_BIN, Controller, wait_until
 
 DOC = {
     "settings": {"default_ingress": "deny", "default_egress": "allow"},

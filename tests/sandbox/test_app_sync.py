@@ -6,7 +6,7 @@ import time
 import pytest
 import yaml
 
-from vgw_ryu.netlab import add_internal_port, delete_bridge, make_bridge, sh, wait_until
+from vgw_lab.netlab import add_internal_port, delete_bridge, make_bridge, sh, wait_until
 
 STATE = {
     "vms": {
@@ -78,9 +78,9 @@ def reference_table(tmp_path, flows_text):
 
 def expected_flows(controller):
     from vgw_ryu.compiler import compile_switch, render
-    from vgw_ryu.engine import Engine
-    from vgw_ryu.ovsdb import Iface
-    from vgw_ryu.store import Store
+    from vgw_ryu.runtime.engine import Engine
+    from vgw_ryu.runtime.ports import Iface
+    from vgw_ryu.runtime.store import Store
 
     engine = Engine(Store(controller.db))
     ifaces = [Iface(f"p{n}", o, "internal", ids) for n, o, ids in (

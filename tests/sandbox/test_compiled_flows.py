@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vgw_lab.netlab import add_internal_port, delete_bridge, make_bridge, sh
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, render
-from vgw_ryu.ids import Ids
-from vgw_ryu.model import parse_state
-from vgw_ryu.netlab import add_internal_port, delete_bridge, make_bridge, sh
-from vgw_ryu.ovstrace import trace
+from vgw_ryu.policy.ids import Ids
+from vgw_ryu.policy.model import parse_state
+from vgw_ryu.runtime.ovstrace import trace
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "flows" / "examples"
 MAC = {"web1": "02:00:00:00:01:01", "app1": "02:00:00:00:02:01", "db1": "02:00:00:00:03:01",

@@ -1,6 +1,6 @@
 """The controller starts as users start it and accepts a real netdev bridge."""
 
-from vgw_ryu.netlab import wait_until
+from vgw_lab.netlab import wait_until
 
 
 def test_health_counts_a_connected_bridge(controller, bridges):

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from vgw_ryu.netlab import VENV_BIN
+from vgw_lab.netlab import VENV_BIN
 
 
 def _py(code: str) -> subprocess.CompletedProcess:
@@ -27,7 +27,7 @@ def test_ryu_wsgi_imports_with_shim():
 
 def test_ryu_manager_script_is_ours_and_runs():
     script = (VENV_BIN / "ryu-manager").read_text()
-    assert "vgw_ryu.compat" in script
+    assert "vgw_ryu.ryuapp.compat" in script
     p = subprocess.run([str(VENV_BIN / "ryu-manager"), "--version"], capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 0, p.stderr

@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vgw_ryu import flowdoc, pipeline
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, link_local, port_masks
-from vgw_ryu.flows import Flow, Resubmit, split_cookie
-from vgw_ryu.ids import Ids
-from vgw_ryu.model import parse_state
-from vgw_ryu.ruleset import effective_rules, evaluate, group_members
+from vgw_ryu.pipeline import doc as flowdoc
+from vgw_ryu.pipeline import tables as pipeline
+from vgw_ryu.pipeline.flows import Flow, Resubmit, split_cookie
+from vgw_ryu.policy.ids import Ids
+from vgw_ryu.policy.model import parse_state
+from vgw_ryu.policy.ruleset import effective_rules, evaluate, group_members
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "flows" / "examples"
 
@@ -29,7 +30,7 @@ def compile_doc(doc, facts, ids=None):
 
 
 def test_reference_dumps_are_current():
-    assert flowdoc.main(["--check"]) == 0, "run: python -m vgw_ryu.flowdoc"
+    assert flowdoc.main(["--check"]) == 0, "run: python -m vgw_ryu.pipeline.doc"
 
 
 @pytest.mark.parametrize("name", ["three_tier", "single_vm", "ipv6"])

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from vgw_ryu.model import ValidationError, parse_object, parse_state, state_doc
+from vgw_ryu.policy.model import ValidationError, parse_object, parse_state, state_doc
 
 BASE = {
     "settings": {"default_ingress": "deny", "default_egress": "allow"},

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vgw_ryu import topology
-from vgw_ryu.model import parse_state
-from vgw_ryu.topology import TopologyError, parse
+from vgw_lab import topology
+from vgw_lab.topology import TopologyError, parse
+from vgw_ryu.policy.model import parse_state
 
 TOPOS = Path(__file__).resolve().parents[2] / "topologies"
 

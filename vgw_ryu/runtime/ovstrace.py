@@ -10,8 +10,8 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
-from vgw_ryu.flows import split_cookie
-from vgw_ryu.pipeline import KIND_RULE, T
+from vgw_ryu.pipeline.flows import split_cookie
+from vgw_ryu.pipeline.tables import KIND_RULE, T
 
 PUNT_TABLES = {T["punt_log"]: "log", T["punt_reject"]: "reject",
                T["punt_unknown"]: "unknown"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vgw_ryu.flows import Flow
+from vgw_ryu.pipeline.flows import Flow
 
 
 @dataclass(frozen=True)

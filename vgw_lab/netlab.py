@@ -129,8 +129,8 @@ class NsVm:
 
     def serve(self, tcp: list[int] = (), udp: list[int] = (), v6: bool = False
               ) -> subprocess.Popen:
-        """Start echo servers (vgw_ryu.traffic serve); returns once they listen."""
-        args = [sys.executable, "-m", "vgw_ryu.traffic", "serve",
+        """Start echo servers (vgw_lab.traffic serve); returns once they listen."""
+        args = [sys.executable, "-m", "vgw_lab.traffic", "serve",
                 "--tcp", ",".join(map(str, tcp)), "--udp", ",".join(map(str, udp))]
         if v6:
             args.append("--v6")
@@ -150,13 +150,13 @@ class NsVm:
             ok = self.ping(host, count=2, timeout=timeout)
             return {"verdict": "allow" if ok else "deny",
                     "ms": round((time.monotonic() - t0) * 1000)}
-        out = self.exec(sys.executable, "-m", "vgw_ryu.traffic", "probe", proto, host,
+        out = self.exec(sys.executable, "-m", "vgw_lab.traffic", "probe", proto, host,
                         str(port), "--timeout", str(timeout), timeout=timeout + 30)
         return json.loads(out)
 
     def stream(self, host: str, port: int, seconds: float) -> subprocess.Popen:
-        """A TCP echo stream (vgw_ryu.traffic stream) printing JSON progress lines."""
-        return self.popen(sys.executable, "-m", "vgw_ryu.traffic", "stream", host, str(port),
+        """A TCP echo stream (vgw_lab.traffic stream) printing JSON progress lines."""
+        return self.popen(sys.executable, "-m", "vgw_lab.traffic", "stream", host, str(port),
                           "--seconds", str(seconds), stdout=subprocess.PIPE, text=True,
                           cwd=str(ROOT))
 

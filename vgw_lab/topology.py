@@ -15,7 +15,7 @@ from typing import Any
 import networkx as nx
 import yaml
 
-from vgw_ryu import model
+from vgw_ryu.policy import model
 
 VERDICTS = ("allow", "deny", "reject")
 PROTOCOLS = ("tcp", "udp", "icmp")

@@ -1,10 +1,10 @@
-"""Ryu WSGI adapter for vgw_ryu.http_api: one catch-all route, the Api does the rest."""
+"""Ryu WSGI adapter for vgw_ryu.api.handlers: one catch-all route, the Api does the rest."""
 
 from __future__ import annotations
 
 from ryu.app.wsgi import ControllerBase, Response, route
 
-from vgw_ryu.http_api import MAX_BODY, Api, ApiError, Request
+from vgw_ryu.api.handlers import MAX_BODY, Api, ApiError, Request
 
 API_INSTANCE = "vgw_api"
 

@@ -22,8 +22,8 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from vgw_ryu import pipeline as P  # noqa: N812 - P.<name> reads like a table of constants
-from vgw_ryu.flows import (
+from vgw_ryu.pipeline import tables as P  # noqa: N812 - P.<name> reads like a table of constants
+from vgw_ryu.pipeline.flows import (
     Action,
     Conjunction,
     Controller,
@@ -36,9 +36,9 @@ from vgw_ryu.flows import (
     OutputReg,
     Resubmit,
 )
-from vgw_ryu.ids import Ids
-from vgw_ryu.model import IpNet, State
-from vgw_ryu.ruleset import ACTION_RANK, PROTO_NUM, EffectiveRule, effective_rules
+from vgw_ryu.policy.ids import Ids
+from vgw_ryu.policy.model import IpNet, State
+from vgw_ryu.policy.ruleset import ACTION_RANK, PROTO_NUM, EffectiveRule, effective_rules
 
 T = P.T
 ETH_IP, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806

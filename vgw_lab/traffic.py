@@ -1,8 +1,8 @@
 """Traffic for labs and tests, run inside a VM namespace or Mininet host.
 
-    python -m vgw_ryu.traffic serve --tcp 80,8080 --udp 53     # echo servers
-    python -m vgw_ryu.traffic probe tcp 10.0.0.2 80            # one verdict, as JSON
-    python -m vgw_ryu.traffic stream 10.0.0.2 80 --seconds 5   # progress lines, JSON
+    python -m vgw_lab.traffic serve --tcp 80,8080 --udp 53     # echo servers
+    python -m vgw_lab.traffic probe tcp 10.0.0.2 80            # one verdict, as JSON
+    python -m vgw_lab.traffic stream 10.0.0.2 80 --seconds 5   # progress lines, JSON
 
 A probe's verdict: ``allow`` (connected / answered), ``reject`` (refused at once:
 TCP RST or ICMP unreachable), ``deny`` (silence until the timeout).
@@ -179,7 +179,7 @@ def stream(host: str, port: int, seconds: float, chunk: int, interval: float) ->
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    ap = argparse.ArgumentParser(prog="python -m vgw_ryu.traffic")
+    ap = argparse.ArgumentParser(prog="python -m vgw_lab.traffic")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sv = sub.add_parser("serve")
     sv.add_argument("--tcp", default="")

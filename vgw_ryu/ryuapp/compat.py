@@ -35,7 +35,7 @@ def apply() -> None:
 def ryu_manager() -> None:
     """Entry point of ``ryu-manager``: Ryu's own main() with the shim applied."""
     apply()
-    from vgw_ryu import options
+    from vgw_ryu.ryuapp import options
 
     options.register_cli()
     from ryu.cmd import manager

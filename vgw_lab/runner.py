@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vgw_ryu import netlab, topology
-from vgw_ryu.topology import Expectation, Topology, TopologyError
+from vgw_lab import netlab, topology
+from vgw_lab.topology import Expectation, Topology, TopologyError
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ROOT / "topologies"
@@ -93,7 +93,7 @@ class Lab:
         from mininet.net import Mininet
         from mininet.node import RemoteController
 
-        from vgw_ryu.mnlab import LabTopo
+        from vgw_lab.mnlab import LabTopo
 
         setLogLevel("warning")
         mtopo = LabTopo(lab=self.topo, names=self.names, dpid_base=self.dpid_base)
@@ -127,7 +127,7 @@ class Lab:
         for vm, (tcp, udp) in sorted(self.topo.server_ports().items()):
             host = self.net.get(vm)
             v6 = any(":" in a for a in self.topo.vms[vm].ips)
-            args = [sys.executable, "-m", "vgw_ryu.traffic", "serve", "--tcp",
+            args = [sys.executable, "-m", "vgw_lab.traffic", "serve", "--tcp",
                     ",".join(map(str, tcp)), "--udp", ",".join(map(str, udp))]
             if v6:
                 args.append("--v6")
@@ -148,7 +148,7 @@ class Lab:
                           f"{dst_ip} >/dev/null 2>&1; echo $?").strip()
             verdict = "allow" if out.endswith("0") else "deny"
             return Observation(e, verdict, round((time.monotonic() - t0) * 1000))
-        out = src.cmd(f"{sys.executable} -m vgw_ryu.traffic probe {e.protocol} {dst_ip} "
+        out = src.cmd(f"{sys.executable} -m vgw_lab.traffic probe {e.protocol} {dst_ip} "
                       f"{e.port} --timeout {timeout:g}")
         try:
             r = json.loads(out.strip().splitlines()[-1])
@@ -174,7 +174,7 @@ class Lab:
         for m in self.topo.moves:
             vm = self.topo.vms[m.vm]
             src = self.net.get(m.stream_from)
-            proc = src.popen([sys.executable, "-m", "vgw_ryu.traffic", "stream", vm.ip(),
+            proc = src.popen([sys.executable, "-m", "vgw_lab.traffic", "stream", vm.ip(),
                               str(m.port), "--seconds", "5"], stdout=subprocess.PIPE,
                              text=True, cwd=str(ROOT))
             time.sleep(1.5)

@@ -1,6 +1,6 @@
 """Mininet glue: a vgw_ryu topology as a Mininet Topo with libvirt-like port identity.
 
-Used by the lab runner (vgw_ryu.lab) and by ``mn --custom mininet/vgw_topos.py``.
+Used by the lab runner (vgw_lab.runner) and by ``mn --custom mininet/vgw_topos.py``.
 Switches are userspace OVS bridges (``datapath=user``, secure fail mode, OpenFlow
 1.3/1.4); each VM port carries ``external_ids:vm-id`` and ``attached-mac`` as libvirt
 sets them, hypervisors are joined by patch ports marked ``vgw-role=uplink``; hosts turn
@@ -16,7 +16,7 @@ from mininet.link import Link
 from mininet.node import Host, OVSSwitch
 from mininet.topo import Topo
 
-from vgw_ryu.topology import Topology
+from vgw_lab.topology import Topology
 
 
 class VgwSwitch(OVSSwitch):

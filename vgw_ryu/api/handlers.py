@@ -1,6 +1,6 @@
 """The /v1 REST API as plain Python: (method, path, headers, body) -> (status, JSON).
 
-No Ryu here; vgw_ryu.ryu_rest adapts it to Ryu's WSGI. The backend (the app) supplies
+No Ryu here; vgw_ryu.ryuapp.wsgi adapts it to Ryu's WSGI. The backend (the app) supplies
 the engine and the switch-side data (stats, logs, ofproto/trace), so the handlers are
 testable without a switch. Every write is validated against the whole resulting state
 and committed before the answer; a rejected request changes nothing.
@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vgw_ryu import model
-from vgw_ryu.model import ValidationError, parse_ip
-from vgw_ryu.openapi import OPENAPI
-from vgw_ryu.ruleset import applied_vms, evaluate, group_members
-from vgw_ryu.store import ConflictError
+from vgw_ryu.api.openapi import OPENAPI
+from vgw_ryu.policy import model
+from vgw_ryu.policy.model import ValidationError, parse_ip
+from vgw_ryu.policy.ruleset import applied_vms, evaluate, group_members
+from vgw_ryu.runtime.store import ConflictError
 
 MAX_BODY = 1024 * 1024
 KINDS = {"vms": "vm", "groups": "group", "policies": "policy"}

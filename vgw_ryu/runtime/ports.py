@@ -16,7 +16,7 @@ import ovs.jsonrpc
 import ovs.poller
 import ovs.stream
 
-LOG = logging.getLogger("vgw_ryu.ovsdb")
+LOG = logging.getLogger("vgw_ryu.runtime.ports")
 COLUMNS = {
     "Bridge": ["name", "datapath_id", "ports"],
     "Port": ["name", "interfaces"],

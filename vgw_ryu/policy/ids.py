@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vgw_ryu.model import State
+from vgw_ryu.policy.model import State
 
 ZONE_MAX = 65535       # ct zones are 16 bits; zone 0 is the default zone, never used
 RULE_MAX = 0xFFFFF     # rule numbers fit the 20-bit cookie owner field

@@ -2,7 +2,7 @@
 
 The text form is canonical: it is what ``flows/`` documents, what the sandbox tests
 load with ``ovs-ofctl add-flows`` and what the cookie's content hash covers. The Ryu
-app turns the same objects into OpenFlow messages (vgw_ryu.ofbuild). No Ryu here.
+app turns the same objects into OpenFlow messages (vgw_ryu.ryuapp.ofencode). No Ryu here.
 """
 
 from __future__ import annotations

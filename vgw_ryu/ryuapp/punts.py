@@ -12,7 +12,7 @@ from typing import Any
 
 from ryu.lib.packet import ethernet, icmp, icmpv6, ipv4, ipv6, packet, tcp, udp
 
-from vgw_ryu import pipeline as pl
+from vgw_ryu.pipeline import tables as pl
 
 VERDICTS = {pl.VERDICT_ALLOW: "allow", pl.VERDICT_DENY: "deny", pl.VERDICT_REJECT: "reject"}
 PURPOSE = {pl.T["punt_log"]: "log", pl.T["punt_reject"]: "reject",

@@ -1,16 +1,16 @@
 """The slow-path reference for the benchmark: a firewall *on* the data path.
 
 Every packet goes to the controller, which keeps its own per-VM connection table in
-Python, judges new connections with the same policy model (vgw_ryu.ruleset) and
+Python, judges new connections with the same policy model (vgw_ryu.policy.ruleset) and
 forwards with packet-out. It exists only as the baseline the fast path is measured
 against (``make bench``); it is small on purpose and not a product mode.
 
-    ryu-manager vgw_ryu.slowpath --vgw-state policy.yaml
+    ryu-manager vgw_lab.slowpath --vgw-state policy.yaml
 """
 
 from __future__ import annotations
 
-from vgw_ryu import compat
+from vgw_ryu.ryuapp import compat
 
 compat.apply()  # before any Ryu import: ryu.app.wsgi needs it at import time
 
@@ -24,12 +24,12 @@ from ryu.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cl
 from ryu.lib.packet import ethernet, ipv4, packet, tcp, udp
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_4
 
-from vgw_ryu import options
-from vgw_ryu.model import parse_state
-from vgw_ryu.ruleset import effective_rules, evaluate
+from vgw_ryu.policy.model import parse_state
+from vgw_ryu.policy.ruleset import effective_rules, evaluate
+from vgw_ryu.ryuapp import options
 
 options.register()
-LOG = logging.getLogger("vgw_ryu.slowpath")
+LOG = logging.getLogger("vgw_lab.slowpath")
 
 
 class SlowPathApp(app_manager.RyuApp):

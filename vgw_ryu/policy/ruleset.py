@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from vgw_ryu.model import IpAddr, IpNet, Rule, State
+from vgw_ryu.policy.model import IpAddr, IpNet, Rule, State
 
 # At equal priority deny beats reject beats allow (DESIGN: deny/reject beat allow).
 ACTION_RANK = {"deny": 2, "reject": 1, "allow": 0}

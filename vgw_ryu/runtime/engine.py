@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, is_uplink_name
-from vgw_ryu.flows import Flow
-from vgw_ryu.ids import Ids
-from vgw_ryu.model import State, ValidationError, parse_state, state_doc
-from vgw_ryu.ovsdb import Iface
-from vgw_ryu.ruleset import EffectiveRule, effective_rules
-from vgw_ryu.store import Store
+from vgw_ryu.pipeline.flows import Flow
+from vgw_ryu.policy.ids import Ids
+from vgw_ryu.policy.model import State, ValidationError, parse_state, state_doc
+from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules
+from vgw_ryu.runtime.ports import Iface
+from vgw_ryu.runtime.store import Store
 
-LOG = logging.getLogger("vgw_ryu.engine")
+LOG = logging.getLogger("vgw_ryu.runtime.engine")
 TUNNEL_TYPES = {"patch", "vxlan", "geneve", "gre", "stt", "lisp", "erspan", "ip6gre",
                 "ip6erspan", "gtpu", "bareudp"}
 LOCAL_PORT = 0xFFFFFFFE  # OFPP_LOCAL

@@ -5,7 +5,7 @@ and reported as medians with min/max and ratios computed within the run:
 
   A  no firewall: the bridge forwards with NORMAL
   B  vgw_ryu fast path: the controller's conntrack flows, a policy of >100 rules
-  C  slow path: every packet through a Python firewall in the controller (vgw_ryu.slowpath)
+  C  slow path: every packet through a Python firewall in the controller (vgw_lab.slowpath)
 
 Results go to bench/results/ (JSON, Markdown, PNG). ``--smoke`` runs tiny sizes.
 """
@@ -29,11 +29,11 @@ from typing import Any
 
 import yaml
 
-from vgw_ryu import netlab
+from vgw_lab import netlab
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch
-from vgw_ryu.ids import Ids
-from vgw_ryu.model import parse_state
-from vgw_ryu.ovstrace import trace
+from vgw_ryu.policy.ids import Ids
+from vgw_ryu.policy.model import parse_state
+from vgw_ryu.runtime.ovstrace import trace
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -110,7 +110,7 @@ class Bed:
         self.vgw = netlab.Controller(work / "vgw", state_file=self.state_file,
                                      extra_args=["--vgw-audit-interval", "0"])
         self.slow = netlab.Controller(work / "slow", state_file=self.state_file)
-        self.slow.argv = lambda: [str(netlab.VENV_BIN / "ryu-manager"), "vgw_ryu.slowpath",
+        self.slow.argv = lambda: [str(netlab.VENV_BIN / "ryu-manager"), "vgw_lab.slowpath",
                                   "--ofp-tcp-listen-port", str(self.slow.of_port),
                                   "--wsapi-port", str(self.slow.api_port),
                                   "--vgw-state", str(self.state_file)]
@@ -505,7 +505,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; write bench/results/latest.{json,md,png}."""
-    ap = argparse.ArgumentParser(prog="vgw_ryu.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="vgw_lab.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5, help="iperf3 duration")
     ap.add_argument("--conn-seconds", type=float, default=3)

@@ -1,0 +1,1 @@
+"""Labs and benchmarks for vgw_ryu: topologies, Mininet glue, namespaces, traffic, bench."""

@@ -1,0 +1,1 @@
+"""The pipeline declared as data: tables, registers, priorities, cookies, flows."""

@@ -1,0 +1,1 @@
+"""The policy model: documents, validation, effective rulesets, stable numbers."""

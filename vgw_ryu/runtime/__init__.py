@@ -1,0 +1,1 @@
+"""The runtime without Ryu: engine, store, port directory, firewall log, sync logic."""
