@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, link_local, port_masks
+from vgw_ryu.pipeline import cookies
 from vgw_ryu.pipeline import doc as flowdoc
 from vgw_ryu.pipeline import tables as pipeline
 from vgw_ryu.pipeline.flows import Flow, Resubmit, split_cookie
@@ -82,9 +83,9 @@ def test_changing_one_vms_rule_changes_only_its_flows():
     for line in removed | added:
         f = next(f for f in before + after if f.ofctl() == line)
         kind, owner, _ = split_cookie(f.cookie)
-        assert (kind, owner) in {(pipeline.KIND_VM, zone_db1), (pipeline.KIND_RULE, pg),
-                                 (pipeline.KIND_PEER, 0)}, line
-        if kind == pipeline.KIND_PEER:
+        assert (kind, owner) in {(cookies.KIND_VM, zone_db1), (cookies.KIND_RULE, pg),
+                                 (cookies.KIND_PEER, 0)}, line
+        if kind == cookies.KIND_PEER:
             assert f"conjunction({pg}," in line or "tcp_dst=0x1538" in line \
                 or "tcp_dst=0x1539" in line, line
     assert added and removed
@@ -92,7 +93,7 @@ def test_changing_one_vms_rule_changes_only_its_flows():
     for vm in ("web1", "app1"):
         z = ids.zone(vm)
         assert not [ln for ln in removed | added
-                    if split_cookie(int(ln.split(",")[0][7:], 16))[:2] == (pipeline.KIND_VM, z)]
+                    if split_cookie(int(ln.split(",")[0][7:], 16))[:2] == (cookies.KIND_VM, z)]
 
 
 def test_zones_are_stable_across_recompiles_and_new_vms():

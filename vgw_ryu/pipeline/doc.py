@@ -1,24 +1,34 @@
-"""Regenerate (or check) the reference flow dumps in flows/examples.
+"""Regenerate (or check) what flows/ documents from the code.
 
 ``python -m vgw_ryu.pipeline.doc`` compiles every ``flows/examples/*.yaml`` (a ``switch``
-with ports and a ``state`` document) into the ``.flows`` file beside it; ``--check``
-exits non-zero if any file would change, which is what the unit test does.
+with ports and a ``state`` document) into the ``.flows`` file beside it, and rewrites
+the generated sections of flows/PIPELINE.md (between ``<!-- generated: NAME -->`` and
+``<!-- end -->``) from the declarations in fields.py, priorities.py, cookies.py and
+tables.py; ``--check`` exits non-zero if any file would change, which is what the unit
+test does.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch
-from vgw_ryu.pipeline.tables import BY_ID
+from vgw_ryu.pipeline import priorities
+from vgw_ryu.pipeline.cookies import KINDS
+from vgw_ryu.pipeline.fields import FIELDS
+from vgw_ryu.pipeline.tables import BY_ID, PUNTS, T
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import parse_state
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "flows" / "examples"
+FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
+EXAMPLES = FLOWS_DIR / "examples"
+PIPELINE_MD = FLOWS_DIR / "PIPELINE.md"
 
 
 def render_example(path: Path) -> str:
@@ -44,15 +54,76 @@ def render_example(path: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def registers_md() -> str:
+    """The register table: every field of fields.FIELDS."""
+    rows = ["| bits | field | meaning |", "|---|---|---|"]
+    rows += [f"| {f.bits} | `{f.name.upper()}` | {f.meaning} |" for f in FIELDS]
+    return "\n".join(rows)
+
+
+def priorities_md() -> str:
+    """The priority table: every named priority, per table, highest first."""
+    rows = ["| tables | priority | name | meaning |", "|---|---|---|---|"]
+    groups: dict[tuple[str, ...], list[priorities.Priority]] = {}
+    for p in priorities.PRIORITIES:
+        groups.setdefault(p.tables, []).append(p)
+    for tables in sorted(groups, key=lambda ts: min(T[t] for t in ts)):
+        names = ", ".join(tables)
+        for p in sorted(groups[tables], key=lambda p: -p.value):
+            rows.append(f"| {names} | {p.value} | `{p.name}` | {p.meaning} |")
+    return "\n".join(rows)
+
+
+def cookie_kinds_md() -> str:
+    """The cookie owner kinds."""
+    rows = ["| kind | name | owner id | flows |", "|---|---|---|---|"]
+    rows += [f"| {k.value} | {k.name} | {k.owner} | {k.meaning} |" for k in KINDS]
+    return "\n".join(rows)
+
+
+def punts_md() -> str:
+    """The punt purposes with their table and meter."""
+    rows = ["| purpose | table | meter | bytes to the controller | why |", "|---|---|---|---|---|"]
+    rows += [f"| {p.purpose} | {p.table} {p.table_name} | {p.meter} | {p.max_len} | {p.why} |"
+             for p in PUNTS]
+    return "\n".join(rows)
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "registers": registers_md, "priorities": priorities_md, "cookie-kinds": cookie_kinds_md,
+    "punts": punts_md,
+}
+_SECTION = re.compile(r"(<!-- generated: ([\w-]+) -->\n).*?(<!-- end -->)", re.S)
+
+
+def render_pipeline_md(text: str) -> str:
+    """PIPELINE.md with every generated section rewritten from the declarations."""
+    seen = set()
+
+    def fill(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in SECTIONS:
+            raise ValueError(f"PIPELINE.md: unknown generated section {name!r}")
+        seen.add(name)
+        return f"{m.group(1)}{SECTIONS[name]()}\n{m.group(3)}"
+
+    out = _SECTION.sub(fill, text)
+    missing = set(SECTIONS) - seen
+    if missing:
+        raise ValueError(f"PIPELINE.md: no generated section for {sorted(missing)}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Write the .flows files, or with --check report the stale ones."""
+    """Write the .flows files and PIPELINE.md, or with --check report the stale ones."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="fail if a dump is out of date")
     args = ap.parse_args(argv)
     stale = []
-    for src in sorted(EXAMPLES.glob("*.yaml")):
-        dst = src.with_suffix(".flows")
-        text = render_example(src)
+    outputs = [(src.with_suffix(".flows"), render_example(src))
+               for src in sorted(EXAMPLES.glob("*.yaml"))]
+    outputs.append((PIPELINE_MD, render_pipeline_md(PIPELINE_MD.read_text())))
+    for dst, text in outputs:
         if dst.exists() and dst.read_text() == text:
             continue
         stale.append(dst.name)

@@ -7,8 +7,18 @@ app turns the same objects into OpenFlow messages (vgw_ryu.ryuapp.ofencode). No 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
+
+from vgw_ryu.pipeline.cookies import (  # noqa: F401 - re-exported: callers import them here
+    COOKIE_MAGIC,
+    KIND_INFRA,
+    OWNER_MASK,
+    OWNER_SHIFT,
+    make_cookie,
+    owner_bits,
+    split_cookie,
+)
+from vgw_ryu.pipeline.ctstate import CT_FLAGS, ct_state_text  # noqa: F401 - re-exported
 
 # Render matches in one order, prerequisites first, so the text is stable and readable.
 FIELD_ORDER = (
@@ -128,33 +138,6 @@ class Controller:
 
 Action = Resubmit | Load | Move | Ct | CtClear | Conjunction | OutputReg | Normal | Controller
 
-COOKIE_MAGIC = 0x76  # 'v': the top byte of every vgw_ryu cookie
-OWNER_SHIFT = 32
-OWNER_MASK = 0xFFFFFFFF00000000
-
-
-def owner_bits(kind: int, owner: int) -> int:
-    """Cookie bits 63..32: magic byte, 4-bit owner kind, 20-bit owner id."""
-    return (COOKIE_MAGIC << 56) | ((kind & 0xF) << 52) | ((owner & 0xFFFFF) << OWNER_SHIFT)
-
-
-def split_cookie(cookie: int) -> tuple[int, int, int] | None:
-    """(kind, owner, content hash) of a vgw cookie, or None for a foreign one."""
-    if cookie >> 56 != COOKIE_MAGIC:
-        return None
-    return (cookie >> 52) & 0xF, (cookie >> OWNER_SHIFT) & 0xFFFFF, cookie & 0xFFFFFFFF
-
-
-CT_FLAGS = (("new", 0x01), ("est", 0x02), ("rel", 0x04), ("rpl", 0x08), ("inv", 0x10),
-            ("trk", 0x20))
-
-
-def ct_state_text(value: int, mask: int) -> str:
-    """ct_state as OVS flags, e.g. (0x22, 0x32) -> '+est-inv+trk'."""
-    return "".join(("+" if value & bit else "-") + name for name, bit in CT_FLAGS
-                   if mask & bit)
-
-
 def _value_text(name: str, v: MatchValue) -> str:
     if name == "ct_state" and isinstance(v, tuple):
         return ct_state_text(*v)
@@ -177,7 +160,7 @@ class Flow:
     actions: tuple[Action, ...] = ()
     goto: int | None = None
     meter: int | None = None
-    kind: int = 1
+    kind: int = KIND_INFRA
     owner: int = 0
     _body: str = field(default="", compare=False, repr=False)
     _cookie: int = field(default=0, compare=False, repr=False)
@@ -185,13 +168,12 @@ class Flow:
     @staticmethod
     def make(table: int, priority: int, match: dict[str, MatchValue],
              actions: list[Action] | tuple[Action, ...] = (), *, goto: int | None = None,
-             meter: int | None = None, kind: int = 1, owner: int = 0) -> Flow:
+             meter: int | None = None, kind: int = KIND_INFRA, owner: int = 0) -> Flow:
         m = tuple(sorted(match.items(), key=lambda kv: _ORDER[kv[0]]))
         f = Flow(table, priority, m, tuple(actions), goto, meter, kind, owner)
         body = f._render()
         object.__setattr__(f, "_body", body)
-        h = int.from_bytes(hashlib.sha256(body.encode()).digest()[:4], "big")
-        object.__setattr__(f, "_cookie", owner_bits(kind, owner) | h)
+        object.__setattr__(f, "_cookie", make_cookie(kind, owner, body))
         return f
 
     def _render(self) -> str:

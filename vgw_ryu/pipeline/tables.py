@@ -2,18 +2,36 @@
 
 ``check()`` rejects a flow in an undeclared table, matching an undeclared field or
 continuing in an undeclared next table; the compiler's output is checked by a unit
-test. flows/PIPELINE.md explains every table, register and bit in prose.
+test. ``PUNTS`` ties each reason to send a packet to the controller to its table and
+meter. flows/PIPELINE.md explains every table in prose; its register and priority
+tables are generated from fields.py and priorities.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a register map
+from vgw_ryu.pipeline.cookies import (  # noqa: F401 - re-exported for existing callers
+    KIND_DEFAULT,
+    KIND_INFRA,
+    KIND_NAMES,
+    KIND_PEER,
+    KIND_PORT,
+    KIND_RULE,
+    KIND_VM,
+)
+from vgw_ryu.pipeline.fields import (  # noqa: F401 - re-exported for existing callers
+    VERDICT_ALLOW,
+    VERDICT_DENY,
+    VERDICT_REJECT,
+)
 from vgw_ryu.pipeline.flows import Flow
 
 
 @dataclass(frozen=True)
 class Table:
+    """One OpenFlow table: its id, why it exists, what it may match and continue in."""
     name: str
     id: int
     purpose: str
@@ -25,29 +43,18 @@ def _t(name: str, tid: int, purpose: str, matches: str, nxt: str) -> Table:
     return Table(name, tid, purpose, frozenset(matches.split()), frozenset(nxt.split()))
 
 
-# Register map (antrea-style: one place names every bit the pipeline uses).
-REG_VERDICT = "reg0"     # [0..1] verdict, [2] log, [3] connection direction
-REG_RULE = "reg3"        # number of the deciding rule (0: a default)
-REG_PUNT_ZONE = "reg4"   # zone of the VM whose policy decided, kept for punts
-REG_OUT_PORT = "reg5"    # ofport of the destination VM (ingress output)
-REG_ZONE = "reg6"        # conntrack zone of the VM this stage works for
+# Compatibility names for the register map; fields.py declares the bits themselves.
+REG_VERDICT = F.VERDICT.reg      # [0..1] verdict, [2] log, [3] connection direction
+REG_RULE = F.RULE.reg            # number of the deciding rule (0: a default)
+REG_PUNT_ZONE = F.PUNT_ZONE.reg  # zone of the VM whose policy decided, kept for punts
+REG_OUT_PORT = F.OUT_PORT.reg    # ofport of the destination VM (ingress output)
+REG_ZONE = F.ZONE.reg            # conntrack zone of the VM this stage works for
+VERDICT_MASK = F.VERDICT.mask
+LOG_BIT = F.LOG.mask
+DIR_BIT = F.DIRECTION.mask       # set: the connection was opened by the peer (ingress rules)
+MARK_BLOCKED = F.BLOCKED.mask    # ct_mark: a changed policy denied the original direction
 
-VERDICT_ALLOW, VERDICT_DENY, VERDICT_REJECT = 1, 2, 3
-VERDICT_MASK = 0x3
-LOG_BIT = 0x4
-DIR_BIT = 0x8            # set: the connection was opened by the peer (ingress rules)
-
-# ct_mark: bit 31 blocked (a changed policy denied the connection's original direction).
-MARK_BLOCKED = 0x80000000
-
-# Cookie owner kinds (flows.owner_bits).
-KIND_INFRA, KIND_VM, KIND_RULE, KIND_PEER, KIND_PORT, KIND_DEFAULT = 1, 2, 3, 4, 5, 6
-KIND_NAMES = {KIND_INFRA: "infra", KIND_VM: "vm", KIND_RULE: "rule", KIND_PEER: "peer",
-              KIND_PORT: "port", KIND_DEFAULT: "default"}
-
-# Meters, one per punt purpose.
-METER_LOG, METER_REJECT, METER_UNKNOWN = 1, 2, 3
-
+_REG0, _ZONE = F.VERDICT.reg, F.ZONE.reg
 CT_MATCH = "ct_state ct_mark"
 TABLES = [
     _t("classify", 0, "in_port -> protected VM (load zone), unprotected/uplink, unknown",
@@ -59,7 +66,7 @@ TABLES = [
     _t("egress_state", 30, "+inv drop; replies and related pass; the original direction is judged",
        f"{CT_MATCH}", "ingress_classify rules egress_action"),
     _t("egress_action", 35, "act on the verdict: commit, drop, reject or log punt",
-       f"reg0 eth_type {CT_MATCH}", "ingress_classify punt_log punt_reject"),
+       f"{_REG0} eth_type {CT_MATCH}", "ingress_classify punt_log punt_reject"),
     _t("ingress_classify", 40, "eth_dst -> protected VM on this switch; else forward",
        "eth_dst eth_type ip_proto icmpv6_type", "ingress_ct forward"),
     _t("ingress_ct", 45, "conntrack in the destination VM's zone", "eth_type",
@@ -67,9 +74,9 @@ TABLES = [
     _t("ingress_state", 50, "+inv drop; replies and related pass; the original direction is judged",
        f"{CT_MATCH}", "rules ingress_action"),
     _t("ingress_action", 55, "act on the verdict: commit and output, drop, reject, log",
-       f"reg0 eth_type {CT_MATCH}", "punt_log punt_reject"),
+       f"{_REG0} eth_type {CT_MATCH}", "punt_log punt_reject"),
     _t("rules", 60, "the policy: one conjunction per rule (VMs x peers x ports)",
-       "reg6 reg0 conj_id eth_type ip_proto ipv4_src ipv4_dst ipv6_src ipv6_dst tcp_dst "
+       f"{_ZONE} {_REG0} conj_id eth_type ip_proto ipv4_src ipv4_dst ipv6_src ipv6_dst tcp_dst "
        "udp_dst", ""),
     _t("forward", 90, "plain L2 forwarding", "", ""),
     _t("punt_log", 100, "metered copy to the controller for the log", "", ""),
@@ -80,6 +87,36 @@ TABLES = [
 BY_NAME = {t.name: t for t in TABLES}
 BY_ID = {t.id: t for t in TABLES}
 T = {t.name: t.id for t in TABLES}
+
+
+@dataclass(frozen=True)
+class Punt:
+    """One reason to copy a packet to the controller: its table, meter and copy length."""
+    purpose: str
+    table_name: str
+    meter: int
+    max_len: int
+    why: str
+
+    @property
+    def table(self) -> int:
+        """The punt table's id; the packet-in's table_id tells the controller the purpose."""
+        return T[self.table_name]
+
+
+# Ryu 4.34 drops NXT_PACKET_IN2 userdata, so the table is how a packet-in says why it
+# came; each purpose has its own meter so a flood of one cannot starve the others.
+PUNTS: tuple[Punt, ...] = (
+    Punt("log", "punt_log", 1, 256, "a log copy of a verdict with `log`"),
+    Punt("reject", "punt_reject", 2, 256, "a rejected new connection: answer RST/ICMP"),
+    Punt("unknown", "punt_unknown", 3, 65535,
+         "traffic of an unknown port: identify it (the whole packet, to re-inject it)"),
+)
+PUNT_BY_PURPOSE: dict[str, Punt] = {p.purpose: p for p in PUNTS}
+PUNT_BY_TABLE: dict[int, Punt] = {p.table: p for p in PUNTS}
+PUNT_BY_METER: dict[int, Punt] = {p.meter: p for p in PUNTS}
+METER_LOG, METER_REJECT, METER_UNKNOWN = (PUNT_BY_PURPOSE[n].meter
+                                          for n in ("log", "reject", "unknown"))
 
 
 def check(flows: list[Flow]) -> list[str]:

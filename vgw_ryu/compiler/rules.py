@@ -1,0 +1,89 @@
+"""The rules table: one OpenFlow conjunction per rule (VMs x peers x protocol/ports),
+summed not multiplied, on the packet's own fields (rules judge only the original
+direction, so "peer" is the source of ingress rules and the destination of egress ones)."""
+
+from __future__ import annotations
+
+from vgw_ryu.compiler.builder import FlowSet, Match
+from vgw_ryu.compiler.proto import ETH_IP, ETH_IPV6
+from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a register map
+from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
+from vgw_ryu.pipeline.cookies import KIND_PEER, KIND_RULE, KIND_VM
+from vgw_ryu.pipeline.flows import Conjunction
+from vgw_ryu.policy.model import IpNet
+from vgw_ryu.policy.ruleset import ACTION_RANK, PROTO_NUM, EffectiveRule
+
+# Where the peer is, per rule direction: (IPv4 field, IPv6 field).
+PEER_FIELDS = {F.DIR_EGRESS: ("ipv4_dst", "ipv6_dst"), F.DIR_INGRESS: ("ipv4_src", "ipv6_src")}
+
+
+def rules_priority(eff: EffectiveRule) -> int:
+    """OpenFlow priority of a rule: higher rule priority first, deny > reject > allow."""
+    return P.rule_priority(eff.rule.priority, ACTION_RANK[eff.rule.action])
+
+
+def port_masks(lo: int, hi: int) -> list[tuple[int, int]]:
+    """Cover [lo, hi] with (value, mask) prefixes, as few as possible."""
+    out = []
+    while lo <= hi:
+        size = lo & -lo if lo else 1 << 16
+        while size > hi - lo + 1:
+            size >>= 1
+        out.append((lo, 0xFFFF & ~(size - 1)))
+        lo += size
+    return out
+
+
+def net_match(net: IpNet, field_v4: str, field_v6: str) -> Match:
+    """A match on one prefix; a host address is matched without a mask."""
+    host = 32 if net.version == 4 else 128
+    v = (str(net.network_address), str(net.netmask)) if net.prefixlen < host \
+        else str(net.network_address)
+    if net.version == 4:
+        return {"eth_type": ETH_IP, field_v4: v}
+    return {"eth_type": ETH_IPV6, field_v6: v}
+
+
+def proto_clause(eff: EffectiveRule) -> list[Match]:
+    """The protocol/port clause of a rule, per IP family its peers can be."""
+    r = eff.rule
+    if r.protocol in ("icmp", "icmpv6"):
+        eth = ETH_IP if r.protocol == "icmp" else ETH_IPV6
+        return [{"eth_type": eth, "ip_proto": PROTO_NUM[r.protocol]}]
+    families = {4, 6} if eff.peers is None else {n.version for n in eff.peers}
+    out: list[Match] = []
+    for fam in sorted(families):
+        base = {"eth_type": ETH_IP if fam == 4 else ETH_IPV6,
+                "ip_proto": PROTO_NUM[r.protocol]}
+        if not r.ports:
+            out.append(base)
+            continue
+        port_field = f"{r.protocol}_dst"
+        out += [{**base, port_field: m} for lo, hi in r.ports for m in port_masks(lo, hi)]
+    return out
+
+
+def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) -> None:
+    """rules: the clause flows of one rule and its ``conj_id`` flow."""
+    r = eff.rule
+    prio = rules_priority(eff)
+    direction = F.DIR_INGRESS if r.direction == "ingress" else F.DIR_EGRESS
+    # rules, clause 1: the VMs the rule applies to, in the stage of its direction.
+    clauses: list[list[Match]] = [
+        [F.match(F.ZONE.match(z), F.DIRECTION.match(direction)) for z in zones]]
+    if eff.peers is not None:
+        clauses.append([net_match(n, *PEER_FIELDS[direction]) for n in eff.peers])
+    if r.protocol != "any":
+        clauses.append(proto_clause(eff))
+    if len(clauses) == 1:
+        clauses.append([{}])  # a conjunction needs two clauses; this one always holds
+    n = len(clauses)
+    for i, clause in enumerate(clauses, 1):
+        for match in clause:
+            # Clause 1 names one VM (its zone): owned by it, like the rest of its flows.
+            kind, owner = (KIND_VM, match[F.ZONE.reg]) if i == 1 else (KIND_PEER, 0)
+            b.add_conj(prio, match, Conjunction(number, i, n), kind, owner)
+    # rules: the conjunction's verdict, with the rule number for the controller.
+    b.add("rules", prio, {"conj_id": number},
+          [F.load((F.VERDICT, F.VERDICTS[r.action]), (F.LOG, int(r.log))), F.RULE.load(number)],
+          kind=KIND_RULE, owner=number)

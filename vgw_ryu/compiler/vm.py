@@ -1,0 +1,111 @@
+"""A protected VM's own flows: its port in classify, its anti-spoofing guard and its
+entry in ingress_classify. They depend only on the VM, its port and its zone, which is
+what lets compile_switch cache them."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from vgw_ryu.compiler.builder import FlowSet
+from vgw_ryu.compiler.facts import PortFacts
+from vgw_ryu.compiler.proto import (
+    DHCP6_CLIENT,
+    DHCP6_SERVER,
+    DHCP_CLIENT,
+    DHCP_SERVER,
+    ETH_ARP,
+    ETH_IP,
+    ETH_IPV6,
+    ICMPV6_MLDV2_REPORT,
+    ICMPV6_NA,
+    ICMPV6_NS,
+    ICMPV6_RA,
+    ICMPV6_REDIRECT,
+    ICMPV6_RS,
+    IP_FAMILIES,
+    IPPROTO_ICMPV6,
+    IPPROTO_UDP,
+)
+from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a register map
+from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
+from vgw_ryu.pipeline.cookies import KIND_VM
+from vgw_ryu.pipeline.flows import CtClear
+from vgw_ryu.policy.model import Vm
+
+# A VM needs these to get and keep an address, so they skip the policy.
+SOLICITATIONS = (ICMPV6_RS, ICMPV6_NS, ICMPV6_MLDV2_REPORT)
+# A VM may advertise only its own addresses; these from it are spoofs.
+SPOOFED_ADVERTS = (ICMPV6_RA, ICMPV6_NA, ICMPV6_REDIRECT)
+# Neighbour discovery to a VM is not tracked: conntrack would judge it as new traffic.
+UNTRACKED_ND = (ICMPV6_NS, ICMPV6_NA)
+
+
+def link_local(mac: str) -> ipaddress.IPv6Address:
+    """The EUI-64 link-local address of a MAC."""
+    b = bytearray(int(x, 16) for x in mac.split(":"))
+    b[0] ^= 0x02
+    eui = bytes(b[:3]) + b"\xff\xfe" + bytes(b[3:])
+    return ipaddress.IPv6Address(b"\xfe\x80" + b"\x00" * 6 + eui)
+
+
+def build_vm(b: FlowSet, vm: Vm, port: PortFacts, zone: int) -> None:
+    """All flows owned by one protected VM (cookie kind vm, owner its zone)."""
+    mac = vm.mac or port.mac
+    own = {"kind": KIND_VM, "owner": zone}
+    p = port.ofport
+    # classify: this port is the VM; its zone goes to reg6 for the whole egress stage.
+    b.add("classify", P.CLASSIFY_PORT, {"in_port": p}, [F.ZONE.load(zone)],
+          goto="egress_guard", **own)
+    # egress_guard: the VM may only speak as itself (its MAC, its IPs, its link-local).
+    src = {"in_port": p, **({"eth_src": mac} if mac else {})}
+    v4 = [ip for ip in vm.ips if ip.version == 4]
+    v6 = [ip for ip in vm.ips if ip.version == 6]
+    if mac:
+        v6 = [*v6, link_local(mac)]
+    for ip in v4:
+        b.add("egress_guard", P.GUARD_OWN_IP, {**src, "eth_type": ETH_IP, "ipv4_src": str(ip)},
+              goto="egress_ct", **own)
+        # egress_guard: ARP must claim the VM's own address and hardware address.
+        arp = {**src, "eth_type": ETH_ARP, "arp_spa": str(ip)}
+        if mac:
+            arp["arp_sha"] = mac
+        b.add("egress_guard", P.GUARD_CONTROL, arp, goto="ingress_classify", **own)
+    for ip in v6:
+        b.add("egress_guard", P.GUARD_OWN_IP,
+              {**src, "eth_type": ETH_IPV6, "ipv6_src": str(ip)}, goto="egress_ct", **own)
+    # egress_guard: DHCP/DHCPv6 clients and neighbour discovery skip the policy:
+    # without them the VM cannot get or keep an address.
+    b.add("egress_guard", P.GUARD_CONTROL,
+          {**src, "eth_type": ETH_IP, "ip_proto": IPPROTO_UDP, "udp_src": DHCP_CLIENT,
+           "udp_dst": DHCP_SERVER}, goto="ingress_classify", **own)
+    b.add("egress_guard", P.GUARD_CONTROL,
+          {**src, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_UDP, "udp_src": DHCP6_CLIENT,
+           "udp_dst": DHCP6_SERVER}, goto="ingress_classify", **own)
+    icmp6 = {**src, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6}
+    for icmp_type in SOLICITATIONS:
+        b.add("egress_guard", P.GUARD_CONTROL, {**icmp6, "icmpv6_type": icmp_type},
+              goto="ingress_classify", **own)
+    # egress_guard: a neighbour advert must announce one of the VM's own addresses.
+    for ip in v6:
+        b.add("egress_guard", P.GUARD_CONTROL,
+              {**icmp6, "icmpv6_type": ICMPV6_NA, "ipv6_nd_target": str(ip)},
+              goto="ingress_classify", **own)
+    # egress_guard: any other advert, router advert or redirect is a spoof, even from
+    # the VM's own address (which would otherwise reach the policy below).
+    for icmp_type in SPOOFED_ADVERTS:
+        b.add("egress_guard", P.GUARD_SPOOF, {"in_port": p, "eth_type": ETH_IPV6,
+                                              "ip_proto": IPPROTO_ICMPV6,
+                                              "icmpv6_type": icmp_type}, [], **own)
+    if not mac:
+        return  # without a MAC nothing can be addressed to the VM
+    # ingress_classify: IP for this VM is judged in its zone and leaves by its port;
+    # ct_clear drops the egress stage's conntrack state, which is another zone's.
+    for eth in IP_FAMILIES:
+        b.add("ingress_classify", P.INGRESS_VM, {"eth_dst": mac, "eth_type": eth},
+              [F.ZONE.load(zone), F.OUT_PORT.load(p), CtClear()], goto="ingress_ct", **own)
+    # ingress_classify: ND to it is forwarded untracked.
+    for icmp_type in UNTRACKED_ND:
+        b.add("ingress_classify", P.INGRESS_ND, {"eth_dst": mac, "eth_type": ETH_IPV6,
+                                                 "ip_proto": IPPROTO_ICMPV6,
+                                                 "icmpv6_type": icmp_type},
+              goto="forward", **own)
