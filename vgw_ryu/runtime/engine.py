@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, is_uplink_name
@@ -19,6 +22,7 @@ from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State, ValidationError, parse_state, state_doc
 from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules
 from vgw_ryu.runtime.ports import Iface
+from vgw_ryu.runtime.snapshot import Snapshot, SwitchInfo
 from vgw_ryu.runtime.store import Store
 
 LOG = logging.getLogger("vgw_ryu.runtime.engine")
@@ -39,7 +43,12 @@ class SwitchView:
 
 
 def classify_port(state: State, iface: Iface, learned_mac: str | None) -> PortFacts:
-    """Decide what a port is: a VM (which), an uplink, or unknown. See DESIGN.md."""
+    """Decide what a port is: a VM (which), an uplink, or unknown.
+
+    In order: an operator's ``vgw-role=uplink``; a declared VM named by ``vm-id`` or
+    ``iface-id``; a tunnel or a name matching settings.uplinks; a declared VM's MAC
+    (attached-mac, then the MAC learned from the port's punts); else unknown.
+    """
     eid = iface.external_ids
     attached = (eid.get("attached-mac") or "").lower() or None
     if eid.get("vgw-role") == "uplink":
@@ -60,11 +69,14 @@ def classify_port(state: State, iface: Iface, learned_mac: str | None) -> PortFa
 
 
 class Engine:
-    """Desired state, ids and per-switch facts; thread-safe for REST + app."""
+    """Desired state, ids and per-switch facts; thread-safe for REST + app.
+
+    Readers take a ``snapshot()``; writers call the methods below, which hold the lock.
+    """
 
     def __init__(self, store: Store):
         self.store = store
-        self.lock = threading.RLock()
+        self._lock = threading.RLock()
         doc, self.revision, ids_doc = store.load()
         try:
             self.state = parse_state(doc)
@@ -75,19 +87,19 @@ class Engine:
             store.write_ids(self.ids.to_doc())
         self.effective: dict[str, list[EffectiveRule]] = effective_rules(self.state)
         self.switches: dict[int, SwitchView] = {}
-        self.learned: dict[tuple[int, int], str] = {}   # (dpid, ofport) -> MAC from punts
+        self._learned: dict[tuple[int, int], str] = {}  # (dpid, ofport) -> MAC from punts
         self.listeners: list = []
         self.vm_flow_cache: dict = {}
 
     # --- state -----------------------------------------------------------------
     def state_document(self) -> dict[str, Any]:
-        with self.lock:
+        with self._lock:
             return {**state_doc(self.state), "revision": self.revision}
 
     def replace_state(self, new: State, if_match: int | None = None,
                       extra: dict[str, str] | None = None) -> int:
         """Commit a validated state; returns the new revision (after COMMIT)."""
-        with self.lock:
+        with self._lock:
             ids = Ids.from_doc(self.ids.to_doc())
             ids.sync(new)
             rev = self.store.write(state_doc(new), ids.to_doc(), if_match, extra)
@@ -113,18 +125,18 @@ class Engine:
 
     # --- switches ----------------------------------------------------------------
     def switch(self, dpid: int) -> SwitchView:
-        with self.lock:
+        with self._lock:
             return self.switches.setdefault(dpid, SwitchView(dpid))
 
     def forget_switch(self, dpid: int) -> None:
-        with self.lock:
+        with self._lock:
             self.switches.pop(dpid, None)
-            for key in [k for k in self.learned if k[0] == dpid]:
-                del self.learned[key]
+            for key in [k for k in self._learned if k[0] == dpid]:
+                del self._learned[key]
 
     def refresh_facts(self, dpid: int, ifaces: list[Iface]) -> SwitchFacts:
         """Classify a switch's ports against the current state."""
-        with self.lock:
+        with self._lock:
             sw = self.switch(dpid)
             sw.ifaces = ifaces
             ports = []
@@ -132,7 +144,7 @@ class Engine:
                 if iface.ofport in (LOCAL_PORT, 65534):
                     continue
                 ports.append(classify_port(self.state, iface,
-                                           self.learned.get((dpid, iface.ofport))))
+                                           self._learned.get((dpid, iface.ofport))))
             sw.facts = SwitchFacts(tuple(ports))
             return sw.facts
 
@@ -141,7 +153,7 @@ class Engine:
 
         Ports are classified here, under the lock, against the state being compiled.
         """
-        with self.lock:
+        with self._lock:
             facts = self.refresh_facts(dpid, ifaces)
             if len(self.vm_flow_cache) > 4 * len(self.state.vms) + 64:
                 self.vm_flow_cache.clear()  # old VM versions: let them go
@@ -151,38 +163,72 @@ class Engine:
 
     def learn_mac(self, dpid: int, ofport: int, mac: str) -> bool:
         """Remember a MAC seen on an unknown port; True if it identifies a VM."""
-        with self.lock:
-            self.learned[(dpid, ofport)] = mac.lower()
+        with self._lock:
+            self._learned[(dpid, ofport)] = mac.lower()
             return any(vm.mac == mac.lower() for vm in self.state.vms.values())
 
-    # --- views for the REST API ---------------------------------------------------
+    def learned_mac(self, dpid: int, ofport: int) -> str | None:
+        """The MAC last learned from punts on a port, if any."""
+        with self._lock:
+            return self._learned.get((dpid, ofport))
+
+    def learn_new_mac(self, dpid: int, ofport: int, mac: str) -> bool | None:
+        """learn_mac, or None (and nothing changes) if the port already has this MAC."""
+        with self._lock:
+            if self._learned.get((dpid, ofport)) == mac.lower():
+                return None
+            return self.learn_mac(dpid, ofport, mac)
+
+    @property
+    def learned(self) -> dict[tuple[int, int], str]:
+        """A copy of every learned (dpid, ofport) -> MAC."""
+        with self._lock:
+            return dict(self._learned)
+
+    def update_ifaces(self, dpid: int, ifaces: list[Iface]) -> bool:
+        """Reclassify a switch's ports if its interfaces changed; True if they did."""
+        with self._lock:
+            if ifaces == self.switch(dpid).ifaces:
+                return False
+            self.refresh_facts(dpid, ifaces)
+            return True
+
+    def set_of_version(self, dpid: int, version: int) -> None:
+        with self._lock:
+            self.switch(dpid).of_version = version
+
+    def mark_applied(self, dpid: int, revision: int, flow_count: int) -> None:
+        """Record what a switch now runs: the revision and how many flows."""
+        with self._lock:
+            sw = self.switch(dpid)
+            sw.applied_revision = revision
+            sw.flow_count = flow_count
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (no arguments) after every committed state change."""
+        self.listeners.append(callback)
+
+    # --- readers -----------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """State, revision, ids, effective rules and switches from one moment."""
+        with self._lock:
+            switches = {dpid: SwitchInfo(dpid, sw.facts, sw.applied_revision, sw.flow_count,
+                                         sw.of_version)
+                        for dpid, sw in self.switches.items()}
+            return Snapshot(self.state, self.revision, self.ids,
+                            MappingProxyType(self.effective), MappingProxyType(switches))
+
+    @contextmanager
+    def editing(self) -> Iterator[Snapshot]:
+        """Read-modify-write: no other write commits until the block ends.
+
+        Read the snapshot yielded, commit with apply_document inside the block.
+        """
+        with self._lock:
+            yield self.snapshot()
+
     def vm_locations(self) -> dict[str, list[dict[str, Any]]]:
-        with self.lock:
-            where: dict[str, list[dict[str, Any]]] = {}
-            for dpid, sw in sorted(self.switches.items()):
-                for p in sw.facts.ports:
-                    if p.kind == "vm" and p.vm:
-                        vm = self.state.vms.get(p.vm)
-                        zone = self.ids.zone(p.vm) if vm and vm.protected else None
-                        where.setdefault(p.vm, []).append(
-                            {"switch": f"{dpid:016x}", "ofport": p.ofport, "port": p.name,
-                             "zone": zone})
-            return where
+        return self.snapshot().vm_locations()
 
     def switches_view(self) -> list[dict[str, Any]]:
-        with self.lock:
-            out = []
-            for dpid, sw in sorted(self.switches.items()):
-                ports = [{"ofport": p.ofport, "name": p.name, "kind": p.kind, "vm": p.vm}
-                         for p in sw.facts.ports]
-                out.append({
-                    "dpid": f"{dpid:016x}",
-                    "of_version": sw.of_version,
-                    "applied_revision": sw.applied_revision,
-                    "flows": sw.flow_count,
-                    "vm_ports": [p for p in ports if p["kind"] == "vm"],
-                    "uplinks": [p for p in ports if p["kind"] == "uplink"],
-                    "unknown_ports": [p for p in ports if p["kind"] == "unknown"],
-                })
-            return out
-
+        return self.snapshot().switches_view()

@@ -10,11 +10,9 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
-from vgw_ryu.pipeline.flows import split_cookie
-from vgw_ryu.pipeline.tables import KIND_RULE, T
+from vgw_ryu.pipeline.cookies import KIND_RULE, split_cookie
+from vgw_ryu.pipeline.tables import PUNT_BY_TABLE
 
-PUNT_TABLES = {T["punt_log"]: "log", T["punt_reject"]: "reject",
-               T["punt_unknown"]: "unknown"}
 _TABLE_LINE = re.compile(r"^\s*(\d+)\. .*?(?:cookie (0x[0-9a-f]+))?$")
 
 
@@ -72,8 +70,8 @@ def parse(text: str, odp_to_of: dict[int, int]) -> TraceResult:
         if m and not line.lstrip().startswith("Datapath"):
             table = int(m.group(1))
             r.tables.append(table)
-            if table in PUNT_TABLES:
-                r.punts.add(PUNT_TABLES[table])
+            if table in PUNT_BY_TABLE:
+                r.punts.add(PUNT_BY_TABLE[table].purpose)
             if m.group(2):
                 owner = split_cookie(int(m.group(2), 16))
                 if owner and owner[0] == KIND_RULE:

@@ -42,13 +42,21 @@ class Store:
             existed = self.path.exists() and self.path.stat().st_size > 0
             self.db = sqlite3.connect(str(self.path), isolation_level=None,
                                       check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot open database {self.path}: {e}") from e
+        except OSError as e:
+            raise StoreError(f"cannot open database {self.path}: {e}") from e
+        try:
+            # Check before the first write (WAL mode writes the header): a file that is
+            # not ours is left exactly as it was.
             if existed:
                 self._check_existing()
-            else:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            if not existed:
                 self._create()
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, ValueError) as e:
+            self.db.close()
             raise StoreError(f"cannot use database {self.path}: {e}. Refusing to start "
                              "over it; move it away or restore it from a backup.") from e
         except OSError as e:
@@ -77,11 +85,14 @@ class Store:
         for key in ("schema", "revision", "state", "ids"):
             if key not in meta:
                 raise sqlite3.DatabaseError(f"not a vgw_ryu database (no {key!r})")
-        if int(meta["schema"]) != SCHEMA_VERSION:
+        if not str(meta["schema"]).isdigit() or int(meta["schema"]) != SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"schema version {meta['schema']} is not "
                                         f"{SCHEMA_VERSION}")
-        json.loads(meta["state"])
-        json.loads(meta["ids"])
+        try:
+            json.loads(meta["state"])
+            json.loads(meta["ids"])
+        except ValueError as e:
+            raise sqlite3.DatabaseError(f"stored state is not JSON ({e})") from None
 
     def _get(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

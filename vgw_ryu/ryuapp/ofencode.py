@@ -1,4 +1,4 @@
-"""Flows (vgw_ryu.pipeline.flows) as Ryu OpenFlow 1.3/1.4 messages. The only other Ryu module.
+"""Flows (vgw_ryu.pipeline.flows) as Ryu OpenFlow 1.3/1.4 messages.
 
 Every builder mirrors one ovs-ofctl text form; tests/sandbox/test_app_sync.py installs
 the same flows both ways and requires OVS to show identical tables.

@@ -1,8 +1,7 @@
 """Packets the controller receives: decode them, and build the answers to rejects.
 
-Thin Ryu layer (ryu.lib.packet). A punt is identified by the table it came from
-(100 log, 101 reject, 102 unknown) and the registers OVS copies into the packet-in
-(reg0 verdict/direction, reg3 rule, reg4 zone); see flows/PIPELINE.md.
+Thin Ryu layer (ryu.lib.packet): the packet is parsed here; what the punt table and
+registers mean is decoded by vgw_ryu.runtime.puntregs.
 """
 
 from __future__ import annotations
@@ -12,11 +11,10 @@ from typing import Any
 
 from ryu.lib.packet import ethernet, icmp, icmpv6, ipv4, ipv6, packet, tcp, udp
 
-from vgw_ryu.pipeline import tables as pl
+from vgw_ryu.policy.model import PROTO_NAME
+from vgw_ryu.runtime.puntregs import PuntRegs, decode_registers
 
-VERDICTS = {pl.VERDICT_ALLOW: "allow", pl.VERDICT_DENY: "deny", pl.VERDICT_REJECT: "reject"}
-PURPOSE = {pl.T["punt_log"]: "log", pl.T["punt_reject"]: "reject",
-           pl.T["punt_unknown"]: "unknown"}
+__all__ = ["Punt", "decode", "reject_answer"]
 
 
 @dataclass
@@ -35,35 +33,40 @@ class Punt:
     l4: Any
     length: int
 
+    @property
+    def regs(self) -> PuntRegs:
+        return PuntRegs(self.purpose, self.in_port, self.verdict, self.direction, self.rule,
+                        self.zone, self.log)
+
     def summary(self) -> dict[str, Any]:
         """Protocol, addresses and ports for a log record."""
         out: dict[str, Any] = {"src_mac": self.eth.src, "dst_mac": self.eth.dst}
         if self.l3 is not None:
             out["src"], out["dst"] = self.l3.src, self.l3.dst
-            out["protocol"] = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}.get(
-                self.l3.proto if isinstance(self.l3, ipv4.ipv4) else self.l3.nxt,
-                str(self.l3.proto if isinstance(self.l3, ipv4.ipv4) else self.l3.nxt))
+            number = self.l3.proto if isinstance(self.l3, ipv4.ipv4) else self.l3.nxt
+            out["protocol"] = PROTO_NAME.get(number, str(number))
         if isinstance(self.l4, (tcp.tcp, udp.udp)):
             out["sport"], out["dport"] = self.l4.src_port, self.l4.dst_port
         elif isinstance(self.l4, (icmp.icmp, icmpv6.icmpv6)):
-            out["icmp_type"], out["icmp_code"] = self.l4.type_, self.l4.code
+            out["icmp_type"], out["icmp_code"] = _icmp_type(self.l4), self.l4.code
         return out
 
 
-def _reg(match: Any, name: str) -> int:
-    try:
-        v = match[name]
-    except KeyError:
-        return 0
-    return v[0] if isinstance(v, tuple) else int(v)
+def _icmp_type(l4: Any) -> int:
+    # Ryu names the field ``type`` on ICMPv4 headers and ``type_`` on ICMPv6 ones.
+    return l4.type_ if isinstance(l4, icmpv6.icmpv6) else l4.type
+
+
+def _fields(match: Any) -> dict[str, Any]:
+    """An OFPMatch (or a plain mapping) as {field: value or (value, mask)}."""
+    return dict(match.items())
 
 
 def decode(msg: Any) -> Punt | None:
     """A packet-in from one of the punt tables, or None for anything else."""
-    purpose = PURPOSE.get(msg.table_id)
-    if purpose is None:
+    regs = decode_registers(msg.table_id, _fields(msg.match))
+    if regs is None:
         return None
-    reg0 = _reg(msg.match, "reg0")
     pkt = packet.Packet(msg.data)
     eth = pkt.get_protocol(ethernet.ethernet)
     if eth is None:
@@ -71,11 +74,8 @@ def decode(msg: Any) -> Punt | None:
     l3 = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
     l4 = (pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp) or pkt.get_protocol(icmp.icmp)
           or pkt.get_protocol(icmpv6.icmpv6))
-    verdict = VERDICTS.get(reg0 & pl.VERDICT_MASK) if purpose != "unknown" else None
-    return Punt(purpose, _reg(msg.match, "in_port"), verdict,
-                ("ingress" if reg0 & pl.DIR_BIT else "egress") if purpose != "unknown" else None,
-                _reg(msg.match, "reg3"), _reg(msg.match, "reg4"), bool(reg0 & pl.LOG_BIT),
-                pkt, eth, l3, l4, msg.total_len or len(msg.data))
+    return Punt(regs.purpose, regs.in_port, regs.verdict, regs.direction, regs.rule,
+                regs.zone, regs.log, pkt, eth, l3, l4, msg.total_len or len(msg.data))
 
 
 def reject_answer(p: Punt) -> bytes | None:
@@ -123,7 +123,7 @@ def reject_answer(p: Punt) -> bytes | None:
         body = icmpv6.icmpv6(type_=icmpv6.ICMPV6_DST_UNREACH, code=4 if is_udp else 1,
                              data=b"\x00\x00\x00\x00" + quoted)
         l3 = ipv6.ipv6(src=p.l3.dst, dst=p.l3.src, nxt=58, hop_limit=64)
-    if v4 and isinstance(p.l4, icmp.icmp) and p.l4.type_ not in (0, 8, 13, 15, 17):
+    if v4 and isinstance(p.l4, icmp.icmp) and p.l4.type not in (0, 8, 13, 15, 17):
         return None  # never answer an ICMP error with another
     out = packet.Packet()
     for proto in (eth, l3, body):

@@ -1,0 +1,114 @@
+"""The state file: when a reload is due, and what loading does with good and bad files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vgw_ryu.runtime import statefile
+from vgw_ryu.runtime.engine import Engine
+from vgw_ryu.runtime.store import Store
+
+GOOD = {"vms": {"a": {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1"]}}}
+
+
+@pytest.fixture
+def engine(tmp_path: Path):
+    store = Store(tmp_path / "s.db")
+    yield Engine(store)
+    store.close()
+
+
+def write(path: Path, doc, mtime: float | None = None) -> None:
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+@pytest.mark.parametrize(("requested", "current", "loaded", "due"), [
+    (False, (1.0, 10), (1.0, 10), False),   # unchanged
+    (False, (2.0, 10), (1.0, 10), True),    # touched
+    (False, (1.0, 11), (1.0, 10), True),    # same mtime, other size
+    (False, None, (1.0, 10), False),        # gone: keep what runs
+    (True, None, (1.0, 10), True),          # SIGHUP always reloads
+    (True, (1.0, 10), (1.0, 10), True),
+    (False, (1.0, 10), None, True),         # never read
+])
+def test_reload_due(requested, current, loaded, due):
+    assert statefile.reload_due(requested, current, loaded) is due
+
+
+def test_initial_load_applies_and_a_second_check_does_nothing(tmp_path, engine):
+    f = tmp_path / "state.yaml"
+    write(f, GOOD, 1000.0)
+    w = statefile.StateFileWatcher(str(f), engine)
+    assert w.load(initial=True) == 1
+    assert w.loaded == (1000.0, f.stat().st_size)
+    assert w.check() is False
+    assert engine.snapshot().revision == 1
+
+
+def test_a_changed_file_is_reloaded_and_identical_content_is_not_reapplied(tmp_path, engine):
+    f = tmp_path / "state.yaml"
+    write(f, GOOD, 1000.0)
+    w = statefile.StateFileWatcher(str(f), engine)
+    w.load(initial=True)
+    write(f, GOOD, 2000.0)                       # touched, same text
+    assert w.check() is True and engine.snapshot().revision == 1
+    write(f, {"vms": {**GOOD["vms"], "b": {"ips": ["10.0.0.2"]}}}, 3000.0)
+    assert w.check() is True and engine.snapshot().revision == 2
+    assert set(engine.snapshot().state.vms) == {"a", "b"}
+
+
+def test_sighup_forces_one_reload(tmp_path, engine, monkeypatch):
+    f = tmp_path / "state.yaml"
+    write(f, GOOD, 1000.0)
+    w = statefile.StateFileWatcher(str(f), engine)
+    w.load(initial=True)
+    loads = []
+    monkeypatch.setattr(w, "load", lambda initial=False: loads.append(initial))
+    w.request_reload()
+    assert w.check() is True and loads == [False]
+    assert w.check() is False and loads == [False]
+
+
+@pytest.mark.parametrize("text", ["vms: [unclosed", "vms: {a: {ips: [not-an-ip]}}"])
+def test_a_bad_file_at_start_with_nothing_stored_is_fatal(tmp_path, engine, text):
+    f = tmp_path / "state.yaml"
+    write(f, text)
+    with pytest.raises(statefile.StateFileFatalError, match="state file rejected"):
+        statefile.StateFileWatcher(str(f), engine).load(initial=True)
+
+
+def test_a_missing_file_at_start_is_fatal(tmp_path, engine):
+    w = statefile.StateFileWatcher(str(tmp_path / "nope.yaml"), engine)
+    with pytest.raises(statefile.StateFileFatalError):
+        w.load(initial=True)
+
+
+def test_a_bad_file_later_keeps_the_running_revision(tmp_path, engine, caplog):
+    f = tmp_path / "state.yaml"
+    write(f, GOOD, 1000.0)
+    w = statefile.StateFileWatcher(str(f), engine)
+    w.load(initial=True)
+    write(f, "vms: [unclosed", 2000.0)
+    assert w.check() is True
+    assert engine.snapshot().revision == 1
+    assert "rejected, keeping revision 1" in caplog.text
+    assert w.check() is False          # the bad version is not retried until it changes
+    # At start, a bad file with a stored state is not fatal either.
+    assert statefile.StateFileWatcher(str(f), engine).load(initial=True) is None
+
+
+def test_load_state_file_parses_yaml_and_json(tmp_path):
+    f = tmp_path / "s.json"
+    f.write_text('{"vms": {}}')
+    assert statefile.load_state_file(str(f)) == ('{"vms": {}}', {"vms": {}})
+    f.write_text("")
+    assert statefile.load_state_file(str(f)) == ("", {})
+    f.write_text("a: [")
+    with pytest.raises(ValueError, match="not YAML/JSON"):
+        statefile.load_state_file(str(f))

@@ -1,0 +1,36 @@
+"""What the API needs from its host: the engine and the switch-side data.
+
+The Ryu app's vgw_ryu.ryuapp.backend.AppBackend is one; tests use small fakes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Protocol
+
+from vgw_ryu.runtime.engine import Engine
+
+
+class Backend(Protocol):
+    """The engine (state, ids, switches) and what only the switches know."""
+
+    engine: Engine
+
+    def switch_count(self) -> int:
+        """Connected switches."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """The GET /v1/stats document."""
+        ...
+
+    def logs(self, vm: str | None = None, verdict: str | None = None,
+             since: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Firewall log records, newest last."""
+        ...
+
+    def trace_datapath(self, vm: str, direction: str,
+                       peer: ipaddress.IPv4Address | ipaddress.IPv6Address, proto: str,
+                       port: int | None) -> dict[str, Any] | None:
+        """ofproto/trace of the connection on the VM's switch; None when not local."""
+        ...

@@ -1,0 +1,156 @@
+"""HTTP plumbing of the /v1 API: requests, answers, errors, routing, auth and bodies.
+
+No Ryu here and nothing about firewalls: vgw_ryu.api.handlers holds the endpoints.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+MAX_BODY = 1024 * 1024
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, machine code, message and offending field."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)   # lower-case names
+    body: bytes = b""
+    remote_addr: str = "127.0.0.1"
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> bytes:
+        return (json.dumps(self.body, indent=1) + "\n").encode()
+
+
+Handler = Callable[[Request, dict[str, str]], Response]
+
+
+class Router:
+    """Path patterns like ``vms/{name}`` -> handlers per method."""
+
+    def __init__(self) -> None:
+        self.routes: list[tuple[list[str], dict[str, Handler]]] = []
+
+    def add(self, pattern: str, **methods: Handler) -> None:
+        self.routes.append((pattern.split("/"), methods))
+
+    def match(self, path: str) -> tuple[dict[str, Handler], dict[str, str]] | None:
+        """(handlers by method, path parameters) of the first matching pattern."""
+        parts = path.split("/")
+        for pattern, methods in self.routes:
+            if len(pattern) != len(parts):
+                continue
+            params: dict[str, str] = {}
+            for want, got in zip(pattern, parts, strict=True):
+                if want.startswith("{"):
+                    params[want[1:-1]] = got
+                elif want != got:
+                    break
+            else:
+                return methods, params
+        return None
+
+    def resolve(self, req: Request, prefix: str = "/v1/") -> tuple[Handler, dict[str, str]]:
+        """The handler of a request and its path parameters, or a 404/405 ApiError."""
+        if not req.path.startswith(prefix):
+            raise ApiError(404, "not_found", f"no such path: {req.path[:200]}")
+        found = self.match(req.path[len(prefix):].rstrip("/"))
+        if found is None:
+            raise ApiError(404, "not_found", f"no such path: {req.path[:200]}")
+        methods, params = found
+        handler = methods.get(req.method.upper())
+        if handler is None:
+            raise ApiError(405, "method_not_allowed",
+                           f"{req.method} not allowed on {req.path[:200]}; "
+                           f"allowed: {', '.join(sorted(methods))}")
+        return handler, params
+
+
+def is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+def authorize(token: str | None, req: Request) -> None:
+    """With a token, writes and off-loopback reads need ``Authorization: Bearer``."""
+    if not token:
+        return
+    needs = req.method.upper() != "GET" or not is_loopback(req.remote_addr)
+    if not needs:
+        return
+    got = req.headers.get("authorization", "")
+    scheme, _, value = got.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
+                                                             token.encode()):
+        raise ApiError(401, "unauthorized",
+                       "missing or wrong token (Authorization: Bearer <token>)")
+
+
+def json_body(req: Request) -> Any:
+    """The request's JSON body (415, 413 or 400 when it is not one)."""
+    ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       f"send JSON (Content-Type: application/json), not {ctype or 'none'}")
+    if len(req.body) > MAX_BODY:
+        raise ApiError(413, "too_large", "body over 1 MiB")
+    try:
+        text = req.body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ApiError(400, "invalid", f"body is not UTF-8: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ApiError(400, "invalid", f"body is not JSON: {e}") from None
+
+
+def if_match(req: Request) -> int | None:
+    """The revision in If-Match (quotes and W/ allowed), None without the header."""
+    v = req.headers.get("if-match")
+    if v is None:
+        return None
+    v = v.strip().strip('"')
+    if v.startswith("W/"):
+        v = v[2:].strip('"')
+    if not v.isdigit():
+        raise ApiError(400, "invalid", f"If-Match must be a revision number, not {v!r}",
+                       "If-Match")
+    return int(v)
+
+
+def looks_like_iso(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,52 @@
+"""How the API shows VMs, groups and policies, and what refers to them. No Ryu here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vgw_ryu.policy import model
+from vgw_ryu.policy.model import State
+from vgw_ryu.policy.ruleset import applied_vms, group_members
+from vgw_ryu.runtime.snapshot import Snapshot
+
+KINDS = {"vms": "vm", "groups": "group", "policies": "policy"}
+READ_ONLY = ("name", "revision", "zone", "seen", "resolved", "applies_to_vms")
+
+
+def object_view(snap: Snapshot, coll: str, name: str,
+                locations: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """One object as GET shows it, with what the controller adds (read-only fields).
+
+    ``locations`` (snap.vm_locations()) may be passed in when showing many VMs.
+    """
+    st = snap.state
+    if coll == "vms":
+        vm = st.vms[name]
+        zone = snap.ids.zone(name) if vm.protected else None
+        where = snap.vm_locations() if locations is None else locations
+        return {"name": name, **model.vm_doc(vm), "zone": zone,
+                "seen": where.get(name, [])}
+    if coll == "groups":
+        g = st.groups[name]
+        members = group_members(st, name)
+        addrs = sorted({str(ip) for m in members for ip in st.vms[m].ips}
+                       | {str(c) for c in g.cidrs})
+        return {"name": name, **model.group_doc(g),
+                "resolved": {"vms": members, "addresses": addrs}}
+    pol = st.policies[name]
+    return {"name": name, **model.policy_doc(pol), "applies_to_vms": applied_vms(st, name)}
+
+
+def references(st: State, coll: str, name: str) -> list[str]:
+    """Where an object is referred to (group members, applied_to, rule peers)."""
+    refs = []
+    target = f"{KINDS[coll]}:{name}"
+    if coll == "vms":
+        refs += [f"groups.{g}.members" for g, grp in st.groups.items() if name in grp.members]
+    for pname, pol in st.policies.items():
+        if target in pol.applied_to:
+            refs.append(f"policies.{pname}.applied_to")
+        for i, r in enumerate(pol.rules):
+            if str(r.peer) == target:
+                refs.append(f"policies.{pname}.rules[{i}].peer")
+    return refs

@@ -1,0 +1,132 @@
+"""Connection-table hygiene: which conntrack entries a state change makes stale.
+
+Each protected VM has its own conntrack zone. When a VM is deleted or stops being
+protected its zone holds entries nobody owns; when an address leaves a VM (VM deleted,
+IP removed, VM unprotected) the *peers'* zones still hold entries for it, and a new
+owner of that address could answer on them as if it were the old one. ``plan`` lists
+the flushes a change needs; ``flush_zone_body`` and ``flush_tuple_body`` encode them as
+the Nicira OpenFlow messages OVS 3.1 understands (NXT_CT_FLUSH_ZONE, NXT_CT_FLUSH), so
+any OpenFlow channel can send them. No Ryu here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+from vgw_ryu.policy.model import IpAddr, State
+
+NX_VENDOR_ID = 0x00002320
+NXT_CT_FLUSH_ZONE = 29
+NXT_CT_FLUSH = 32
+# NXT_CT_FLUSH properties (outer), then the nested tuple fields of a direction.
+_CT_ORIG_DIRECTION, _CT_ZONE_ID = 0, 2
+_CT_SRC, _CT_DST = 0, 1
+
+
+@dataclass(frozen=True)
+class ZoneFlush:
+    """Flush a whole zone: its VM is gone or no longer protected."""
+    zone: int
+    vm: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AddressFlush:
+    """Flush every entry with ``addr`` as original source or destination, in every zone."""
+    addr: IpAddr
+    vm: str
+    reason: str
+
+
+@dataclass
+class FlushPlan:
+    zones: list[ZoneFlush]
+    addresses: list[AddressFlush]
+
+    def __bool__(self) -> bool:
+        return bool(self.zones or self.addresses)
+
+
+def plan(old: State, new: State, old_zones: dict[str, int]) -> FlushPlan:
+    """The flushes that make ``new`` safe after ``old`` (zones as allocated for ``old``)."""
+    zones: list[ZoneFlush] = []
+    addrs: list[AddressFlush] = []
+    for name, vm in sorted(old.vms.items()):
+        after = new.vms.get(name)
+        if vm.protected and name in old_zones:
+            if after is None:
+                zones.append(ZoneFlush(old_zones[name], name, "vm deleted"))
+            elif not after.protected:
+                zones.append(ZoneFlush(old_zones[name], name, "vm unprotected"))
+        if after is None:
+            gone, why = set(vm.ips), "vm deleted"
+        elif vm.protected and not after.protected:
+            gone, why = set(vm.ips), "vm unprotected"
+        else:
+            gone, why = set(vm.ips) - set(after.ips), "address removed"
+        addrs += [AddressFlush(ip, name, why) for ip in sorted(gone, key=_ip_key)]
+    return FlushPlan(zones, addrs)
+
+
+def _ip_key(ip: IpAddr) -> tuple[int, int]:
+    return (ip.version, int(ip))
+
+
+def _prop(kind: int, value: bytes) -> bytes:
+    """An OpenFlow property: type, length (without padding), value, padded to 8."""
+    length = 4 + len(value)
+    return struct.pack("!HH", kind, length) + value + b"\0" * (-length % 8)
+
+
+def _nested(kind: int, inner: bytes) -> bytes:
+    # Nested properties start 8-aligned: the 4-byte header is followed by 4 bytes of pad.
+    return struct.pack("!HH4x", kind, 8 + len(inner)) + inner
+
+
+def _addr128(addr: IpAddr) -> bytes:
+    if addr.version == 4:
+        return ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + addr.packed).packed
+    return addr.packed
+
+
+def flush_zone_body(zone: int) -> bytes:
+    """Body of NXT_CT_FLUSH_ZONE: six zero bytes and the zone."""
+    return b"\0" * 6 + struct.pack("!H", zone)
+
+
+def flush_tuple_body(zone: int, src: IpAddr | None = None, dst: IpAddr | None = None) -> bytes:
+    """Body of NXT_CT_FLUSH: entries of ``zone`` whose original tuple has src/dst.
+
+    A partial tuple matches every entry with those fields (OVS 3.1 and later).
+    """
+    fields = b""
+    if src is not None:
+        fields += _prop(_CT_SRC, _addr128(src))
+    if dst is not None:
+        fields += _prop(_CT_DST, _addr128(dst))
+    head = struct.pack("!BB6x", 0, 0)  # ip_proto, family: any
+    body = head + (_nested(_CT_ORIG_DIRECTION, fields) if fields else b"")
+    # OpenFlow gives 16-bit property values a length of 8: two bytes of pad inside.
+    return body + _prop(_CT_ZONE_ID, struct.pack("!H2x", zone))
+
+
+def messages(flush: FlushPlan, all_zones: set[int]) -> list[tuple[int, bytes, str]]:
+    """(Nicira subtype, body, description) of every message the plan needs on a switch.
+
+    Address flushes run in every zone in ``all_zones`` except those flushed whole.
+    """
+    out: list[tuple[int, bytes, str]] = []
+    whole = {z.zone for z in flush.zones}
+    for z in flush.zones:
+        out.append((NXT_CT_FLUSH_ZONE, flush_zone_body(z.zone),
+                    f"zone {z.zone} of vm {z.vm} ({z.reason})"))
+    for a in flush.addresses:
+        for zone in sorted(all_zones - whole):
+            out.append((NXT_CT_FLUSH, flush_tuple_body(zone, src=a.addr),
+                        f"{a.addr} of vm {a.vm} as source in zone {zone} ({a.reason})"))
+            out.append((NXT_CT_FLUSH, flush_tuple_body(zone, dst=a.addr),
+                        f"{a.addr} of vm {a.vm} as destination in zone {zone} ({a.reason})"))
+    return out

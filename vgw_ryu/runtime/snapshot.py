@@ -1,0 +1,78 @@
+"""A consistent, read-only view of the engine at one moment: what readers get.
+
+The REST API, the stats, the trace and the punt log read the state, its revision, the
+ids and the switch facts through a Snapshot instead of taking the engine's lock; the
+engine replaces (never mutates) state, ids and effective rules, so a snapshot stays
+valid after later writes. No Ryu here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vgw_ryu.compiler import PortFacts, SwitchFacts
+from vgw_ryu.policy.ids import Ids
+from vgw_ryu.policy.model import State, state_doc
+from vgw_ryu.policy.ruleset import EffectiveRule
+
+
+@dataclass(frozen=True)
+class SwitchInfo:
+    """One connected switch as the engine last saw it."""
+    dpid: int
+    facts: SwitchFacts
+    applied_revision: int | None
+    flow_count: int
+    of_version: int
+
+    def ports(self, kind: str | None = None) -> tuple[PortFacts, ...]:
+        return tuple(p for p in self.facts.ports if kind is None or p.kind == kind)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """State, revision, ids, effective rules and switches, all from one moment."""
+    state: State
+    revision: int
+    ids: Ids
+    effective: Mapping[str, list[EffectiveRule]]
+    switches: Mapping[int, SwitchInfo]
+
+    def document(self) -> dict[str, Any]:
+        """The state document with its revision (GET /v1/state)."""
+        return {**state_doc(self.state), "revision": self.revision}
+
+    def switch(self, dpid: int) -> SwitchInfo | None:
+        return self.switches.get(dpid)
+
+    def vm_locations(self) -> dict[str, list[dict[str, Any]]]:
+        """Where each VM was seen: switch, OpenFlow port, port name and zone."""
+        where: dict[str, list[dict[str, Any]]] = {}
+        for dpid, sw in sorted(self.switches.items()):
+            for p in sw.facts.ports:
+                if p.kind == "vm" and p.vm:
+                    vm = self.state.vms.get(p.vm)
+                    zone = self.ids.zone(p.vm) if vm and vm.protected else None
+                    where.setdefault(p.vm, []).append(
+                        {"switch": f"{dpid:016x}", "ofport": p.ofport, "port": p.name,
+                         "zone": zone})
+        return where
+
+    def switches_view(self) -> list[dict[str, Any]]:
+        """The switches as GET /v1/switches shows them."""
+        out = []
+        for dpid, sw in sorted(self.switches.items()):
+            ports = [{"ofport": p.ofport, "name": p.name, "kind": p.kind, "vm": p.vm}
+                     for p in sw.facts.ports]
+            out.append({
+                "dpid": f"{dpid:016x}",
+                "of_version": sw.of_version,
+                "applied_revision": sw.applied_revision,
+                "flows": sw.flow_count,
+                "vm_ports": [p for p in ports if p["kind"] == "vm"],
+                "uplinks": [p for p in ports if p["kind"] == "uplink"],
+                "unknown_ports": [p for p in ports if p["kind"] == "unknown"],
+            })
+        return out

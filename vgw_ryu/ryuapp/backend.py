@@ -1,0 +1,59 @@
+"""The REST API's backend (vgw_ryu.api.Backend) on top of the connected switches.
+
+Stats and trace ask the switches (flow and meter statistics, ofproto/trace on the
+local bridge); the arithmetic and the interpretation are in vgw_ryu.runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vgw_ryu.runtime import stats as rstats
+from vgw_ryu.runtime import trace as rtrace
+from vgw_ryu.runtime.engine import Engine
+from vgw_ryu.runtime.fwlog import FirewallLog
+from vgw_ryu.runtime.ports import PortDirectory
+from vgw_ryu.ryuapp.switch_io import SwitchIO
+
+
+class AppBackend:
+    """Switch count, stats, logs and datapath traces for the Api."""
+
+    def __init__(self, engine: Engine, fwlog: FirewallLog, io: SwitchIO,
+                 dps: dict[int, Any], ports: Callable[[], PortDirectory | None],
+                 packet_ins: Callable[[], int]):
+        self.engine = engine
+        self.fwlog = fwlog
+        self.io = io
+        self.dps = dps
+        self.ports = ports
+        self.packet_ins = packet_ins
+
+    def revision(self) -> int:
+        return self.engine.snapshot().revision
+
+    def switch_count(self) -> int:
+        return len(self.dps)
+
+    def logs(self, vm=None, verdict=None, since=None, limit=100) -> list[dict]:
+        return self.fwlog.query(vm, verdict, since, limit)
+
+    def stats(self) -> dict[str, Any]:
+        """Per rule: connection decisions counted by the rule's flows on every switch."""
+        counters = rstats.Counters()
+        for dp in list(self.dps.values()):
+            counters.add_flows(self.io.rule_flow_stats(dp))
+            counters.add_meters(self.io.meter_drops(dp))
+        return rstats.document(self.engine.snapshot(), counters, self.packet_ins(),
+                               len(self.dps))
+
+    def trace_datapath(self, vm: str, direction: str, peer, proto: str,
+                       port: int | None) -> dict[str, Any] | None:
+        """ofproto/trace of the same connection on the VM's switch, when it is local."""
+        ports = self.ports()
+        if ports is None:
+            return None
+        return rtrace.trace_datapath(self.engine.snapshot(),
+                                     lambda dpid: ports.bridge_names().get(dpid),
+                                     vm, direction, peer, proto, port)

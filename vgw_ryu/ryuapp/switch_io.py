@@ -1,0 +1,110 @@
+"""OpenFlow requests to one switch, answered as plain Python values.
+
+Flow dump, port description, atomic flow changes (OpenFlow 1.4 bundle, else messages
+and a barrier), meter configuration and meter/flow statistics. The decisions about
+what the answers mean live in vgw_ryu.runtime (syncdiff, stats).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from ryu.app.ofctl import api as ofctl_api
+from ryu.ofproto import ofproto_v1_4
+
+from vgw_ryu.pipeline import tables as pl
+from vgw_ryu.runtime import syncdiff
+from vgw_ryu.runtime.ports import Iface
+from vgw_ryu.runtime.puntregs import reg_value
+from vgw_ryu.runtime.stats import FlowSample, MeterSample
+from vgw_ryu.ryuapp import ofencode
+
+
+class SwitchIO:
+    """Request/reply exchanges with switches on behalf of a Ryu app."""
+
+    def __init__(self, app: Any):
+        self.app = app   # ofctl's send_msg needs the requesting RyuApp
+        self.bundle_ids = itertools.count(1)
+
+    def _ask(self, req: Any, reply_cls: Any, multi: bool = True) -> Any:
+        """The replies (a list when ``multi``), waiting for them."""
+        got = ofctl_api.send_msg(self.app, req, reply_cls=reply_cls, reply_multi=multi)
+        return (got or []) if multi else got
+
+    def _flow_stats(self, dp: Any, table: int) -> list:
+        p = dp.ofproto_parser
+        ofp = dp.ofproto
+        req = p.OFPFlowStatsRequest(dp, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0,
+                                    p.OFPMatch())
+        return [s for reply in self._ask(req, p.OFPFlowStatsReply) for s in reply.body]
+
+    def dump(self, dp: Any) -> syncdiff.Installed:
+        """The switch's flows in the pipeline tables, indexed by (table, cookie)."""
+        return syncdiff.index_installed(
+            (s.table_id, s.cookie, s.priority, s.match)
+            for s in self._flow_stats(dp, dp.ofproto.OFPTT_ALL))
+
+    def rule_flow_stats(self, dp: Any) -> list[FlowSample]:
+        """(cookie, reg0, packets, bytes) of every flow in the rules table."""
+        return [(s.cookie, reg_value(dict(s.match.items()), "reg0"), s.packet_count,
+                 s.byte_count) for s in self._flow_stats(dp, pl.T["rules"])]
+
+    def meter_drops(self, dp: Any) -> list[MeterSample]:
+        """(meter id, packets dropped by its first band) of every meter with a band."""
+        p = dp.ofproto_parser
+        req = p.OFPMeterStatsRequest(dp, 0, dp.ofproto.OFPM_ALL)
+        return [(ms.meter_id, ms.band_stats[0].packet_band_count)
+                for reply in self._ask(req, p.OFPMeterStatsReply) for ms in reply.body
+                if ms.band_stats]
+
+    def port_desc(self, dp: Any) -> list[Iface]:
+        """Ports as OpenFlow sees them: the fallback when OVSDB has no such bridge."""
+        p = dp.ofproto_parser
+        out = []
+        for reply in self._ask(p.OFPPortDescStatsRequest(dp, 0), p.OFPPortDescStatsReply):
+            for port in reply.body:
+                if port.port_no < dp.ofproto.OFPP_MAX:
+                    name = port.name.decode() if isinstance(port.name, bytes) else port.name
+                    out.append(Iface(name, port.port_no, "", {}))
+        return sorted(out, key=lambda i: i.ofport)
+
+    def ensure_meters(self, dp: Any, want: dict[int, int]) -> None:
+        """Add or modify the punt meters so each has the wanted rate (packets/s)."""
+        p = dp.ofproto_parser
+        have: dict[int, int | None] = {}
+        req = p.OFPMeterConfigStatsRequest(dp, 0, dp.ofproto.OFPM_ALL)
+        for reply in self._ask(req, p.OFPMeterConfigStatsReply):
+            for cfg in reply.body:
+                have[cfg.meter_id] = cfg.bands[0].rate if cfg.bands else None
+        for meter_id, pps in want.items():
+            if meter_id not in have:
+                dp.send_msg(ofencode.meter_mod(dp, meter_id, pps, "add"))
+            elif have[meter_id] != pps:
+                dp.send_msg(ofencode.meter_mod(dp, meter_id, pps, "modify"))
+
+    def send_atomically(self, dp: Any, msgs: list) -> None:
+        """Apply flow mods all at once (1.4 bundle) or at least completely (barrier)."""
+        p = dp.ofproto_parser
+        ofp = dp.ofproto
+        if ofp.OFP_VERSION >= ofproto_v1_4.OFP_VERSION:
+            bid = next(self.bundle_ids)
+            flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
+            self._ask(p.OFPBundleCtrlMsg(dp, bid, ofp.OFPBCT_OPEN_REQUEST, flags, []),
+                      p.OFPBundleCtrlMsg, multi=False)
+            for m in msgs:
+                dp.send_msg(p.OFPBundleAddMsg(dp, bid, flags, m, []))
+            self._ask(p.OFPBundleCtrlMsg(dp, bid, ofp.OFPBCT_COMMIT_REQUEST, flags, []),
+                      p.OFPBundleCtrlMsg, multi=False)
+        else:
+            for m in msgs:
+                dp.send_msg(m)
+            self._ask(p.OFPBarrierRequest(dp), p.OFPBarrierReply, multi=False)
+
+    @staticmethod
+    def packet_out(dp: Any, data: bytes, from_port: int, out_port: int) -> None:
+        parser = dp.ofproto_parser
+        dp.send_msg(parser.OFPPacketOut(dp, buffer_id=dp.ofproto.OFP_NO_BUFFER,
+                                        in_port=from_port,
+                                        actions=[parser.OFPActionOutput(out_port)], data=data))
