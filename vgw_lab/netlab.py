@@ -14,12 +14,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vgw_ryu.api.client import ApiError, Client
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout
 VENV_BIN = Path(sys.executable).parent
@@ -256,7 +256,7 @@ class Controller:
                                  + self.log_text()[-3000:])
         try:
             return self.get("/v1/health")[0] == 200
-        except OSError:
+        except (OSError, ApiError):
             return False
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -281,19 +281,9 @@ class Controller:
     def request(self, method: str, path: str, body: Any = None,
                 headers: dict[str, str] | None = None, raw: bytes | None = None,
                 timeout: float = 10) -> tuple[int, Any]:
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                text = r.read()
-                return r.status, json.loads(text) if text else None
-        except urllib.error.HTTPError as e:
-            text = e.read()
-            try:
-                return e.code, json.loads(text)
-            except ValueError:
-                return e.code, text
+        """(status, parsed JSON or raw bytes) of any answer; see vgw_ryu.api.client."""
+        return Client(self.url, timeout=timeout).request(method, path, body, headers=headers,
+                                                         raw=raw)
 
     def get(self, path: str) -> tuple[int, Any]:
         return self.request("GET", path)

@@ -19,13 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from vgw_lab import netlab, topology
 from vgw_lab.topology import Expectation, Topology, TopologyError
+from vgw_ryu.api.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ROOT / "topologies"
@@ -44,22 +43,6 @@ class Observation:
     @property
     def ok(self) -> bool:
         return self.verdict == self.exp.expect
-
-
-class Api:
-    def __init__(self, url: str, token: str | None = None):
-        self.url = url.rstrip("/")
-        self.token = token
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers=headers)
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read())
 
 
 class Lab:
@@ -106,7 +89,7 @@ class Lab:
         bridges = ", ".join(f"{hv}={br}" for hv, br in self.names.items())
         say(f"[lab] Mininet up: {len(self.topo.vms)} VMs on {bridges}")
 
-    def wait_ready(self, api: Api, revision: int, timeout: float = 30) -> None:
+    def wait_ready(self, api: Client, revision: int, timeout: float = 30) -> None:
         want = {self.names[hv]: {v.name for v in self.topo.vms.values() if v.hypervisor == hv}
                 for hv in self.topo.hypervisors}
         dpids = {f"{self.dpid_base + i:016x}": self.names[hv]
@@ -168,7 +151,7 @@ class Lab:
                 f"{o.ms:5} ms  {mark}")
         return out
 
-    def migrate(self, api: Api) -> list[str]:
+    def migrate(self, api: Client) -> list[str]:
         """Move VMs while streams run; returns problems found."""
         problems = []
         for m in self.topo.moves:
@@ -262,7 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     try:
         url, of_port = lab.start_controller()
-        api = Api(url, args.token)
+        api = Client(url, args.token, timeout=30)
         lab.build(of_port)
         rev = api.call("PUT", "/v1/state", topo.state_document())["revision"]
         say(f"[lab] policy applied over REST as revision {rev}")

@@ -24,7 +24,7 @@ from ryu.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cl
 from ryu.lib.packet import ethernet, ipv4, packet, tcp, udp
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_4
 
-from vgw_ryu.policy.model import parse_state
+from vgw_ryu.policy.model import PROTO_NAME, parse_state
 from vgw_ryu.policy.ruleset import effective_rules, evaluate
 from vgw_ryu.ryuapp import options
 
@@ -78,7 +78,9 @@ class SlowPathApp(app_manager.RyuApp):
         ip = pkt.get_protocol(ipv4.ipv4)
         if ip is not None:
             l4 = pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
-            proto = {6: "tcp", 17: "udp", 1: "icmp"}.get(ip.proto, "any")
+            proto = PROTO_NAME.get(ip.proto, "any")
+            if proto == "icmpv6":  # not an IPv4 protocol: no icmpv6 rule may match it
+                proto = "any"
             sport = l4.src_port if l4 else 0
             dport = l4.dst_port if l4 else None
             fwd = (ip.src, ip.dst, ip.proto, sport, dport or 0)

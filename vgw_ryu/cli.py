@@ -18,48 +18,20 @@ import json
 import os
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 import yaml
 
+from vgw_ryu.api.client import DEFAULT_URL, ApiError, Client
 from vgw_ryu.policy import model
 
 KIND_TO_COLL = {"vm": "vms", "group": "groups", "policy": "policies"}
-STATE_KEYS = {"settings", "vms", "groups", "policies", "revision"}
+STATE_KEYS = set(model.STATE_KEYS)
 
 
 class CliError(Exception):
     pass
-
-
-class Client:
-    def __init__(self, url: str, token: str | None, timeout: float = 30):
-        self.url = url.rstrip("/")
-        self.token = token
-        self.timeout = timeout
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            try:
-                err = json.loads(e.read())["error"]
-                where = f" ({err['field']})" if err.get("field") else ""
-                raise CliError(f"{e.code} {err['code']}: {err['message']}{where}") from None
-            except (ValueError, KeyError, TypeError):
-                raise CliError(f"{e.code} {e.reason}") from None
-        except urllib.error.URLError as e:
-            raise CliError(f"cannot reach {self.url}: {e.reason}") from None
 
 
 def _load(path: str) -> Any:
@@ -270,7 +242,7 @@ def cmd_trace(c: Client, a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vgwctl", description=__doc__.splitlines()[0])
-    ap.add_argument("--url", default=os.environ.get("VGW_URL", "http://127.0.0.1:8080"))
+    ap.add_argument("--url", default=os.environ.get("VGW_URL", DEFAULT_URL))
     ap.add_argument("--token", default=os.environ.get("VGW_TOKEN"))
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -290,16 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_stats)
     p = sub.add_parser("logs", help="firewall log records")
     p.add_argument("--vm")
-    p.add_argument("--verdict", choices=["allow", "deny", "reject"])
+    p.add_argument("--verdict", choices=list(model.ACTIONS))
     p.add_argument("--since")
     p.add_argument("--limit", type=int)
     p.add_argument("-f", "--follow", action="store_true")
     p.set_defaults(fn=cmd_logs)
     p = sub.add_parser("trace", help="which rule decides a connection")
     p.add_argument("vm")
-    p.add_argument("direction", choices=["ingress", "egress"])
+    p.add_argument("direction", choices=list(model.DIRECTIONS))
     p.add_argument("peer_ip")
-    p.add_argument("protocol", choices=["tcp", "udp", "icmp", "icmpv6"])
+    p.add_argument("protocol", choices=list(model.PROTO_NUM))
     p.add_argument("port", type=int, nargs="?")
     p.set_defaults(fn=cmd_trace)
     return ap
@@ -310,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return a.fn(Client(a.url, a.token), a)
-    except CliError as e:
+    except (CliError, ApiError) as e:
         print(f"vgwctl: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ def test_ryu_wsgi_fails_without_shim():
 
 
 def test_ryu_wsgi_imports_with_shim():
-    p = _py("from vgw_ryu import compat; compat.apply(); import ryu.app.wsgi; "
+    p = _py("from vgw_ryu.ryuapp import compat; compat.apply(); import ryu.app.wsgi; "
             "import ryu.cmd.manager; print('ok')")
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "ok"

@@ -1,14 +1,31 @@
 """OpenAPI 3 description of the /v1 API, served at GET /v1/openapi.json.
 
-Kept next to the handlers' contract; tests/sandbox/test_api_fuzz.py drives the running
-app from this document and requires no 5xx and no answer outside it.
+Kept next to the handlers' contract; the fuzz test in tests/sandbox/test_api.py drives
+the running app from this document and requires no 5xx and no answer outside it. The
+enums and the name pattern come from the policy model's constants, so the document and
+the validation cannot disagree.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}$"}
+from vgw_ryu.policy.model import (
+    ACTIONS,
+    DEFAULT_VERDICTS,
+    DIRECTIONS,
+    NAME_RE,
+    PROTO_NUM,
+    PROTOCOLS,
+    UNKNOWN_PORT_ACTIONS,
+)
+
+
+def _enum(values: Any) -> dict[str, Any]:
+    return {"enum": list(values)}
+
+
+NAME = {"type": "string", "pattern": NAME_RE.pattern}
 ERROR = {
     "type": "object", "required": ["error"],
     "properties": {"error": {"type": "object", "required": ["code", "message", "field"],
@@ -30,9 +47,9 @@ GROUP = {
 RULE = {
     "type": "object", "additionalProperties": False, "required": ["id", "direction", "action"],
     "properties": {
-        "id": NAME, "direction": {"enum": ["ingress", "egress"]},
-        "action": {"enum": ["allow", "deny", "reject"]},
-        "protocol": {"enum": ["tcp", "udp", "icmp", "icmpv6", "any"]},
+        "id": NAME, "direction": _enum(DIRECTIONS),
+        "action": _enum(ACTIONS),
+        "protocol": _enum(PROTOCOLS),
         "ports": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
         "peer": {"type": "string"}, "priority": {"type": "integer", "minimum": 1,
                                                   "maximum": 1000},
@@ -46,10 +63,10 @@ POLICY = {
 }
 SETTINGS = {
     "type": "object", "additionalProperties": False,
-    "properties": {"default_ingress": {"enum": ["deny", "allow"]},
-                   "default_egress": {"enum": ["deny", "allow"]},
+    "properties": {"default_ingress": _enum(DEFAULT_VERDICTS),
+                   "default_egress": _enum(DEFAULT_VERDICTS),
                    "log_default_deny": {"type": "boolean"},
-                   "unknown_ports": {"enum": ["drop", "allow"]},
+                   "unknown_ports": _enum(UNKNOWN_PORT_ACTIONS),
                    "uplinks": {"type": "array", "items": {"type": "string"}}},
 }
 STATE = {
@@ -120,8 +137,7 @@ OPENAPI: dict[str, Any] = {
         "/v1/logs": {"get": {
             "parameters": [
                 {"name": "vm", "in": "query", "schema": {"type": "string"}},
-                {"name": "verdict", "in": "query",
-                 "schema": {"enum": ["allow", "deny", "reject"]}},
+                {"name": "verdict", "in": "query", "schema": _enum(ACTIONS)},
                 {"name": "since", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],
@@ -133,9 +149,9 @@ OPENAPI: dict[str, Any] = {
                 "type": "object", "required": ["vm", "direction", "peer_ip"],
                 "additionalProperties": False,
                 "properties": {"vm": {"type": "string"},
-                               "direction": {"enum": ["ingress", "egress"]},
+                               "direction": _enum(DIRECTIONS),
                                "peer_ip": {"type": "string"},
-                               "protocol": {"enum": ["tcp", "udp", "icmp", "icmpv6"]},
+                               "protocol": _enum(PROTO_NUM),
                                "port": {"type": "integer"}}}),
             "responses": {**_ok(ANY_OBJECT), **_err(400, 401, 404, 413, 415)}}},
         "/v1/openapi.json": {"get": {"responses": _ok(ANY_OBJECT)}},

@@ -9,11 +9,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from vgw_ryu.policy.model import PROTO_NUM as PROTO_NUM  # re-exported for the compiler
 from vgw_ryu.policy.model import IpAddr, IpNet, Rule, State
 
-# At equal priority deny beats reject beats allow (DESIGN: deny/reject beat allow).
+# At equal priority deny beats reject beats allow: a rule that blocks wins a tie with one
+# that lets the connection through.
 ACTION_RANK = {"deny": 2, "reject": 1, "allow": 0}
-PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,95 @@
+"""Connection-table hygiene: the flush plan of a state change and its OpenFlow encoding.
+
+The expected bytes were captured from ``ovs-ofctl -O OpenFlow13 ct-flush`` (OVS 3.1)
+talking to a fake switch, so the encoding is the one OVS itself sends.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import pytest
+
+from vgw_ryu.policy.model import parse_state
+from vgw_ryu.runtime import conntrack as ct
+
+IP = ipaddress.ip_address
+
+
+def _wire(subtype: int, body: bytes, xid: int = 2) -> str:
+    payload = struct.pack("!II", ct.NX_VENDOR_ID, subtype) + body
+    return (struct.pack("!BBHI", 4, 4, 8 + len(payload), xid) + payload).hex()
+
+
+@pytest.mark.parametrize("kw,captured", [
+    ({"zone": 5, "src": IP("10.0.0.7")},  # ct-flush zone=5 ct_nw_src=10.0.0.7
+     "04040040000000020000232000000020000000000000000000000020000000000000001400000000"
+     "000000000000ffff0a000007000000000002000800050000"),
+    ({"zone": 9, "dst": IP("10.0.0.7")},  # ct-flush zone=9 ct_nw_dst=10.0.0.7
+     "04040040000000020000232000000020000000000000000000000020000000000001001400000000"
+     "000000000000ffff0a000007000000000002000800090000"),
+    ({"zone": 9, "src": IP("fd00::7")},  # ct-flush zone=9 ct_ipv6_src=fd00::7
+     "040400400000000200002320000000200000000000000000000000200000000000000014fd000000"
+     "000000000000000000000007000000000002000800090000"),
+])
+def test_flush_tuple_matches_what_ovs_ofctl_sends(kw, captured):
+    assert _wire(ct.NXT_CT_FLUSH, ct.flush_tuple_body(**kw)) == captured
+
+
+def test_flush_zone_encoding():
+    # ovs-ofctl ofp-print decodes this as "NXT_CT_FLUSH_ZONE (OF1.3): zone_id=5"
+    assert _wire(ct.NXT_CT_FLUSH_ZONE, ct.flush_zone_body(5), 7) == \
+        "0404001800000007000023200000001d0000000000000005"
+
+
+def _state(vms: dict) -> object:
+    return parse_state({"vms": vms})
+
+
+A = {"mac": "02:00:00:00:00:0a", "ips": ["10.0.0.10", "fd00::10"]}
+B = {"mac": "02:00:00:00:00:0b", "ips": ["10.0.0.11"]}
+
+
+def test_deleted_vm_flushes_its_zone_and_its_addresses():
+    p = ct.plan(_state({"a": A, "b": B}), _state({"b": B}), {"a": 1, "b": 2})
+    assert p.zones == [ct.ZoneFlush(1, "a", "vm deleted")]
+    assert [(str(x.addr), x.reason) for x in p.addresses] == \
+        [("10.0.0.10", "vm deleted"), ("fd00::10", "vm deleted")]
+
+
+def test_removed_ip_flushes_only_that_address():
+    b2 = {**B, "ips": ["10.0.0.11", "10.0.0.12"]}
+    p = ct.plan(_state({"b": b2}), _state({"b": B}), {"b": 2})
+    assert p.zones == []
+    assert [(str(x.addr), x.vm, x.reason) for x in p.addresses] == \
+        [("10.0.0.12", "b", "address removed")]
+
+
+def test_unprotected_vm_flushes_zone_and_addresses():
+    p = ct.plan(_state({"b": B}), _state({"b": {**B, "protected": False}}), {"b": 2})
+    assert p.zones == [ct.ZoneFlush(2, "b", "vm unprotected")]
+    assert [str(x.addr) for x in p.addresses] == ["10.0.0.11"]
+
+
+@pytest.mark.parametrize("after", [
+    {"b": B},                                    # nothing changed
+    {"b": {**B, "labels": {"tier": "web"}}},     # labels only
+    {"b": {**B, "ips": ["10.0.0.11", "10.0.0.99"]}},  # an address added
+    {"b": B, "c": {"mac": "02:00:00:00:00:0c"}},     # a VM added
+])
+def test_changes_that_free_nothing_flush_nothing(after):
+    assert not ct.plan(_state({"b": B}), _state(after), {"b": 2})
+
+
+def test_messages_skip_zones_flushed_whole_and_cover_both_directions():
+    p = ct.plan(_state({"a": A, "b": B}), _state({"b": B}), {"a": 1, "b": 2})
+    msgs = ct.messages(p, {1, 2, 3})
+    zone_msgs = [m for m in msgs if m[0] == ct.NXT_CT_FLUSH_ZONE]
+    tuple_msgs = [m for m in msgs if m[0] == ct.NXT_CT_FLUSH]
+    assert [m[1] for m in zone_msgs] == [ct.flush_zone_body(1)]
+    # 2 addresses x zones {2, 3} x (source, destination)
+    assert len(tuple_msgs) == 8
+    assert (ct.NXT_CT_FLUSH, ct.flush_tuple_body(3, dst=IP("10.0.0.10"))) in \
+        [(m[0], m[1]) for m in tuple_msgs]
+    assert all("zone 1 " not in m[2] for m in tuple_msgs)

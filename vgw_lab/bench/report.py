@@ -1,0 +1,103 @@
+"""The benchmark's results as Markdown (the README's tables) and as a PNG plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [f"Measured {r['date']} on {r['machine']['cpus']} cores ({r['machine']['cpu']}), "
+             f"`{r['command']}`.", ""]
+    if "experiment" in r:
+        e = r["experiment"]
+        t, c = e["throughput_gbps"], e["connections_per_s"]
+        lines += ["| path | TCP Gbit/s (median, min-max) | new TCP conn/s (median, min-max) |",
+                  "|---|---|---|"]
+        for m, label in (("A", "(a) NORMAL, no firewall"),
+                         ("B", "(b) vgw_ryu fast path, 123 rules"),
+                         ("C", "(c) slow path: every packet through the controller")):
+            lines.append(f"| {label} | {t[m]['median']:.2f} ({t[m]['min']:.2f}-"
+                         f"{t[m]['max']:.2f}) | {c[m]['median']:,.0f} ({c[m]['min']:,.0f}-"
+                         f"{c[m]['max']:,.0f}) |")
+        lines += ["", "| ratio | value | target |", "|---|---|---|"]
+        targets = {"B/A throughput": ">= 0.97", "B/A connections": ">= 0.90",
+                   "C/B throughput": "reported (well under 0.3 expected)",
+                   "C/B connections": "reported"}
+        for k, v in e["ratios"].items():
+            lines.append(f"| {k} | {v:.3f} | {targets[k]} |")
+    if "isolation" in r:
+        i = r["isolation"]
+        lines += ["", "| punt isolation | Gbit/s (median) | ratio |", "|---|---|---|",
+                  f"| fast path, quiet | {i['quiet_gbps']['median']:.2f} | 1 |",
+                  f"| under the same flood, drops not logged (no punts) | "
+                  f"{i['plain_flood_gbps']['median']:.2f} | "
+                  f"{i['plain_flood_gbps']['median'] / i['quiet_gbps']['median']:.3f} |",
+                  f"| under a log flood + unknown-port flood (punting) | "
+                  f"{i['flooded_gbps']['median']:.2f} | {i['ratios']['flooded/quiet']:.3f} "
+                  f"(target >= 0.95); vs the unlogged flood: "
+                  f"{i['ratios']['flooded/plain flood']:.3f} |",
+                  f"| measured rule with `log: true` | {i['logged_rule_gbps']['median']:.2f} | "
+                  f"{i['ratios']['logged/unlogged']:.3f} |"]
+    if "scale" in r:
+        s = r["scale"]
+        lines += ["", "| VMs x 20 rules | bridges | flows | flows/VM | programmed in |",
+                  "|---|---|---|---|---|"]
+        for row in s["sizes"]:
+            lines.append(f"| {row['vms']:,} | {row['bridges']} | {row['flows']:,} | "
+                         f"{row['flows_per_vm']:.1f} | {row['seconds']:.2f} s |")
+        if s.get("change"):
+            ch = s["change"]
+            lines += ["", f"Single rule change at {ch['vms']:,} VMs, REST answer to enforced "
+                          f"(ofproto/trace), {ch['changes']} changes: p50 {ch['p50_ms']:.0f} ms,"
+                          f" p99 {ch['p99_ms']:.0f} ms (target p99 <= 100 ms)."]
+    if "compile" in r:
+        cp = r["compile"]
+        lines += ["", f"Compiler alone: {cp['vms']:,} VMs x {cp['rules']} rules (groups of "
+                      f"{cp['group_size']}): {cp['flows']:,} flows ({cp['flows_per_vm']:.1f}/VM)"
+                      f" in {cp['seconds']:.2f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [k for k in ("experiment", "scale") if k in r]
+    fig, axes = plt.subplots(1, 3 if "experiment" in r else 1, figsize=(14, 4.2))
+    axes = list(axes) if isinstance(axes, (list, tuple)) or hasattr(axes, "__len__") \
+        else [axes]
+    ax_i = 0
+    if "experiment" in panels:
+        e = r["experiment"]
+        labels = ["(a) NORMAL", "(b) vgw fast path", "(c) slow path"]
+        for key, title, unit in (("throughput_gbps", "TCP throughput", "Gbit/s"),
+                                 ("connections_per_s", "New TCP connections", "per second")):
+            ax = axes[ax_i]
+            ax_i += 1
+            med = [e[key][m]["median"] for m in "ABC"]
+            lo = [med[i] - e[key][m]["min"] for i, m in enumerate("ABC")]
+            hi = [e[key][m]["max"] - med[i] for i, m in enumerate("ABC")]
+            ax.bar(labels, med, yerr=[lo, hi], color=["#999999", "#2a7ab0", "#c0504d"],
+                   capsize=4)
+            ax.set_title(title)
+            ax.set_ylabel(unit)
+    if "scale" in panels and ax_i < len(axes):
+        s = r["scale"]["sizes"]
+        ax = axes[ax_i]
+        xs = [row["vms"] for row in s]
+        ax.plot(xs, [row["flows"] for row in s], "o-", color="#2a7ab0", label="flows")
+        ax.set_xlabel("VM ports (x 20 rules)")
+        ax.set_ylabel("flows")
+        ax2 = ax.twinx()
+        ax2.plot(xs, [row["seconds"] for row in s], "s--", color="#c0504d",
+                 label="programming time")
+        ax2.set_ylabel("seconds to program")
+        ax.set_title("Policy scale")
+        ax.legend(loc="upper left")
+        ax2.legend(loc="lower right")
+    fig.suptitle(f"vgw_ryu on {r['machine']['cpus']} cores, {r['date'][:10]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,53 @@
+"""Objects back to documents: the canonical JSON/YAML form the API serves and diffs.
+
+``parse_state(state_doc(s)) == s``; GET answers, ``vgwctl apply --dry-run`` and the
+store all use these. No Ryu here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vgw_ryu.policy.objects import Group, Policy, Rule, Settings, State, Vm
+
+
+def settings_doc(s: Settings) -> dict[str, Any]:
+    return {"default_ingress": s.default_ingress, "default_egress": s.default_egress,
+            "log_default_deny": s.log_default_deny, "unknown_ports": s.unknown_ports,
+            "uplinks": list(s.uplinks)}
+
+
+def vm_doc(vm: Vm) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if vm.mac is not None:
+        d["mac"] = vm.mac
+    d["ips"] = [str(i) for i in vm.ips]
+    d["labels"] = dict(vm.labels)
+    d["protected"] = vm.protected
+    return d
+
+
+def group_doc(g: Group) -> dict[str, Any]:
+    return {"match_labels": dict(g.match_labels), "members": list(g.members),
+            "cidrs": [str(c) for c in g.cidrs]}
+
+
+def rule_doc(r: Rule) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": r.id, "direction": r.direction, "action": r.action,
+                         "protocol": r.protocol}
+    if r.ports:
+        d["ports"] = r.ports_text()
+    d.update({"peer": str(r.peer), "priority": r.priority, "log": r.log})
+    return d
+
+
+def policy_doc(p: Policy) -> dict[str, Any]:
+    return {"applied_to": list(p.applied_to), "rules": [rule_doc(r) for r in p.rules]}
+
+
+def state_doc(s: State) -> dict[str, Any]:
+    """The canonical document of a state (parse_state(state_doc(s)) == s)."""
+    return {"settings": settings_doc(s.settings),
+            "vms": {n: vm_doc(v) for n, v in s.vms.items()},
+            "groups": {n: group_doc(g) for n, g in s.groups.items()},
+            "policies": {n: policy_doc(p) for n, p in s.policies.items()}}

@@ -1,0 +1,123 @@
+"""The policy's vocabulary and objects: names, enums, protocol numbers, immutable dataclasses.
+
+Every fact about the document's shape that other modules need (the name pattern, the
+allowed directions, actions, protocols and settings values, the IP protocol numbers)
+is written here once; parsing (``vgw_ryu.policy.parse``), the OpenAPI document, the CLI
+and the compiler take it from here. No Ryu here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$")
+
+DIRECTIONS = ("ingress", "egress")
+ACTIONS = ("allow", "deny", "reject")
+# IP protocol numbers of the protocols a rule can name ("any" has none).
+PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+PROTO_NAME = {num: name for name, num in PROTO_NUM.items()}
+PROTOCOLS = (*PROTO_NUM, "any")
+PORT_PROTOCOLS = ("tcp", "udp")
+# Settings values: what protected VMs get when no rule matches, and unknown ports.
+DEFAULT_VERDICTS = ("deny", "allow")
+UNKNOWN_PORT_ACTIONS = ("drop", "allow")
+
+IpAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ValidationError(ValueError):
+    """One or more invalid fields; ``errors[0]`` is the one reported first."""
+
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors[:5])
+                         + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""))
+
+    @property
+    def field(self) -> str:
+        return self.errors[0].path
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_ingress: str = "deny"
+    default_egress: str = "allow"
+    log_default_deny: bool = False
+    unknown_ports: str = "drop"
+    uplinks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Vm:
+    name: str
+    mac: str | None = None
+    ips: tuple[IpAddr, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    protected: bool = True
+
+    def label_dict(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    match_labels: tuple[tuple[str, str], ...] = ()
+    members: tuple[str, ...] = ()
+    cidrs: tuple[IpNet, ...] = ()
+
+
+@dataclass(frozen=True)
+class Peer:
+    kind: str  # any | vm | group | cidr
+    value: str = ""
+
+    def __str__(self) -> str:
+        return "any" if self.kind == "any" else f"{self.kind}:{self.value}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    direction: str
+    action: str
+    protocol: str = "any"
+    ports: tuple[tuple[int, int], ...] = ()
+    peer: Peer = Peer("any")
+    priority: int = 100
+    log: bool = False
+
+    def ports_text(self) -> str | None:
+        if not self.ports:
+            return None
+        return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in self.ports)
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    applied_to: tuple[str, ...] = ()
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class State:
+    settings: Settings = field(default_factory=Settings)
+    vms: dict[str, Vm] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)

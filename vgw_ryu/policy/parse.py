@@ -1,0 +1,244 @@
+"""Parsing and validation: a desired-state document (or one object) to immutable objects.
+
+``parse_state`` turns a whole document into a ``State`` or raises ``ValidationError``
+naming every bad field by its path, e.g.
+``policies.web-in.rules[1].ports: 70000 is not a port (1-65535)``; ``parse_object``
+does the same for one VM, group or policy. No Ryu here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from vgw_ryu.policy.fields import (
+    _bool,
+    _choice,
+    _Ctx,
+    _join,
+    _labels,
+    _list,
+    _name,
+    _obj,
+    _parsed_items,
+    _peer,
+    _typename,
+    parse_ip,
+    parse_net,
+    parse_ports,
+)
+from vgw_ryu.policy.objects import (
+    ACTIONS,
+    DEFAULT_VERDICTS,
+    DIRECTIONS,
+    MAC_RE,
+    PORT_PROTOCOLS,
+    PROTOCOLS,
+    UNKNOWN_PORT_ACTIONS,
+    FieldError,
+    Group,
+    IpAddr,
+    Policy,
+    Rule,
+    Settings,
+    State,
+    ValidationError,
+    Vm,
+)
+
+RULE_KEYS = ("id", "direction", "action", "protocol", "ports", "peer", "priority", "log")
+
+
+def _rule(ctx: _Ctx, path: str, v: Any) -> Rule | None:
+    d = _obj(ctx, path, v, RULE_KEYS, ("id", "direction", "action"))
+    if d is None:
+        return None
+    n_before = len(ctx.errors)
+    rid = d.get("id")
+    if rid is not None:
+        _name(ctx, _join(path, "id"), rid)
+    direction = _choice(ctx, _join(path, "direction"), d.get("direction"), DIRECTIONS, "ingress")
+    action = _choice(ctx, _join(path, "action"), d.get("action"), ACTIONS, "deny")
+    protocol = _choice(ctx, _join(path, "protocol"), d.get("protocol"), PROTOCOLS, "any")
+    ports: tuple[tuple[int, int], ...] = ()
+    if d.get("ports") is not None:
+        if protocol not in PORT_PROTOCOLS:
+            ctx.err(_join(path, "ports"), f"ports need protocol tcp or udp, not {protocol}")
+        else:
+            try:
+                ports = parse_ports(d["ports"])
+            except ValueError as e:
+                ctx.err(_join(path, "ports"), str(e))
+    peer = _peer(ctx, _join(path, "peer"), d.get("peer"))
+    if peer.kind == "cidr":
+        fam = ipaddress.ip_network(peer.value).version
+        if (protocol == "icmp" and fam == 6) or (protocol == "icmpv6" and fam == 4):
+            ctx.err(_join(path, "peer"),
+                    f"an IPv{fam} prefix cannot be the peer of a {protocol} rule")
+    priority = d.get("priority", 100)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 1000:
+        ctx.err(_join(path, "priority"), f"{priority!r} is not a priority (1-1000)")
+        priority = 100
+    log = _bool(ctx, _join(path, "log"), d.get("log"), False)
+    if len(ctx.errors) != n_before or not isinstance(rid, str):
+        return None
+    return Rule(rid, direction, action, protocol, ports, peer, priority, log)
+
+
+def _settings(ctx: _Ctx, v: Any) -> Settings:
+    d = _obj(ctx, "settings", v, ("default_ingress", "default_egress", "log_default_deny",
+                                  "unknown_ports", "uplinks"))
+    if d is None:
+        return Settings()
+    uplinks = []
+    for i, p in enumerate(_list(ctx, "settings.uplinks", d.get("uplinks"))):
+        if not isinstance(p, str) or not p or len(p) > 64:
+            ctx.err(f"settings.uplinks[{i}]", "must be a port-name pattern like eth*")
+        else:
+            uplinks.append(p)
+    return Settings(
+        default_ingress=_choice(ctx, "settings.default_ingress", d.get("default_ingress"),
+                                DEFAULT_VERDICTS, "deny"),
+        default_egress=_choice(ctx, "settings.default_egress", d.get("default_egress"),
+                               DEFAULT_VERDICTS, "allow"),
+        log_default_deny=_bool(ctx, "settings.log_default_deny", d.get("log_default_deny"),
+                               False),
+        unknown_ports=_choice(ctx, "settings.unknown_ports", d.get("unknown_ports"),
+                              UNKNOWN_PORT_ACTIONS, "drop"),
+        uplinks=tuple(uplinks))
+
+
+def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
+    d = _obj(ctx, path, v, ("mac", "ips", "labels", "protected"))
+    if d is None:
+        return None
+    mac = d.get("mac")
+    if mac is not None:
+        if not isinstance(mac, str) or not MAC_RE.match(mac.lower()):
+            ctx.err(_join(path, "mac"), f"{mac!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+            mac = None
+        else:
+            mac = mac.lower()
+            if int(mac[:2], 16) & 1:
+                ctx.err(_join(path, "mac"), f"{mac} is a multicast MAC")
+    ips = _parsed_items(ctx, path, "ips", d, parse_ip)
+    return Vm(name, mac, tuple(ips), _labels(ctx, _join(path, "labels"), d.get("labels")),
+              _bool(ctx, _join(path, "protected"), d.get("protected"), True))
+
+
+def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:
+    d = _obj(ctx, path, v, ("match_labels", "members", "cidrs"))
+    if d is None:
+        return None
+    members = []
+    for i, m in enumerate(_list(ctx, _join(path, "members"), d.get("members"))):
+        if _name(ctx, f"{path}.members[{i}]", m):
+            members.append(m)
+    cidrs = _parsed_items(ctx, path, "cidrs", d, parse_net)
+    return Group(name, _labels(ctx, _join(path, "match_labels"), d.get("match_labels")),
+                 tuple(sorted(set(members))), tuple(sorted(set(cidrs), key=str)))
+
+
+def parse_policy(ctx: _Ctx, path: str, name: str, v: Any) -> Policy | None:
+    d = _obj(ctx, path, v, ("applied_to", "rules"))
+    if d is None:
+        return None
+    applied = []
+    for i, a in enumerate(_list(ctx, _join(path, "applied_to"), d.get("applied_to"))):
+        p = f"{path}.applied_to[{i}]"
+        if not isinstance(a, str) or a.partition(":")[0] not in ("vm", "group"):
+            ctx.err(p, f"{a!r} is not vm:NAME or group:NAME")
+        elif _name(ctx, p, a.partition(":")[2]):
+            applied.append(a)
+    rules = []
+    seen: dict[str, int] = {}
+    for i, r in enumerate(_list(ctx, _join(path, "rules"), d.get("rules"))):
+        rp = f"{path}.rules[{i}]"
+        rule = _rule(ctx, rp, r)
+        if rule is None:
+            continue
+        if rule.id in seen:
+            ctx.err(_join(rp, "id"), f"duplicate rule id {rule.id!r} (also rules[{seen[rule.id]}])")
+            continue
+        seen[rule.id] = i
+        rules.append(rule)
+    return Policy(name, tuple(dict.fromkeys(applied)), tuple(rules))
+
+
+def _section(ctx: _Ctx, doc: dict[str, Any], key: str, parse) -> dict[str, Any]:
+    v = doc.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        ctx.err(key, f"must be an object of name: {key[:-1]}, not {_typename(v)}")
+        return {}
+    out = {}
+    for name, body in v.items():
+        p = f"{key}.{name}"
+        if _name(ctx, p, name):
+            obj = parse(ctx, p, name, body)
+            if obj is not None:
+                out[name] = obj
+    return dict(sorted(out.items()))
+
+
+def check_references(ctx: _Ctx, state: State) -> None:
+    """Every name a policy or group uses exists; identities are not shared."""
+    for gname, g in state.groups.items():
+        for i, m in enumerate(g.members):
+            if m not in state.vms:
+                ctx.err(f"groups.{gname}.members[{i}]", f"vm {m!r} does not exist")
+    for pname, pol in state.policies.items():
+        for i, a in enumerate(pol.applied_to):
+            kind, _, name = a.partition(":")
+            table = state.vms if kind == "vm" else state.groups
+            if name not in table:
+                ctx.err(f"policies.{pname}.applied_to[{i}]", f"{kind} {name!r} does not exist")
+        for i, r in enumerate(pol.rules):
+            if r.peer.kind in ("vm", "group"):
+                table = state.vms if r.peer.kind == "vm" else state.groups
+                if r.peer.value not in table:
+                    ctx.err(f"policies.{pname}.rules[{i}].peer",
+                            f"{r.peer.kind} {r.peer.value!r} does not exist")
+    macs: dict[str, str] = {}
+    ips: dict[IpAddr, str] = {}
+    for name, vm in state.vms.items():
+        if vm.mac is not None:
+            if vm.mac in macs:
+                ctx.err(f"vms.{name}.mac", f"{vm.mac} is also the MAC of vm {macs[vm.mac]!r}")
+            macs.setdefault(vm.mac, name)
+        for i, ip in enumerate(vm.ips):
+            if ip in ips and ips[ip] != name:
+                ctx.err(f"vms.{name}.ips[{i}]", f"{ip} is also an address of vm {ips[ip]!r}")
+            ips.setdefault(ip, name)
+
+
+STATE_KEYS = ("settings", "vms", "groups", "policies", "revision")
+
+
+def parse_state(doc: Any) -> State:
+    """Validate a whole desired-state document; raise ValidationError if anything is off."""
+    ctx = _Ctx()
+    d = _obj(ctx, "", doc, STATE_KEYS)
+    if d is None:
+        raise ValidationError(ctx.errors)
+    state = State(_settings(ctx, d.get("settings")),
+                  _section(ctx, d, "vms", parse_vm),
+                  _section(ctx, d, "groups", parse_group),
+                  _section(ctx, d, "policies", parse_policy))
+    if not ctx.errors:
+        check_references(ctx, state)
+    if ctx.errors:
+        raise ValidationError(ctx.errors)
+    return state
+
+
+def parse_object(kind: str, name: str, body: Any) -> Vm | Group | Policy:
+    """Validate one VM, group or policy document (without cross-references)."""
+    ctx = _Ctx()
+    path = f"{kind}.{name}"
+    parse = {"vms": parse_vm, "groups": parse_group, "policies": parse_policy}[kind]
+    obj = parse(ctx, path, name, body) if _name(ctx, path, name) else None
+    if ctx.errors or obj is None:
+        raise ValidationError(ctx.errors or [FieldError(path, "invalid")])
+    return obj
