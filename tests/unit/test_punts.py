@@ -15,9 +15,6 @@ from vgw_ryu.ryuapp.punts import decode, reject_answer
 VM_MAC, PEER_MAC = "02:00:00:00:01:01", "02:00:00:00:ee:01"
 VM4, PEER4 = "10.0.0.11", "198.51.100.7"
 VM6, PEER6 = "fd00::11", "2001:db8::7"
-# Once a product bug (.type_ read on Ryu's ICMPv4 header, which names it .type); kept as
-# a label on the tests that caught it.
-ICMP4_BUG = pytest.mark.icmp4
 REJECT_REGS = {"in_port": 9, "reg0": (pl.VERDICT_REJECT | pl.DIR_BIT, 0xFFFFFFFF),
                "reg3": 7, "reg4": 3}
 
@@ -134,7 +131,6 @@ def test_summary_tcp_udp_icmp():
     assert s["protocol"] == "47" and "sport" not in s
 
 
-@ICMP4_BUG
 def test_summary_icmp_v4():
     s = punt(frame(v4(1), icmp.icmp(type_=8, code=0, data=icmp.echo(id_=1, seq=1)))).summary()
     assert (s["protocol"], s["icmp_type"], s["icmp_code"]) == ("icmp", 8, 0)
@@ -213,7 +209,6 @@ def test_other_v4_protocol_gets_admin_prohibited():
     assert (ic.type, ic.code) == (icmp.ICMP_DEST_UNREACH, 13)
 
 
-@ICMP4_BUG
 @pytest.mark.parametrize("type_", [8, 13])
 def test_icmp_request_gets_admin_prohibited(type_):
     ans = answer(frame(v4(1), None, icmp4(type_, b"\x00" * 16)))
@@ -221,7 +216,6 @@ def test_icmp_request_gets_admin_prohibited(type_):
     assert (ic.type, ic.code) == (icmp.ICMP_DEST_UNREACH, 13)
 
 
-@ICMP4_BUG
 @pytest.mark.parametrize("type_", [3, 5, 11, 12])
 def test_icmp_error_gets_no_answer(type_):
     quoted = frame(v4(17), udp.udp(src_port=1, dst_port=2))[14:]
