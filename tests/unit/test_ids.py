@@ -64,10 +64,27 @@ def test_release_on_delete_and_lowest_free_number():
     with pytest.raises(KeyError):
         ids.zone("b")
     assert ids.vm_of_zone(2) is None
+    assert ids.flushing() == {2}
+    assert ids.zones_flushed({2}) is True and ids.flushing() == set()
     ids.sync(state(["a", "c", "d", "x", "y"]))
-    assert ids.zone("x") == 2          # the freed number first
+    assert ids.zone("x") == 2          # the freed (and flushed) number first
     assert ids.zone("y") == 5
     assert ids.zones() == {"a": 1, "c": 3, "d": 4, "x": 2, "y": 5}
+
+
+def test_freed_zone_is_not_reused_until_flushed():
+    ids = synced(state(["a", "b"]))
+    ids.sync(state(["a"]))
+    ids.sync(state(["a", "x"]))
+    assert ids.zone("x") == 3, "a zone that may still hold entries was handed out"
+    assert ids.flushing() == {2}
+    back = Ids.from_doc(ids.to_doc())          # the hold survives a restart
+    assert back.flushing() == {2}
+    back.sync(state(["a", "x", "y"]))
+    assert back.zone("y") == 4
+    assert back.zones_flushed({2}) and not back.zones_flushed({2})
+    back.sync(state(["a", "x", "y", "z"]))
+    assert back.zone("z") == 2
 
 
 def test_unprotected_vms_get_no_zone():
@@ -110,10 +127,11 @@ def test_to_doc_from_doc_round_trip():
     ids = synced(state(["a", "b", "c"], rules={"p": ["x", "y"]}))
     ids.sync(state(["a", "c"], rules={"p": ["y"]}))
     doc = ids.to_doc()
-    assert doc == {"zones": {"a": 1, "c": 3}, "rules": {"p/y": 2}}
+    assert doc == {"zones": {"a": 1, "c": 3}, "rules": {"p/y": 2}, "flushing": [2]}
     back = Ids.from_doc(doc)
     assert back.to_doc() == doc
     assert back.sync(state(["a", "c"], rules={"p": ["y"]})) is False
+    back.zones_flushed({2})
     back.sync(state(["a", "c", "z"], rules={"p": ["y"]}))
     assert back.zone("z") == 2
 
@@ -139,7 +157,9 @@ def test_running_out_of_zones(monkeypatch):
         ids.sync(state(["a", "b", "c"]))
     ids2 = Ids()
     ids2.sync(state(["a", "b"]))
-    ids2.sync(state(["b", "c"]))      # a freed its number: fits again
+    ids2.sync(state(["b"]))
+    ids2.zones_flushed({1})
+    ids2.sync(state(["b", "c"]))      # a freed its number, flushed: fits again
     assert ids2.zones() == {"b": 2, "c": 1}
 
 

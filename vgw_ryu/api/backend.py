@@ -34,3 +34,7 @@ class Backend(Protocol):
                        port: int | None) -> dict[str, Any] | None:
         """ofproto/trace of the connection on the VM's switch; None when not local."""
         ...
+
+    def connection_usage(self, zones: list[int]) -> dict[int, tuple[int, int]]:
+        """zone -> (limit, live entries) from the datapath; {} when it cannot say."""
+        ...

@@ -128,7 +128,14 @@ class Api:
         snap = self.engine.snapshot()
         if name not in getattr(snap.state, coll):
             raise ApiError(404, "not_found", f"no {KINDS[coll]} named {name[:80]!r}")
-        return Response(200, {**object_view(snap, coll, name), "revision": snap.revision})
+        view = object_view(snap, coll, name)
+        if coll == "vms" and view["zone"] is not None:
+            # The live count comes from the datapath (its zone's entries), when local.
+            usage = getattr(self.backend, "connection_usage", None)
+            found = usage([view["zone"]]).get(view["zone"]) if usage else None
+            if found is not None:
+                view["connections"]["count"] = found[1]
+        return Response(200, {**view, "revision": snap.revision})
 
     def put_object(self, req: Request, path: dict[str, str]) -> Response:
         coll, name = self._coll(req), path["name"]

@@ -19,6 +19,7 @@ from vgw_ryu.policy.model import (
     PROTOCOLS,
     UNKNOWN_PORT_ACTIONS,
 )
+from vgw_ryu.policy.parse import MAX_CONNECTIONS
 
 
 def _enum(values: Any) -> dict[str, Any]:
@@ -34,10 +35,12 @@ ERROR = {
                                             "field": {"type": "string", "nullable": True}}}},
 }
 LABELS = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}}
+LIMIT = {"type": "integer", "minimum": 0, "maximum": MAX_CONNECTIONS}
 VM = {
     "type": "object", "additionalProperties": False,
     "properties": {"mac": {"type": "string"}, "ips": {"type": "array", "items": {"type": "string"}},
-                   "labels": LABELS, "protected": {"type": "boolean"}},
+                   "labels": LABELS, "protected": {"type": "boolean"},
+                   "max_connections": LIMIT},
 }
 GROUP = {
     "type": "object", "additionalProperties": False,
@@ -53,7 +56,7 @@ RULE = {
         "ports": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
         "peer": {"type": "string"}, "priority": {"type": "integer", "minimum": 1,
                                                   "maximum": 1000},
-        "log": {"type": "boolean"},
+        "log": {"type": "boolean"}, "stateful": {"type": "boolean"},
     },
 }
 POLICY = {
@@ -67,7 +70,8 @@ SETTINGS = {
                    "default_egress": _enum(DEFAULT_VERDICTS),
                    "log_default_deny": {"type": "boolean"},
                    "unknown_ports": _enum(UNKNOWN_PORT_ACTIONS),
-                   "uplinks": {"type": "array", "items": {"type": "string"}}},
+                   "uplinks": {"type": "array", "items": {"type": "string"}},
+                   "max_connections": LIMIT},
 }
 STATE = {
     "type": "object", "additionalProperties": False,

@@ -6,11 +6,11 @@ from typing import Any
 
 from vgw_ryu.policy import model
 from vgw_ryu.policy.model import State
-from vgw_ryu.policy.ruleset import applied_vms, group_members
+from vgw_ryu.policy.ruleset import applied_vms, connection_limit, group_members
 from vgw_ryu.runtime.snapshot import Snapshot
 
 KINDS = {"vms": "vm", "groups": "group", "policies": "policy"}
-READ_ONLY = ("name", "revision", "zone", "seen", "resolved", "applies_to_vms")
+READ_ONLY = ("name", "revision", "zone", "seen", "connections", "resolved", "applies_to_vms")
 
 
 def object_view(snap: Snapshot, coll: str, name: str,
@@ -24,8 +24,10 @@ def object_view(snap: Snapshot, coll: str, name: str,
         vm = st.vms[name]
         zone = snap.ids.zone(name) if vm.protected else None
         where = snap.vm_locations() if locations is None else locations
+        limit = connection_limit(st, name) if vm.protected else 0
         return {"name": name, **model.vm_doc(vm), "zone": zone,
-                "seen": where.get(name, [])}
+                "seen": where.get(name, []),
+                "connections": {"limit": limit or None, "count": None}}
     if coll == "groups":
         g = st.groups[name]
         members = group_members(st, name)

@@ -38,9 +38,9 @@ class FlowSet:
             self.flows[f.key] = f
 
     def add_conj(self, priority: int, match: Match, c: Conjunction, kind: int,
-                 owner: int) -> None:
+                 owner: int, table: str = "rules") -> None:
         """A conjunctive clause; identical matches of several rules share one flow."""
-        key = (priority, tuple(sorted(match.items())))
+        key = (priority, tuple(sorted(match.items())), table)
         self.conj[key].append(c)
         # The first rule to claim a shared clause names it; a clause two owners claim
         # belongs to KIND_PEER, so that no single owner's delete removes it.
@@ -51,8 +51,8 @@ class FlowSet:
     def result(self) -> list[Flow]:
         """All flows, the merged clauses included, in table and priority order."""
         for key, conjs in self.conj.items():
-            priority = key[0]
+            priority, _, table = key
             kind, owner, match = self.conj_owner[key]
             acts = sorted(set(conjs), key=lambda c: (c.id, c.clause))
-            self.add("rules", priority, match, acts, kind=kind, owner=owner)
+            self.add(table, priority, match, acts, kind=kind, owner=owner)
         return sorted(self.flows.values(), key=lambda f: (f.table, -f.priority, f.body))

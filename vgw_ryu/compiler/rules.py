@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from vgw_ryu.compiler.builder import FlowSet, Match
 from vgw_ryu.compiler.proto import ETH_IP, ETH_IPV6
+from vgw_ryu.compiler.stage import EGRESS, INGRESS
 from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a register map
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_PEER, KIND_RULE, KIND_VM
@@ -61,6 +62,27 @@ def proto_clause(eff: EffectiveRule) -> list[Match]:
         port_field = f"{r.protocol}_dst"
         out += [{**base, port_field: m} for lo, hi in r.ports for m in port_masks(lo, hi)]
     return out
+
+
+def build_stateless(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) -> None:
+    """*_ct: a stateless allow rule lets its packets pass before conntrack, per packet."""
+    r = eff.rule
+    stage = INGRESS if r.direction == "ingress" else EGRESS
+    # *_ct, clause 1: the VMs of this stage's zone the rule applies to.
+    clauses: list[list[Match]] = [[F.match(F.ZONE.match(z)) for z in zones]]
+    if eff.peers is not None:
+        clauses.append([net_match(n, *PEER_FIELDS[stage.direction]) for n in eff.peers])
+    clauses.append(proto_clause(eff) if r.protocol != "any" else
+                   [{"eth_type": ETH_IP}, {"eth_type": ETH_IPV6}])
+    n = len(clauses)
+    for i, clause in enumerate(clauses, 1):
+        for match in clause:
+            kind, owner = (KIND_VM, match[F.ZONE.reg]) if i == 1 else (KIND_PEER, 0)
+            b.add_conj(P.CT_STATELESS, match, Conjunction(number, i, n), kind, owner,
+                       table=stage.ct)
+    # *_ct: the rule matched: pass as the stage passes, with no connection entry.
+    b.add(stage.ct, P.CT_STATELESS, {"conj_id": number}, stage.pass_actions,
+          goto=stage.pass_goto, kind=KIND_RULE, owner=number)
 
 
 def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) -> None:

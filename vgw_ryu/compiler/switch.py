@@ -23,7 +23,7 @@ from __future__ import annotations
 from vgw_ryu.compiler.builder import FlowSet
 from vgw_ryu.compiler.facts import SwitchFacts
 from vgw_ryu.compiler.infra import build_infra
-from vgw_ryu.compiler.rules import build_rule
+from vgw_ryu.compiler.rules import build_rule, build_stateless
 from vgw_ryu.compiler.vm import build_vm
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_PORT
@@ -85,7 +85,8 @@ def build_rules(b: FlowSet, local_protected: list[str], ids: Ids,
         eff, zones = by_rule[key]
         if eff.peers is not None and not eff.peers:
             continue  # the peer set is empty: the rule can match nothing
-        build_rule(b, eff, ids.rule(*key), sorted(zones))
+        build = build_rule if eff.rule.stateful else build_stateless
+        build(b, eff, ids.rule(*key), sorted(zones))
 
 
 def compile_switch(state: State, facts: SwitchFacts, ids: Ids,

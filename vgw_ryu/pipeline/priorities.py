@@ -42,6 +42,8 @@ GUARD_SPOOF = _p("GUARD_SPOOF", "egress_guard", 105,
                  "any other advert, router advert or redirect: drop")
 GUARD_OWN_IP = _p("GUARD_OWN_IP", "egress_guard", 100, "own source IPs go on to conntrack")
 
+CT_STATELESS = _p("CT_STATELESS", "egress_ct ingress_ct", 200,
+                  "stateless allow rules (conjunctions): pass without conntrack")
 CT_TRACK = _p("CT_TRACK", "egress_ct ingress_ct", 100, "IPv4 and IPv6 into conntrack")
 
 STATE_INVALID = _p("STATE_INVALID", STATE_TABLES, 300, "`+inv`: drop")

@@ -56,20 +56,25 @@ MARK_BLOCKED = F.BLOCKED.mask    # ct_mark: a changed policy denied the original
 
 _REG0, _ZONE = F.VERDICT.reg, F.ZONE.reg
 CT_MATCH = "ct_state ct_mark"
+# Stateless rules are conjunctions in the ct tables: zone, peer and protocol/ports.
+STATELESS_MATCH = ("reg6 conj_id eth_type ip_proto ipv4_src ipv4_dst ipv6_src ipv6_dst tcp_dst "
+                   "udp_dst")
 TABLES = [
     _t("classify", 0, "in_port -> protected VM (load zone), unprotected/uplink, unknown",
        "in_port", "egress_guard ingress_classify forward punt_unknown"),
     _t("egress_guard", 10, "anti-spoofing: source MAC/IP/ARP/ND must be the VM's",
        "in_port eth_src eth_type ip_proto ipv4_src ipv6_src arp_spa arp_sha udp_src "
        "udp_dst icmpv6_type ipv6_nd_target", "egress_ct ingress_classify"),
-    _t("egress_ct", 20, "conntrack in the source VM's zone", "eth_type", "egress_state"),
+    _t("egress_ct", 20, "stateless allow rules pass; everything else: conntrack in the "
+       "source VM's zone", f"{STATELESS_MATCH}", "egress_state ingress_classify"),
     _t("egress_state", 30, "+inv drop; replies and related pass; the original direction is judged",
        f"{CT_MATCH}", "ingress_classify rules egress_action"),
     _t("egress_action", 35, "act on the verdict: commit, drop, reject or log punt",
        f"{_REG0} eth_type {CT_MATCH}", "ingress_classify punt_log punt_reject"),
     _t("ingress_classify", 40, "eth_dst -> protected VM on this switch; else forward",
        "eth_dst eth_type ip_proto icmpv6_type", "ingress_ct forward"),
-    _t("ingress_ct", 45, "conntrack in the destination VM's zone", "eth_type",
+    _t("ingress_ct", 45, "stateless allow rules pass; everything else: conntrack in the "
+       "destination VM's zone", f"{STATELESS_MATCH}",
        "ingress_state"),
     _t("ingress_state", 50, "+inv drop; replies and related pass; the original direction is judged",
        f"{CT_MATCH}", "rules ingress_action"),

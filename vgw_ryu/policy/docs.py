@@ -14,7 +14,7 @@ from vgw_ryu.policy.objects import Group, Policy, Rule, Settings, State, Vm
 def settings_doc(s: Settings) -> dict[str, Any]:
     return {"default_ingress": s.default_ingress, "default_egress": s.default_egress,
             "log_default_deny": s.log_default_deny, "unknown_ports": s.unknown_ports,
-            "uplinks": list(s.uplinks)}
+            "uplinks": list(s.uplinks), "max_connections": s.max_connections}
 
 
 def vm_doc(vm: Vm) -> dict[str, Any]:
@@ -24,6 +24,8 @@ def vm_doc(vm: Vm) -> dict[str, Any]:
     d["ips"] = [str(i) for i in vm.ips]
     d["labels"] = dict(vm.labels)
     d["protected"] = vm.protected
+    if vm.max_connections is not None:
+        d["max_connections"] = vm.max_connections
     return d
 
 
@@ -38,6 +40,8 @@ def rule_doc(r: Rule) -> dict[str, Any]:
     if r.ports:
         d["ports"] = r.ports_text()
     d.update({"peer": str(r.peer), "priority": r.priority, "log": r.log})
+    if not r.stateful:
+        d["stateful"] = False
     return d
 
 

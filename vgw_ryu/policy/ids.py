@@ -17,18 +17,23 @@ RULE_MAX = 0xFFFFF     # rule numbers fit the 20-bit cookie owner field
 
 
 class _Numbering:
-    def __init__(self, limit: int, seed: dict[str, int] | None = None):
+    def __init__(self, limit: int, seed: dict[str, int] | None = None,
+                 held: set[int] | None = None):
         self.limit = limit
         self.by_key: dict[str, int] = dict(seed or {})
+        self.held: set[int] = set(held or ())   # released, not yet reusable
+        self.hold_released = False
 
     def sync(self, keys: list[str]) -> bool:
         """Number every key, drop the ones gone; True if anything changed."""
         wanted = set(keys)
         changed = False
         for k in [k for k in self.by_key if k not in wanted]:
+            if self.hold_released:
+                self.held.add(self.by_key[k])
             del self.by_key[k]
             changed = True
-        used = set(self.by_key.values())
+        used = set(self.by_key.values()) | self.held
         n = 1
         for k in sorted(wanted - set(self.by_key)):
             while n in used:
@@ -49,8 +54,11 @@ class Ids:
     """Zones for protected VMs and numbers for rules, allocated stably."""
 
     def __init__(self, zones: dict[str, int] | None = None,
-                 rules: dict[str, int] | None = None):
-        self._zones = _Numbering(ZONE_MAX, zones)
+                 rules: dict[str, int] | None = None, flushing: list[int] | None = None):
+        self._zones = _Numbering(ZONE_MAX, zones, set(flushing or ()))
+        # A freed zone may still hold connection entries: it is reused only once the
+        # runtime reports it flushed on every switch (``zones_flushed``).
+        self._zones.hold_released = True
         self._rules = _Numbering(RULE_MAX, rules)
 
     def sync(self, state: State) -> bool:
@@ -83,10 +91,23 @@ class Ids:
                 return k
         return None
 
+    def flushing(self) -> set[int]:
+        """Zones released by deleted or unprotected VMs, waiting for their flush."""
+        return set(self._zones.held)
+
+    def zones_flushed(self, zones: set[int]) -> bool:
+        """Make flushed zones reusable; True if anything changed."""
+        before = len(self._zones.held)
+        self._zones.held -= zones
+        return len(self._zones.held) != before
+
     def to_doc(self) -> dict[str, Any]:
-        return {"zones": self.zones(), "rules": dict(self._rules.by_key)}
+        doc: dict[str, Any] = {"zones": self.zones(), "rules": dict(self._rules.by_key)}
+        if self._zones.held:
+            doc["flushing"] = sorted(self._zones.held)
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any] | None) -> Ids:
         doc = doc or {}
-        return cls(doc.get("zones"), doc.get("rules"))
+        return cls(doc.get("zones"), doc.get("rules"), doc.get("flushing"))

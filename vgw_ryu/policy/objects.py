@@ -60,6 +60,7 @@ class Settings:
     log_default_deny: bool = False
     unknown_ports: str = "drop"
     uplinks: tuple[str, ...] = ()
+    max_connections: int = 0     # per protected VM; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Vm:
     ips: tuple[IpAddr, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     protected: bool = True
+    max_connections: int | None = None  # None: settings.max_connections
 
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)
@@ -101,6 +103,7 @@ class Rule:
     peer: Peer = Peer("any")
     priority: int = 100
     log: bool = False
+    stateful: bool = True        # False: matching packets skip the connection table
 
     def ports_text(self) -> str | None:
         if not self.ports:

@@ -46,7 +46,19 @@ from vgw_ryu.policy.objects import (
     Vm,
 )
 
-RULE_KEYS = ("id", "direction", "action", "protocol", "ports", "peer", "priority", "log")
+RULE_KEYS = ("id", "direction", "action", "protocol", "ports", "peer", "priority", "log",
+             "stateful")
+MAX_CONNECTIONS = 10_000_000
+
+
+def _limit(ctx: _Ctx, path: str, v: Any) -> int | None:
+    """A connection limit: 0 (none) up to MAX_CONNECTIONS, or None when absent."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_CONNECTIONS:
+        ctx.err(path, f"{v!r} is not a connection limit (0 for none, up to {MAX_CONNECTIONS})")
+        return None
+    return v
 
 
 def _rule(ctx: _Ctx, path: str, v: Any) -> Rule | None:
@@ -80,14 +92,21 @@ def _rule(ctx: _Ctx, path: str, v: Any) -> Rule | None:
         ctx.err(_join(path, "priority"), f"{priority!r} is not a priority (1-1000)")
         priority = 100
     log = _bool(ctx, _join(path, "log"), d.get("log"), False)
+    stateful = _bool(ctx, _join(path, "stateful"), d.get("stateful"), True)
+    if not stateful and action != "allow":
+        ctx.err(_join(path, "stateful"), "only allow rules can be stateless (stateful: false); "
+                "deny and reject always use the connection table")
+    if not stateful and log:
+        ctx.err(_join(path, "log"), "a stateless rule cannot log: its packets never leave "
+                "the datapath (use a stateful rule to log)")
     if len(ctx.errors) != n_before or not isinstance(rid, str):
         return None
-    return Rule(rid, direction, action, protocol, ports, peer, priority, log)
+    return Rule(rid, direction, action, protocol, ports, peer, priority, log, stateful)
 
 
 def _settings(ctx: _Ctx, v: Any) -> Settings:
     d = _obj(ctx, "settings", v, ("default_ingress", "default_egress", "log_default_deny",
-                                  "unknown_ports", "uplinks"))
+                                  "unknown_ports", "uplinks", "max_connections"))
     if d is None:
         return Settings()
     uplinks = []
@@ -105,11 +124,12 @@ def _settings(ctx: _Ctx, v: Any) -> Settings:
                                False),
         unknown_ports=_choice(ctx, "settings.unknown_ports", d.get("unknown_ports"),
                               UNKNOWN_PORT_ACTIONS, "drop"),
-        uplinks=tuple(uplinks))
+        uplinks=tuple(uplinks),
+        max_connections=_limit(ctx, "settings.max_connections", d.get("max_connections")) or 0)
 
 
 def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
-    d = _obj(ctx, path, v, ("mac", "ips", "labels", "protected"))
+    d = _obj(ctx, path, v, ("mac", "ips", "labels", "protected", "max_connections"))
     if d is None:
         return None
     mac = d.get("mac")
@@ -123,7 +143,8 @@ def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
                 ctx.err(_join(path, "mac"), f"{mac} is a multicast MAC")
     ips = _parsed_items(ctx, path, "ips", d, parse_ip)
     return Vm(name, mac, tuple(ips), _labels(ctx, _join(path, "labels"), d.get("labels")),
-              _bool(ctx, _join(path, "protected"), d.get("protected"), True))
+              _bool(ctx, _join(path, "protected"), d.get("protected"), True),
+              _limit(ctx, _join(path, "max_connections"), d.get("max_connections")))
 
 
 def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:

@@ -122,10 +122,20 @@ def _matches(eff: EffectiveRule, direction: str, peer: IpAddr, proto: str,
 
 def evaluate(state: State, rules: list[EffectiveRule], direction: str, peer: IpAddr,
              proto: str, port: int | None) -> Verdict:
-    """The verdict for a new connection of a VM (direction as seen from the VM)."""
-    for eff in rules:
+    """The verdict for a new connection of a VM (direction as seen from the VM).
+
+    Stateless rules are judged before the connection table, so they come first.
+    """
+    ordered = [e for e in rules if not e.rule.stateful] + [e for e in rules if e.rule.stateful]
+    for eff in ordered:
         if _matches(eff, direction, peer, proto, port):
             return Verdict(eff.rule.action, eff.policy, eff.rule.id, eff.rule.log)
     default = (state.settings.default_ingress if direction == "ingress"
                else state.settings.default_egress)
     return Verdict(default, None, None, default == "deny" and state.settings.log_default_deny)
+
+
+def connection_limit(state: State, vm: str) -> int:
+    """The connection-table cap of a protected VM (0: none): its own, else the default."""
+    own = state.vms[vm].max_connections
+    return state.settings.max_connections if own is None else own

@@ -20,7 +20,8 @@ from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, is_uplink_n
 from vgw_ryu.pipeline.flows import Flow
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State, ValidationError, parse_state, state_doc
-from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules
+from vgw_ryu.policy.ruleset import EffectiveRule, connection_limit, effective_rules
+from vgw_ryu.runtime import conntrack
 from vgw_ryu.runtime.ports import Iface
 from vgw_ryu.runtime.snapshot import Snapshot, SwitchInfo
 from vgw_ryu.runtime.store import Store
@@ -90,6 +91,14 @@ class Engine:
         self._learned: dict[tuple[int, int], str] = {}  # (dpid, ofport) -> MAC from punts
         self.listeners: list = []
         self.vm_flow_cache: dict = {}
+        # Connection-table flushes owed to the switches, oldest first: (plan, zones in
+        # use when it was made). Zones held after a restart are flushed again.
+        self._flushes: list[tuple[conntrack.FlushPlan, set[int]]] = []
+        held = self.ids.flushing()
+        if held:
+            self._flushes.append((conntrack.FlushPlan(
+                [conntrack.ZoneFlush(z, "?", "released before a restart") for z in sorted(held)],
+                []), set()))
 
     # --- state -----------------------------------------------------------------
     def state_document(self) -> dict[str, Any]:
@@ -103,6 +112,10 @@ class Engine:
             ids = Ids.from_doc(self.ids.to_doc())
             ids.sync(new)
             rev = self.store.write(state_doc(new), ids.to_doc(), if_match, extra)
+            flush = conntrack.plan(self.state, new, self.ids.zones())
+            if flush:
+                in_use = set(self.ids.zones().values()) | set(ids.zones().values())
+                self._flushes.append((flush, in_use))
             self.state, self.ids, self.revision = new, ids, rev
             self.effective = effective_rules(new)
         LOG.info("state revision %d: %d VMs, %d groups, %d policies", rev, len(new.vms),
@@ -122,6 +135,34 @@ class Engine:
         if self.store.meta("seed-sha256") == digest:
             return None
         return self.apply_document(parsed, extra={"seed-sha256": digest})
+
+    # --- connection tables ---------------------------------------------------------
+    def take_flushes(self) -> list[tuple[conntrack.FlushPlan, set[int]]]:
+        """The flushes owed to the switches (the caller sends them or gives them back)."""
+        with self._lock:
+            out, self._flushes = self._flushes, []
+            return out
+
+    def return_flushes(self, items: list[tuple[conntrack.FlushPlan, set[int]]]) -> None:
+        """Flushes that could not be sent now (no switch): keep them, oldest first."""
+        with self._lock:
+            self._flushes = items + self._flushes
+
+    def zones_flushed(self, zones: set[int]) -> None:
+        """Zones flushed on every switch may go to new VMs again (persisted)."""
+        with self._lock:
+            if self.ids.zones_flushed(zones):
+                self.store.write_ids(self.ids.to_doc())
+
+    def connection_limits(self) -> dict[int, int]:
+        """zone -> connection cap for every protected VM that has one."""
+        with self._lock:
+            out = {}
+            for name, zone in self.ids.zones().items():
+                limit = connection_limit(self.state, name)
+                if limit:
+                    out[zone] = limit
+            return out
 
     # --- switches ----------------------------------------------------------------
     def switch(self, dpid: int) -> SwitchView:

@@ -11,6 +11,7 @@ from typing import Any
 
 from vgw_ryu.runtime import stats as rstats
 from vgw_ryu.runtime import trace as rtrace
+from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.fwlog import FirewallLog
 from vgw_ryu.runtime.ports import PortDirectory
@@ -47,6 +48,13 @@ class AppBackend:
             counters.add_meters(self.io.meter_drops(dp))
         return rstats.document(self.engine.snapshot(), counters, self.packet_ins(),
                                len(self.dps))
+
+    def connection_usage(self, zones: list[int]) -> dict[int, tuple[int, int]]:
+        """zone -> (limit, live entries), read from the local datapath."""
+        try:
+            return ZoneLimits().usage(zones)
+        except UnixctlError:
+            return {}
 
     def trace_datapath(self, vm: str, direction: str, peer, proto: str,
                        port: int | None) -> dict[str, Any] | None:

@@ -99,6 +99,12 @@ def delete_strict(dp: Any, table: int, priority: int, ofmatch: Any, cookie: int)
                         out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
 
 
+def nicira(dp: Any, subtype: int, body: bytes) -> Any:
+    """A Nicira extension message Ryu has no class for (e.g. NXT_CT_FLUSH)."""
+    return dp.ofproto_parser.OFPExperimenter(dp, experimenter=0x00002320, exp_type=subtype,
+                                             data=body)
+
+
 def meter_mod(dp: Any, meter_id: int, pps: int, command: str = "add") -> Any:
     """A packets-per-second drop meter with a burst of a tenth of a second."""
     p = dp.ofproto_parser

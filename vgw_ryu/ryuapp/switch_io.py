@@ -102,6 +102,13 @@ class SwitchIO:
                 dp.send_msg(m)
             self._ask(p.OFPBarrierRequest(dp), p.OFPBarrierReply, multi=False)
 
+    def send_and_confirm(self, dp: Any, msgs: list) -> None:
+        """Send messages in order and wait until the switch has processed them."""
+        for m in msgs:
+            dp.send_msg(m)
+        p = dp.ofproto_parser
+        self._ask(p.OFPBarrierRequest(dp), p.OFPBarrierReply, multi=False)
+
     @staticmethod
     def packet_out(dp: Any, data: bytes, from_port: int, out_port: int) -> None:
         parser = dp.ofproto_parser

@@ -15,7 +15,8 @@ from typing import Any
 from ryu.app.ofctl.exception import InvalidDatapath
 from ryu.lib import hub
 
-from vgw_ryu.runtime import syncdiff
+from vgw_ryu.runtime import conntrack, syncdiff
+from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.ports import Iface, PortDirectory
 from vgw_ryu.ryuapp import ofencode
@@ -42,6 +43,8 @@ class Syncer:
         self.pending: dict[int, bool] = {}       # dpid -> needs a full dump first
         self.port_desc: dict[int, list[Iface]] = {}
         self.wake = hub.Event()
+        self.limits = ZoneLimits()
+        self._limits_error: str | None = None
 
     def schedule(self, dpid: int, full: bool = False) -> None:
         self.pending[dpid] = self.pending.get(dpid, False) or full
@@ -71,6 +74,10 @@ class Syncer:
         while True:
             self.wake.wait()
             self.wake.clear()
+            # Stale connection entries go before any flow that lets a new owner of an
+            # address (or a reused zone) send: flushes first, on every switch.
+            self.flush_conntrack()
+            self.apply_limits()
             while self.pending:
                 dpid, full = self.pending.popitem()
                 try:
@@ -82,6 +89,50 @@ class Syncer:
                                   dpid)
                     self.known.pop(dpid, None)
                     hub.spawn_after(1.0, self.schedule, dpid, True)
+
+    def flush_conntrack(self) -> None:
+        """Send the connection-table flushes the engine owes to every connected switch."""
+        owed = self.engine.take_flushes()
+        if not owed:
+            return
+        dps = list(self.dps.values())
+        if not dps:
+            self.engine.return_flushes(owed)   # nobody to flush yet; zones stay held
+            return
+        for plan, in_use in owed:
+            msgs = conntrack.messages(plan, in_use)
+            try:
+                for dp in dps:
+                    self.io.send_and_confirm(
+                        dp, [ofencode.nicira(dp, sub, body) for sub, body, _ in msgs])
+            except Exception:
+                LOG.exception("conntrack flush failed; retrying")
+                self.engine.return_flushes([(plan, in_use)])
+                hub.spawn_after(1.0, self.wake.set)
+                continue
+            for z in plan.zones:
+                LOG.info("conntrack flush on %d switch(es): zone %d of vm %s (%s)", len(dps),
+                         z.zone, z.vm, z.reason)
+            for a in plan.addresses:
+                LOG.info("conntrack flush on %d switch(es): address %s of vm %s (%s), as "
+                         "source and destination in %d zone(s)", len(dps), a.addr, a.vm,
+                         a.reason, len(in_use - {z.zone for z in plan.zones}))
+            self.engine.zones_flushed({z.zone for z in plan.zones})
+
+    def apply_limits(self) -> None:
+        """Keep the datapath's per-zone connection caps equal to the VMs' limits."""
+        wanted = self.engine.connection_limits()
+        if wanted == self.limits.applied:
+            return
+        try:
+            for change in self.limits.apply(wanted):
+                LOG.info("connection limit %s", change)
+            self._limits_error = None
+        except UnixctlError as e:
+            if str(e) != self._limits_error:   # say it once, retry quietly
+                LOG.warning("connection limits not applied yet: %s", e)
+            self._limits_error = str(e)
+            hub.spawn_after(2.0, self.wake.set)
 
     def sync(self, dpid: int, full: bool = False) -> None:
         """Make one switch's flows equal to the desired set, sending only the difference."""
