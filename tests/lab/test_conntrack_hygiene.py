@@ -170,6 +170,10 @@ def test_zone_reused_only_after_flush_and_judged_afresh(lab):
     waiter = new.popen(sys.executable, "-c", UDP_WAIT, "40002", "3", stdout=subprocess.PIPE,
                        text=True)
     assert waiter.stdout.readline().strip() == "ready"
+    for proc in srv.servers:   # free port 53 so srv can send from it
+        proc.kill()
+        proc.wait(timeout=10)
+    srv.servers.clear()
     lab.py(srv, UDP_SEND, IP["srv"], "53", IP["old"], "40002", "15")
     out, _ = waiter.communicate(timeout=30)
     assert out.strip() == "timeout", "a stale entry of the deleted VM passed a packet"
