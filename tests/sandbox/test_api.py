@@ -16,23 +16,8 @@ import urllib.request
 
 import pytest
 
+from tests.api_doc import BIG, DOC
 from vgw_lab.netlab import VENV_BIN, wait_until
-
-DOC = {
-    "settings": {"default_ingress": "deny", "default_egress": "allow"},
-    "vms": {
-        "web1": {"mac": "02:00:00:00:01:01", "ips": ["10.0.0.11"], "labels": {"tier": "web"}},
-        "jump1": {"mac": "02:00:00:00:09:01", "ips": ["10.0.0.91"]},
-    },
-    "groups": {"web": {"match_labels": {"tier": "web"}},
-               "admins": {"members": ["jump1"], "cidrs": ["192.0.2.0/24"]}},
-    "policies": {"web-in": {"applied_to": ["group:web"], "rules": [
-        {"id": "http", "direction": "ingress", "action": "allow", "protocol": "tcp",
-         "ports": "80,443"},
-        {"id": "ssh", "direction": "ingress", "action": "allow", "protocol": "tcp",
-         "ports": "22", "peer": "group:admins", "log": True}]}},
-}
-BIG = b'{"vms": {"a": {"labels": {"k": "' + b"x" * (1024 * 1024) + b'"}}}}'
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.api_doc import DOC
 from vgw_ryu.api.handlers import Api, Request, Response
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.store import Store
@@ -107,3 +108,11 @@ def make_api(tmp_path) -> Callable[..., Client]:
     yield make
     for s in stores:
         s.close()
+
+
+@pytest.fixture
+def api(make_api) -> Client:
+    """An Api holding tests.api_doc.DOC as revision 1."""
+    c = make_api()
+    assert c.request("PUT", "/v1/state", DOC) == (200, {"revision": 1})
+    return c
