@@ -116,3 +116,21 @@ def api(make_api) -> Client:
     c = make_api()
     assert c.request("PUT", "/v1/state", DOC) == (200, {"revision": 1})
     return c
+
+
+@pytest.fixture
+def make_engine(tmp_path) -> Callable[..., Engine]:
+    """Factory: a real Engine over a Store in tmp_path, holding ``doc`` if given."""
+    stores: list[Store] = []
+
+    def make(doc: dict | None = None) -> Engine:
+        store = Store(tmp_path / f"engine{len(stores)}.db")
+        stores.append(store)
+        eng = Engine(store)
+        if doc is not None:
+            eng.apply_document(doc)
+        return eng
+
+    yield make
+    for s in stores:
+        s.close()

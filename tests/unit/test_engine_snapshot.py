@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.ports import Iface
-from vgw_ryu.runtime.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = {"vms": {"a": {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1"]},
@@ -22,12 +20,8 @@ IFACES = [Iface("tap-a", 1, "", {"vm-id": "a"}), Iface("tap-u", 2, "", {"vm-id":
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    store = Store(tmp_path / "s.db")
-    eng = Engine(store)
-    eng.apply_document(DOC)
-    yield eng
-    store.close()
+def engine(make_engine):
+    return make_engine(DOC)
 
 
 def test_snapshot_is_immutable(engine):

@@ -9,17 +9,13 @@ import pytest
 import yaml
 
 from vgw_ryu.runtime import statefile
-from vgw_ryu.runtime.engine import Engine
-from vgw_ryu.runtime.store import Store
 
 GOOD = {"vms": {"a": {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1"]}}}
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    store = Store(tmp_path / "s.db")
-    yield Engine(store)
-    store.close()
+def engine(make_engine):
+    return make_engine()
 
 
 def write(path: Path, doc, mtime: float | None = None) -> None:

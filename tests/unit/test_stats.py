@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from vgw_ryu.pipeline import tables as pl
 from vgw_ryu.pipeline.flows import owner_bits
 from vgw_ryu.runtime import stats
-from vgw_ryu.runtime.engine import Engine
-from vgw_ryu.runtime.store import Store
 
 DOC = {
     "vms": {"web": {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1"]}},
@@ -27,12 +23,8 @@ def cookie(kind: int, owner: int, digest: int = 0x1234) -> int:
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    store = Store(tmp_path / "s.db")
-    eng = Engine(store)
-    eng.apply_document(DOC)
-    yield eng
-    store.close()
+def engine(make_engine):
+    return make_engine(DOC)
 
 
 def test_rule_counters_add_up_over_flows_and_switches(engine):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 
 import pytest
 
 from vgw_ryu.pipeline import tables as pl
 from vgw_ryu.runtime import trace
-from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.ovstrace import TraceResult
 from vgw_ryu.runtime.ports import Iface
-from vgw_ryu.runtime.store import Store
 
 DOC = {
     "vms": {"web": {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1", "fd00::1"]},
@@ -30,13 +27,10 @@ ip = ipaddress.ip_address
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    store = Store(tmp_path / "s.db")
-    eng = Engine(store)
-    eng.apply_document(DOC)
+def engine(make_engine):
+    eng = make_engine(DOC)
     eng.refresh_facts(DPID, [WEB, V4ONLY, UPLINK])
-    yield eng
-    store.close()
+    return eng
 
 
 @pytest.mark.parametrize(("proto", "src", "dst", "port", "want"), [
