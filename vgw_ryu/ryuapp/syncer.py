@@ -45,6 +45,7 @@ class Syncer:
         self.wake = hub.Event()
         self.limits = ZoneLimits()
         self._limits_error: str | None = None
+        self._limits_rev: int | None = None   # revision whose limits are applied
 
     def schedule(self, dpid: int, full: bool = False) -> None:
         self.pending[dpid] = self.pending.get(dpid, False) or full
@@ -121,13 +122,18 @@ class Syncer:
 
     def apply_limits(self) -> None:
         """Keep the datapath's per-zone connection caps equal to the VMs' limits."""
+        rev = self.engine.snapshot().revision
+        if rev == self._limits_rev:
+            return   # limits only change with the state
         wanted = self.engine.connection_limits()
         if wanted == self.limits.applied:
+            self._limits_rev = rev
             return
         try:
             for change in self.limits.apply(wanted):
                 LOG.info("connection limit %s", change)
             self._limits_error = None
+            self._limits_rev = rev
         except UnixctlError as e:
             if str(e) != self._limits_error:   # say it once, retry quietly
                 LOG.warning("connection limits not applied yet: %s", e)
