@@ -18,7 +18,10 @@ def test_bench_smoke(ovs, tmp_path):
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     r = json.loads((tmp_path / "smoke.json").read_text())
     e = r["experiment"]
-    assert set(e["throughput_gbps"]) == {"A", "B", "C"}
+    assert set(e["throughput_gbps"]) == {"A", "B", "B1", "S", "C"}
+    # The three fast-path cases differ by their conntrack passes: 2, 1 and none.
+    passes = {m: v["median"] for m, v in e["datapath_passes_per_packet"].items()}
+    assert passes["A"] == 1 and passes["S"] < 1.2 < passes["B1"] < 2.2 < passes["B"], passes
     assert e["ratios"]["C/B throughput"] < 0.5
     assert min(e["slow_path_packets_through_controller"]) > 1000
     assert r["scale"]["sizes"][0]["flows"] > 0 and r["scale"]["change"]["changes"] == 3

@@ -29,23 +29,35 @@ from vgw_lab.bench.common import (
     summary,
 )
 
+# The fast path in three cases (issue: one zone, two zones, a stateless rule):
+#   B  both VMs protected: two zones, two conntrack passes per packet (VM-to-VM same host);
+#   B1 the client unprotected (the north-south case): one zone;
+#   S  the measured traffic on stateless rules: no conntrack on its path at all.
+FAST_MODES = {"B": "two zones", "B1": "one zone", "S": "stateless rules"}
+MODES = ["A", *FAST_MODES, "C"]
 
-def experiment_state(log_iperf: bool = False) -> dict[str, Any]:
+
+def experiment_state(log_iperf: bool = False, variant: str = "B") -> dict[str, Any]:
     """A realistic policy: 120 port rules on the server plus the measured ones."""
+    stateless = {"stateful": False} if variant == "S" else {}
     rules = [{"id": f"svc{i}", "direction": "ingress", "action": "allow", "protocol": "tcp",
               "ports": str(10000 + i), "peer": "cidr:10.250.0.0/24"} for i in range(120)]
     rules += [
         {"id": "iperf", "direction": "ingress", "action": "allow", "protocol": "tcp",
-         "ports": str(IPERF_PORT), "peer": "group:clients", "log": log_iperf},
+         "ports": str(IPERF_PORT), "peer": "group:clients", "log": log_iperf, **stateless},
         {"id": "conn", "direction": "ingress", "action": "allow", "protocol": "tcp",
-         "ports": str(CONN_PORT), "peer": "group:clients"},
+         "ports": str(CONN_PORT), "peer": "group:clients", **stateless},
         {"id": "flood", "direction": "ingress", "action": "deny", "protocol": "udp",
          "ports": str(FLOOD_PORT), "log": True},
     ]
+    if variant == "S":   # the replies need their own (stateless) rule
+        rules.append({"id": "replies", "direction": "egress", "action": "allow",
+                      "protocol": "tcp", "peer": "group:clients", "stateful": False})
     return {
         "settings": {"default_ingress": "deny", "default_egress": "allow"},
         "vms": {n: {"mac": m, "ips": ips, "labels": {"role": "client"} if n == "client"
-                    else {}} for n, m, ips in (CLIENT, SERVER, FLOODER)},
+                    else {}, "protected": n != "client" or variant == "B"}
+                for n, m, ips in (CLIENT, SERVER, FLOODER)},
         "groups": {"clients": {"match_labels": {"role": "client"}}},
         "policies": {"server-in": {"applied_to": ["vm:server"], "rules": rules}},
     }
@@ -121,9 +133,23 @@ class Bed:
         netlab.wait_until(lambda: str(IPERF_PORT) in server.exec("ss", "-ltnH"),
                           what="iperf3 server")
 
+    def variant(self, name: str) -> None:
+        """Make the controller's state the one of fast-path case ``name`` (B, B1, S)."""
+        want = experiment_state(variant=name)
+        self.state_file.write_text(yaml.safe_dump(want))
+
+        def applied() -> bool:
+            st = self.vgw.get("/v1/state")[1]
+            return st["vms"]["client"]["protected"] == want["vms"]["client"]["protected"] \
+                and len(st["policies"]["server-in"]["rules"]) == \
+                len(want["policies"]["server-in"]["rules"])
+        netlab.wait_until(applied, timeout=30, what=f"state of case {name}")
+
     def mode(self, name: str) -> None:
-        """Point the bridge at mode A, B or C and wait until it forwards."""
+        """Point the bridge at mode A, C or a fast-path case, and wait until it forwards."""
         br = self.br.name
+        if name in FAST_MODES:
+            self.variant(name)
         # Start every mode from an empty table: switching controllers does not always
         # clear the previous mode's flows, and a leftover fast path would flatter C.
         netlab.sh("ovs-vsctl", "del-controller", br)
@@ -131,9 +157,9 @@ class Bed:
         if name == "A":
             netlab.sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", br, "actions=NORMAL")
         else:
-            ctl = self.vgw if name == "B" else self.slow
+            ctl = self.slow if name == "C" else self.vgw
             netlab.sh("ovs-vsctl", "set-controller", br, f"tcp:127.0.0.1:{ctl.of_port}")
-        if name == "B":
+        if name in FAST_MODES:
             netlab.wait_until(self._vgw_programmed, timeout=30, what="vgw flows")
         if name == "C":
             netlab.wait_until(lambda: self.controller_packets() >= 0 and any(
@@ -158,6 +184,19 @@ class Bed:
         out = netlab.sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", self.br.name)
         return sum(int(ln.split("n_packets=")[1].split(",")[0]) for ln in out.splitlines()
                    if "CONTROLLER" in ln and "n_packets=" in ln)
+
+    @staticmethod
+    def clear_passes() -> None:
+        netlab.sh("ovs-appctl", "dpif-netdev/pmd-stats-clear")
+
+    @staticmethod
+    def passes_per_packet() -> float:
+        """Datapath passes per packet since clear_passes (1 + recirculations/packet)."""
+        out = netlab.sh("ovs-appctl", "dpif-netdev/pmd-stats-show")
+        got = {k.strip(): v for k, _, v in (ln.partition(":") for ln in out.splitlines())}
+        packets = int(got.get("packets received", "0").split()[0] or 0)
+        recirc = int(got.get("packet recirculations", "0").split()[0] or 0)
+        return 1 + recirc / packets if packets else 0.0
 
     def iperf(self, seconds: float) -> float:
         out = self.vms["client"].exec("iperf3", "-c", SERVER[2][0], "-p", str(IPERF_PORT),
@@ -187,24 +226,29 @@ class Bed:
 
 def run_experiment(bed: Bed, reps: int, seconds: float, conn_seconds: float
                    ) -> dict[str, Any]:
-    tput: dict[str, list[float]] = {"A": [], "B": [], "C": []}
-    conns: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+    tput: dict[str, list[float]] = {m: [] for m in MODES}
+    conns: dict[str, list[float]] = {m: [] for m in MODES}
+    passes: dict[str, list[float]] = {m: [] for m in MODES}
     punted: list[int] = []
     for rep in range(1, reps + 1):
-        for m in "ABC":
+        for m in MODES:
             bed.mode(m)
+            bed.clear_passes()
             tput[m].append(bed.iperf(seconds))
+            passes[m].append(bed.passes_per_packet())
             conns[m].append(bed.conn_rate(conn_seconds))
             if m == "C":
                 punted.append(bed.controller_packets())
             say(f"experiment rep {rep}/{reps} mode {m}: {tput[m][-1]:.3f} Gbit/s, "
-                f"{conns[m][-1]:.0f} conn/s")
+                f"{conns[m][-1]:.0f} conn/s, {passes[m][-1]:.2f} datapath passes/packet")
     t = {m: summary(v) for m, v in tput.items()}
     c = {m: summary(v) for m, v in conns.items()}
+    fast = {f"{m}/A {what}": d[m]["median"] / d["A"]["median"]
+            for m in FAST_MODES for what, d in (("throughput", t), ("connections", c))}
     return {"throughput_gbps": t, "connections_per_s": c,
+            "datapath_passes_per_packet": {m: summary(v) for m, v in passes.items()},
             "slow_path_packets_through_controller": punted, "ratios": {
-        "B/A throughput": t["B"]["median"] / t["A"]["median"],
-        "B/A connections": c["B"]["median"] / c["A"]["median"],
+        **fast,
         "C/B throughput": t["C"]["median"] / t["B"]["median"],
         "C/B connections": c["C"]["median"] / c["B"]["median"]}}
 
