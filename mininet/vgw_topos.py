@@ -1,14 +1,17 @@
 """Mininet custom topologies for vgw_ryu: every topologies/*.yaml, by its name.
 
+    .venv/bin/vgw-ryu --vgw-db /tmp/vgw.db &                  # the controller
     sudo .venv/bin/mn --custom mininet/vgw_topos.py --topo three-tier \
         --switch ovs,datapath=user,protocols=OpenFlow13,OpenFlow14 \
         --controller remote,ip=127.0.0.1,port=6653
+    .venv/bin/vgw-lab state three-tier | .venv/bin/vgwctl apply -f -   # the policy
 
 Options: ``--topo three-tier,prefix=lab1`` names the bridges lab1hv1, lab1hv2 (the
 default is the hypervisor names). The topologies bring their own switch class (an
 OVSSwitch on the userspace datapath that writes libvirt-style external_ids), so the
-bridges are right whatever ``--switch`` says. Apply the policy with
-``vgwctl apply -f`` on a state document (``vgw-lab run`` does all of this for you).
+bridges are right whatever ``--switch`` says. The topology file itself is not a state
+document (its VMs are a separate section): ``vgw-lab state`` prints the one to apply.
+``vgw-lab run`` does all of this for you.
 """
 
 import sys

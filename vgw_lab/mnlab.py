@@ -10,9 +10,12 @@ TX checksum offload off (the userspace datapath needs it) and get their IPv6 add
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from typing import Any
 
+from mininet.cli import CLI
 from mininet.link import Link
+from mininet.log import LEVELS, lg, setLogLevel
 from mininet.node import Host, OVSSwitch
 from mininet.topo import Topo
 
@@ -47,12 +50,12 @@ class VgwHost(Host):
 
     def config(self, ips6: tuple[str, ...] = (), **params: Any):
         r = super().config(**params)
-        intf = self.defaultIntf()
+        intf = shlex.quote(str(self.defaultIntf()))
         self.cmd(f"ethtool -K {intf} tx off")
         self.cmd(f"sysctl -qw net.ipv6.conf.{intf}.accept_dad=0")
         self.cmd(f"sysctl -qw net.ipv6.conf.{intf}.accept_ra=0")
         for ip in ips6:
-            self.cmd(f"ip -6 addr add {ip}/64 dev {intf} nodad")
+            self.cmd(f"ip -6 addr add {shlex.quote(ip + '/64')} dev {intf} nodad")
         return r
 
 
@@ -65,13 +68,17 @@ class LabTopo(Topo):
     """Builds hosts, switches and links of a vgw_ryu topology."""
 
     def build(self, lab: Topology, names: dict[str, str] | None = None,
-              dpid_base: int = 0) -> None:
+              dpid_base: int = 0, vm_ids: dict[str, str] | None = None) -> None:
+        """``names``: bridge per hypervisor; ``vm_ids``: the controller's name of each VM
+        (default: its own), written as the port's ``external_ids:vm-id``."""
         names = names or switch_names(lab)
+        vm_ids = vm_ids or {}
         for i, hv in enumerate(lab.hypervisors, 1):
             ids = {}
             for vm in lab.vms.values():
                 if vm.hypervisor == hv:
-                    ids[vm.name] = {"vm-id": vm.name, "attached-mac": vm.mac}
+                    ids[vm.name] = {"vm-id": vm_ids.get(vm.name, vm.name),
+                                    "attached-mac": vm.mac}
             for a, b in lab.links:
                 if hv in (a, b):
                     ids[names[b if hv == a else a]] = {"vgw-role": "uplink"}
@@ -85,3 +92,27 @@ class LabTopo(Topo):
             self.addLink(vm.name, names[vm.hypervisor], cls=Link)
         for a, b in lab.links:
             self.addLink(names[a], names[b], cls=Link)
+
+
+class LabCLI(CLI):
+    """Mininet's CLI with its output on, and a pingall that gives up on a denied pair
+    after ``ping_timeout`` seconds (``ping -W``) instead of ping's ten."""
+
+    ping_timeout = "1"
+
+    def __init__(self, net, *args: Any, **kw: Any):
+        # The lab runs Mininet at level warning; the CLI prints at output/info level.
+        saved = next((n for n, v in LEVELS.items() if v == lg.level), "warning")
+        setLogLevel("info")
+        try:
+            super().__init__(net, *args, **kw)
+        finally:
+            setLogLevel(saved)
+
+    def do_pingall(self, line: str) -> None:
+        """Ping between all hosts: pingall [timeout seconds per ping, default 1]."""
+        self.mn.pingAll(line.strip() or self.ping_timeout)
+
+    def do_pingallfull(self, line: str) -> None:
+        """Ping between all hosts, with every result: pingallfull [timeout, default 1]."""
+        self.mn.pingFull(timeout=line.strip() or self.ping_timeout)

@@ -81,10 +81,17 @@ class Topology:
 
     def state_document(self) -> dict[str, Any]:
         """The desired state: the policy with the topology's VMs filled in."""
-        doc = {k: v for k, v in self.policy.items() if k != "vms"}
-        doc["vms"] = {v.name: {"mac": v.mac, "ips": list(v.ips), "labels": dict(v.labels),
-                               "protected": v.protected} for v in self.vms.values()}
+        vms = {v.name: {"mac": v.mac, "ips": list(v.ips), "labels": dict(v.labels),
+                        "protected": v.protected} for v in self.vms.values()}
+        doc = {k: self.policy[k] for k in ("settings",) if k in self.policy}
+        doc["vms"] = vms
+        doc.update((k, v) for k, v in self.policy.items() if k not in doc)
         return doc
+
+    @property
+    def checks(self) -> int:
+        """How many verdicts a run checks: each once, and again after the moves."""
+        return len(self.verdicts) * (2 if self.moves else 1)
 
     def server_ports(self) -> dict[str, tuple[list[int], list[int]]]:
         """Per VM, the TCP and UDP ports its servers must listen on."""

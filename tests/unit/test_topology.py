@@ -82,3 +82,28 @@ def test_validation_names_the_field(path, value, message):
     with pytest.raises(TopologyError) as e:
         parse(doc)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("name,checks", [("quickstart", 7), ("three_tier", 14),
+                                         ("migration", 6)])
+def test_checks_count_each_verdict_once_per_phase(name, checks):
+    # migration checks its 3 verdicts before and after the move, as its run reports.
+    assert topology.load(TOPOS / f"{name}.yaml").checks == checks
+
+
+def test_state_document_is_the_policy_with_the_vms():
+    t = topology.load(TOPOS / "quickstart.yaml")
+    doc = t.state_document()
+    assert list(doc) == ["settings", "vms", "policies"]
+    assert doc["vms"]["web"] == {"mac": t.vms["web"].mac, "ips": ["10.60.0.11", "fd00:60::11"],
+                                 "labels": {"tier": "web"}, "protected": True}
+    assert doc["policies"] == t.policy["policies"]
+
+
+def test_mininet_topo_writes_the_controllers_vm_names():
+    from vgw_lab.mnlab import LabTopo
+    t = topology.load(TOPOS / "quickstart.yaml")
+    mt = LabTopo(lab=t, names={"hv1": "v0001hv1"}, vm_ids={"web": "lab-v0001-web"})
+    ids = mt.nodeInfo("v0001hv1")["port_ids"]
+    assert ids["web"] == {"vm-id": "lab-v0001-web", "attached-mac": t.vms["web"].mac}
+    assert ids["db"]["vm-id"] == "db"
