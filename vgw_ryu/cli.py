@@ -1,19 +1,18 @@
 """vgwctl: manage a vgw_ryu controller over its REST API.
 
     vgwctl apply -f policy.yaml [--dry-run]
-    vgwctl get vms|groups|policies|switches [NAME]
-    vgwctl delete vm|group|policy NAME
-    vgwctl stats | logs [--follow] | trace VM DIRECTION PEER_IP PROTOCOL [PORT]
+    vgwctl get state | vm[s] | group[s] | polic(y|ies) | switch[es] [NAME]
+    vgwctl delete vm[s]|group[s]|polic(y|ies) NAME
+    vgwctl stats | logs [--since 5m] [--follow] | trace VM DIRECTION PEER_IP PROTOCOL [PORT]
 
 URL and token: --url/--token, or VGW_URL/VGW_TOKEN (default http://127.0.0.1:8080).
-A file for ``apply`` is a whole state document (settings/vms/groups/policies), or one
-object or a list of objects written as ``{kind: vm|group|policy, name: N, ...fields}``.
+The file formats (apply), durations (logs --since) and outputs are in each command's
+--help (vgwctl COMMAND --help).
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
@@ -24,105 +23,44 @@ from typing import Any
 import yaml
 
 from vgw_ryu.api.client import DEFAULT_URL, ApiError, Client
+from vgw_ryu.api.cliinput import (
+    APPLY_HELP,
+    COLLECTIONS,
+    SINCE_HELP,
+    CliError,
+    diff_state,
+    load_documents,
+    plan,
+    since_value,
+)
 from vgw_ryu.policy import model
 
-KIND_TO_COLL = {"vm": "vms", "group": "groups", "policy": "policies"}
-STATE_KEYS = set(model.STATE_KEYS)
+__all__ = ["CliError", "build_parser", "main"]
+
+GET_WHAT = {**COLLECTIONS, "switch": "switches", "switches": "switches", "state": "state"}
+SINGULAR = {"vms": "vm", "groups": "group", "policies": "policy"}
+ENV_HELP = f"""\
+environment: VGW_URL (default {DEFAULT_URL}) and VGW_TOKEN (the bearer token, if the
+controller has one) stand in for --url and --token; --url, --token and --json go before
+or after the command. Exit status: 0 done, 1 error (on stderr: the status, code, message
+and field of the API's answer), 2 bad usage, 141 the output pipe closed (| head)."""
+EPIPE_EXIT = 141   # what a shell reports for a command killed by SIGPIPE
 
 
-class CliError(Exception):
-    pass
-
-
-def _load(path: str) -> Any:
-    try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    except OSError as e:
-        raise CliError(f"{path}: {e.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise CliError(f"{path}: not YAML/JSON: {e}") from None
-
-
-def _objects(doc: Any) -> list[tuple[str, str, dict]] | None:
-    """(collection, name, body) for object files; None for a whole-state document."""
-    items = doc if isinstance(doc, list) else [doc]
-    if isinstance(doc, dict) and not ({"kind", "name"} <= set(doc)):
-        if set(doc) <= STATE_KEYS:
-            return None
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or item.get("kind") not in KIND_TO_COLL \
-                or not isinstance(item.get("name"), str):
-            raise CliError(f"item {i}: expected {{kind: vm|group|policy, name: NAME, ...}} "
-                           "or a whole state document")
-        body = {k: v for k, v in item.items() if k not in ("kind", "name")}
-        out.append((KIND_TO_COLL[item["kind"]], item["name"], body))
-    return out
-
-
-def _dump(obj: Any) -> list[str]:
-    return json.dumps(obj, indent=2, sort_keys=True).splitlines()
-
-
-def _diff(label: str, old: Any, new: Any) -> list[str]:
-    if old == new:
-        return []
-    if old is None:
-        return [f"+ {label} (new)"]
-    if new is None:
-        return [f"- {label} (removed)"]
-    lines = [f"~ {label}"]
-    lines += ["    " + ln for ln in difflib.unified_diff(_dump(old), _dump(new), "server",
-                                                       "file", lineterm="", n=1)][2:]
-    return lines
-
-
-def cmd_apply(c: Client, a: argparse.Namespace) -> int:
-    doc = _load(a.file)
-    objects = _objects(doc)
-    current = c.call("GET", "/v1/state")
-    if objects is None:
-        new = {k: v for k, v in (doc or {}).items() if k != "revision"}
+def _choice(table: dict[str, str], what: str):
+    """An argparse type: a word of ``table`` (singular or plural), mapped to its value."""
+    def convert(text: str) -> str:
         try:
-            canonical = model.state_doc(model.parse_state(new))
-        except model.ValidationError as e:
-            raise CliError(f"invalid: {e}") from None
-        lines = _diff("settings", current["settings"], canonical["settings"])
-        for coll in ("vms", "groups", "policies"):
-            old, want = current.get(coll, {}), canonical[coll]
-            for name in sorted(set(old) | set(want)):
-                lines += _diff(f"{coll[:-1] if coll != 'policies' else 'policy'} {name}",
-                               old.get(name), want.get(name))
-        if a.dry_run:
-            print("\n".join(lines) if lines else "no changes")
-            return 0
-        r = c.call("PUT", "/v1/state", new)
-        print(f"applied: revision {r['revision']}" + ("" if lines else " (no changes)"))
-        return 0
-    lines = []
-    for coll, name, body in objects:
-        old = current.get(coll, {}).get(name)
-        lines += _diff(f"{coll} {name}", old, _canonical(coll, name, body))
-    if a.dry_run:
-        print("\n".join(lines) if lines else "no changes")
-        return 0
-    rev = None
-    for coll, name, body in objects:
-        rev = c.call("PUT", f"/v1/{coll}/{urllib.parse.quote(name)}", body)["revision"]
-    print(f"applied {len(objects)} object(s): revision {rev}")
-    return 0
+            return table[text.lower()]
+        except KeyError:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be one of {', '.join(table)}, not {text!r}") from None
+    return convert
 
 
-def _canonical(coll: str, name: str, body: Any) -> dict:
-    """The server's form of an object (defaults filled in), validated locally."""
-    try:
-        obj = model.parse_object(coll, name, body)
-    except model.ValidationError as e:
-        raise CliError(f"invalid: {e}") from None
-    return {"vms": model.vm_doc, "groups": model.group_doc,
-            "policies": model.policy_doc}[coll](obj)
+def _print(obj: Any, as_json: bool) -> None:
+    print(json.dumps(obj, indent=2) if as_json else
+          yaml.safe_dump(obj, sort_keys=False).rstrip("\n"))
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -132,20 +70,95 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
                      for r in cells)
 
 
+# --- apply -------------------------------------------------------------------------------
+def cmd_apply(c: Client, a: argparse.Namespace) -> int:
+    state, objects = plan(load_documents(a.file))
+    current = c.call("GET", "/v1/state")
+    if state is not None:
+        lines = diff_state(current, state)
+        if a.dry_run:
+            print("\n".join(lines) if lines else "no changes")
+            return 0
+        r = c.call("PUT", "/v1/state", state)
+        if r.get("changed", True):
+            print(f"applied: revision {r['revision']}")
+        else:
+            print(f"no changes: revision {r['revision']}")
+        return 0
+    lines = diff_state(current, None, objects)
+    if a.dry_run:
+        print("\n".join(lines) if lines else "no changes")
+        return 0
+    rev, changed = None, 0
+    for coll, name, body in objects:
+        r = c.call("PUT", f"/v1/{coll}/{urllib.parse.quote(name, safe='')}", body)
+        rev, changed = r["revision"], changed + bool(r.get("changed", True))
+    if not changed:
+        print(f"no changes: revision {rev}")
+    else:
+        same = len(objects) - changed
+        print(f"applied {len(objects)} object(s)"
+              + (f" ({same} unchanged)" if same else "") + f": revision {rev}")
+    return 0
+
+
+# --- get ---------------------------------------------------------------------------------
+def find_switch(switches: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """A switch by bridge name or datapath id (hex, leading zeros and 0x optional)."""
+    for s in switches:
+        if s.get("bridge") == name:
+            return s
+    key = name.lower().removeprefix("0x")
+    try:
+        dpid = int(key, 16)
+    except ValueError:
+        dpid = None
+    for s in switches:
+        if dpid is not None and int(s["dpid"], 16) == dpid:
+            return s
+    known = ", ".join(s.get("bridge") or s["dpid"] for s in switches) or "none connected"
+    raise CliError(f"no switch {name!r} (a bridge name or a datapath id; known: {known})")
+
+
+def _port_list(ports: list[dict[str, Any]], label: str) -> str:
+    out = []
+    for p in ports:
+        who = p.get(label) if label else None
+        vm_id = f"(vm-id={p['vm_id']})" if p.get("vm_id") else ""
+        out.append(f"{who or p['name']}@{p['ofport']}{vm_id}")
+    return ",".join(out) or "-"
+
+
+def switch_rows(switches: list[dict[str, Any]]) -> str:
+    rows = [[s["dpid"], s.get("bridge") or "-", s["applied_revision"], s["flows"],
+             _port_list(s["vm_ports"], "vm"), len(s["uplinks"]),
+             _port_list(s["unknown_ports"], "")] for s in switches]
+    return _table(rows, ["DPID", "BRIDGE", "REVISION", "FLOWS", "VMS", "UPLINKS", "UNKNOWN"])
+
+
 def cmd_get(c: Client, a: argparse.Namespace) -> int:
     what = a.what
+    if what == "state":
+        if a.name:
+            raise CliError("get state takes no name")
+        _print(c.call("GET", "/v1/state"), a.json)
+        return 0
+    if what == "switches":
+        data = c.call("GET", "/v1/switches")
+        if a.name:
+            _print(find_switch(data["switches"], a.name), a.json)
+        elif a.json:
+            _print(data, True)
+        else:
+            print(switch_rows(data["switches"]))
+        return 0
     if a.name:
-        path = f"/v1/{what}/{urllib.parse.quote(a.name)}"
-        if what == "switches":
-            raise CliError("get switches takes no name")
-        obj = c.call("GET", path)
-        print(json.dumps(obj, indent=2) if a.json else yaml.safe_dump(obj, sort_keys=False))
+        _print(c.call("GET", f"/v1/{what}/{urllib.parse.quote(a.name, safe='')}"), a.json)
         return 0
     data = c.call("GET", f"/v1/{what}")
     if a.json:
-        print(json.dumps(data, indent=2))
-        return 0
-    if what == "vms":
+        _print(data, True)
+    elif what == "vms":
         rows = [[n, v.get("mac"), ",".join(v["ips"]), "yes" if v["protected"] else "no",
                  v.get("zone"), ",".join(f"{s['switch']}:{s['ofport']}" for s in v["seen"])
                  or "-"] for n, v in data["vms"].items()]
@@ -154,28 +167,24 @@ def cmd_get(c: Client, a: argparse.Namespace) -> int:
         rows = [[n, ",".join(g["resolved"]["vms"]), len(g["resolved"]["addresses"])]
                 for n, g in data["groups"].items()]
         print(_table(rows, ["NAME", "MEMBERS", "ADDRESSES"]))
-    elif what == "policies":
+    else:
         rows = [[n, ",".join(p["applied_to"]), len(p["rules"]), ",".join(p["applies_to_vms"])]
                 for n, p in data["policies"].items()]
         print(_table(rows, ["NAME", "APPLIED_TO", "RULES", "VMS"]))
-    else:
-        rows = [[s["dpid"], s["applied_revision"], s["flows"],
-                 ",".join(f"{p['vm']}@{p['ofport']}" for p in s["vm_ports"]) or "-",
-                 len(s["uplinks"]), len(s["unknown_ports"])] for s in data["switches"]]
-        print(_table(rows, ["DPID", "REVISION", "FLOWS", "VMS", "UPLINKS", "UNKNOWN"]))
     return 0
 
 
 def cmd_delete(c: Client, a: argparse.Namespace) -> int:
-    r = c.call("DELETE", f"/v1/{KIND_TO_COLL[a.kind]}/{urllib.parse.quote(a.name)}")
-    print(f"deleted {a.kind} {a.name}: revision {r['revision']}")
+    r = c.call("DELETE", f"/v1/{a.kind}/{urllib.parse.quote(a.name, safe='')}")
+    print(f"deleted {SINGULAR[a.kind]} {a.name}: revision {r['revision']}")
     return 0
 
 
+# --- stats, logs, trace --------------------------------------------------------------------
 def cmd_stats(c: Client, a: argparse.Namespace) -> int:
     data = c.call("GET", "/v1/stats")
     if a.json:
-        print(json.dumps(data, indent=2))
+        _print(data, True)
         return 0
     rows = [[p, r, s["sessions"], s["bytes"]] for p, pol in data["policies"].items()
             for r, s in pol["rules"].items()]
@@ -198,7 +207,8 @@ def _log_line(r: dict) -> str:
 
 
 def cmd_logs(c: Client, a: argparse.Namespace) -> int:
-    q = {k: v for k, v in (("vm", a.vm), ("verdict", a.verdict), ("since", a.since),
+    since = since_value(a.since, time.time()) if a.since is not None else None
+    q = {k: v for k, v in (("vm", a.vm), ("verdict", a.verdict), ("since", since),
                            ("limit", a.limit)) if v is not None}
     last_ts = None
     while True:
@@ -212,7 +222,7 @@ def cmd_logs(c: Client, a: argparse.Namespace) -> int:
             return 0
         if last_ts is None:
             last_ts = time.time()
-        time.sleep(1)
+        time.sleep(1)   # polling the server: there is nothing to wait on
 
 
 def cmd_trace(c: Client, a: argparse.Namespace) -> int:
@@ -222,7 +232,7 @@ def cmd_trace(c: Client, a: argparse.Namespace) -> int:
         body["port"] = a.port
     r = c.call("POST", "/v1/trace", body)
     if a.json:
-        print(json.dumps(r, indent=2))
+        _print(r, True)
         return 0
     m = r["model"]
     who = f"{m['policy']}/{m['rule']}" if m.get("policy") else \
@@ -240,40 +250,74 @@ def cmd_trace(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+# --- parser ----------------------------------------------------------------------------
+def _common(top: bool) -> argparse.ArgumentParser:
+    """--url, --token and --json: on the top parser with defaults, and on every command
+    with no default (so they work after the command and do not undo the ones before)."""
+    p = argparse.ArgumentParser(add_help=False)
+    d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--url", default=d(os.environ.get("VGW_URL", DEFAULT_URL)),
+                   help=f"API base URL (env VGW_URL; default {DEFAULT_URL})")
+    p.add_argument("--token", default=d(os.environ.get("VGW_TOKEN")),
+                   help="bearer token (env VGW_TOKEN)")
+    p.add_argument("--json", action="store_true", default=d(False),
+                   help="machine-readable output (JSON)")
+    return p
+
+
+def _command(sub: Any, name: str, summary: str, epilog: str, fn: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=summary, description=summary, parents=[_common(False)],
+                       epilog=f"{epilog}\n\n{ENV_HELP}".strip(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(fn=fn)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="vgwctl", description=__doc__.splitlines()[0])
-    ap.add_argument("--url", default=os.environ.get("VGW_URL", DEFAULT_URL))
-    ap.add_argument("--token", default=os.environ.get("VGW_TOKEN"))
-    ap.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("apply", help="apply a state or object file")
-    p.add_argument("-f", "--file", required=True)
+    ap = argparse.ArgumentParser(prog="vgwctl", description=__doc__,
+                                 parents=[_common(True)], epilog=ENV_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    p = _command(sub, "apply", "apply a state or object file (diff with --dry-run)",
+                 APPLY_HELP, cmd_apply)
+    p.add_argument("-f", "--file", required=True, help="YAML or JSON file; - for stdin")
     p.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
-    p.set_defaults(fn=cmd_apply)
-    p = sub.add_parser("get", help="list or show objects")
-    p.add_argument("what", choices=["vms", "groups", "policies", "switches"])
-    p.add_argument("name", nargs="?")
-    p.set_defaults(fn=cmd_get)
-    p = sub.add_parser("delete", help="delete an object")
-    p.add_argument("kind", choices=sorted(KIND_TO_COLL))
-    p.add_argument("name")
-    p.set_defaults(fn=cmd_delete)
-    p = sub.add_parser("stats", help="per-rule counters")
-    p.set_defaults(fn=cmd_stats)
-    p = sub.add_parser("logs", help="firewall log records")
-    p.add_argument("--vm")
+    p = _command(sub, "get", "list or show objects, switches or the whole state", (
+        "WHAT: state, vm|vms, group|groups, policy|policies, switch|switches.\n"
+        "Without NAME: a table (or the JSON collection with --json). With NAME: that\n"
+        "object as YAML (JSON with --json); for switches NAME is a bridge name or a\n"
+        "datapath id (00000000000000ab, ab or 0xab)."), cmd_get)
+    p.add_argument("what", type=_choice(GET_WHAT, "WHAT"), metavar="WHAT")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p = _command(sub, "delete", "delete a VM, group or policy", (
+        "KIND: vm|vms, group|groups, policy|policies. A VM or group still referenced\n"
+        "(group members, applied_to, rule peers) is refused with 409 and the reference."),
+        cmd_delete)
+    p.add_argument("kind", type=_choice(COLLECTIONS, "KIND"), metavar="KIND")
+    p.add_argument("name", metavar="NAME")
+    _command(sub, "stats", "per-rule counters (connection decisions, bytes)",
+             "Table of POLICY RULE SESSIONS BYTES, then the punts suppressed by rate "
+             "limits.", cmd_stats)
+    p = _command(sub, "logs", "firewall log records, oldest first", (
+        "One line per record: TIME VERDICT DIRECTION vm=VM PROTO SRC -> DST rule=P/R;\n"
+        "--json prints each record as one JSON line.\n" + SINCE_HELP), cmd_logs)
+    p.add_argument("--vm", help="only this VM's records")
     p.add_argument("--verdict", choices=list(model.ACTIONS))
-    p.add_argument("--since")
-    p.add_argument("--limit", type=int)
-    p.add_argument("-f", "--follow", action="store_true")
-    p.set_defaults(fn=cmd_logs)
-    p = sub.add_parser("trace", help="which rule decides a connection")
+    p.add_argument("--since", metavar="WHEN",
+                   help="records at or after WHEN: 30s, 5m, 2h, 1d (ago), a UNIX time or "
+                        "an ISO 8601 time")
+    p.add_argument("--limit", type=int, help="at most this many (1-10000, default 100)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    p = _command(sub, "trace", "which rule decides a connection (read-only)", (
+        "DIRECTION: " + ", ".join(model.DIRECTIONS) + "; PROTOCOL: "
+        + ", ".join(model.PROTO_NUM) + "; PORT (tcp/udp only): 1-65535.\n"
+        "Prints the model's verdict and deciding rule and, when the VM's switch is\n"
+        "local, OVS's own ofproto/trace verdict. Needs no token on loopback."), cmd_trace)
     p.add_argument("vm")
     p.add_argument("direction", choices=list(model.DIRECTIONS))
     p.add_argument("peer_ip")
     p.add_argument("protocol", choices=list(model.PROTO_NUM))
     p.add_argument("port", type=int, nargs="?")
-    p.set_defaults(fn=cmd_trace)
     return ap
 
 
@@ -287,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (vgwctl ... | head): stop quietly. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EPIPE_EXIT
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def test_real_backend_reads(api):
     """The app as the API's backend: no switch connected, empty log, stats of the rules."""
     assert api.get("/v1/health") == (200, {"status": "ok", "revision": 1, "switches": 0})
     assert api.get("/v1/switches")[1]["switches"] == []
-    assert api.get("/v1/logs") == (200, {"logs": []})
+    assert api.get("/v1/logs") == (200, {"logs": [], "revision": 1})
     stats = api.get("/v1/stats")[1]
     assert stats["policies"]["web-in"]["rules"]["http"]["sessions"] == 0
     s, t = api.request("POST", "/v1/trace", {"vm": "web1", "direction": "ingress",

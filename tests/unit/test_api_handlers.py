@@ -97,16 +97,16 @@ def test_switches_empty_then_seen(api):
 
 def test_stats_come_from_the_backend(api):
     api.backend.stats_body = {"policies": {"web-in": {"rules": {"http": {"sessions": 4}}}}}
-    assert api.get("/v1/stats") == (200, api.backend.stats_body)
+    assert api.get("/v1/stats") == (200, {**api.backend.stats_body, "revision": 1})
 
 
 def test_logs_pass_filters_to_the_backend(api):
-    assert api.get("/v1/logs") == (200, {"logs": []})
+    assert api.get("/v1/logs") == (200, {"logs": [], "revision": 1})
     assert api.backend.log_queries[-1] == {"vm": None, "verdict": None, "since": None,
                                            "limit": 100}
     api.backend.records = [{"vm": "web1", "verdict": "deny", "count": 2}]
     s, body = api.get("/v1/logs?vm=web1&verdict=deny&since=2024-05-01T10:00:00Z&limit=5")
-    assert s == 200 and body == {"logs": api.backend.records}
+    assert s == 200 and body == {"logs": api.backend.records, "revision": 1}
     assert api.backend.log_queries[-1] == {"vm": "web1", "verdict": "deny",
                                            "since": "2024-05-01T10:00:00Z", "limit": 5}
 
@@ -146,23 +146,34 @@ def test_create_replace_delete_bump_the_revision(api):
     assert "db1" not in st["vms"] and "dbs" not in st["groups"] and st["revision"] == 8
 
 
-def test_get_then_put_an_object_round_trips(api):
-    for path in ("/v1/vms/web1", "/v1/groups/admins", "/v1/policies/web-in"):
-        rev = api.get("/v1/health")[1]["revision"]
-        obj = api.get(path)[1]   # with read-only fields: name, revision, zone, seen, ...
-        s, b = api.request("PUT", path, obj)
-        assert (s, b["created"], b["revision"]) == (200, False, rev + 1), b
-        after = api.get(path)[1]
-        assert after["revision"] == rev + 1
-        assert {k: v for k, v in after.items() if k != "revision"} == \
-            {k: v for k, v in obj.items() if k != "revision"}
+EDITS = {"/v1/vms/web1": {"labels": {"tier": "web", "edited": "yes"}},
+         "/v1/groups/admins": {"cidrs": ["198.51.100.0/24"]},
+         "/v1/policies/web-in": {"applied_to": ["group:web", "vm:jump1"]}}
+HIDDEN = ("revision", "resolved", "applies_to_vms")   # recomputed by the server
+
+
+@pytest.mark.parametrize("path", sorted(EDITS))
+def test_get_then_put_an_object_round_trips(api, path):
+    obj = api.get(path)[1]   # with read-only fields: name, revision, zone, seen, ...
+    # Put back unchanged: nothing written, the same revision, "changed": false.
+    assert api.request("PUT", path, obj) == (200, {"revision": 1, "created": False,
+                                                  "name": obj["name"], "changed": False})
+    edited = {**obj, **EDITS[path]}
+    s, b = api.request("PUT", path, edited)
+    assert (s, b) == (200, {"revision": 2, "created": False, "name": obj["name"]})
+    after = api.get(path)[1]
+    assert after["revision"] == 2
+    assert {k: v for k, v in after.items() if k not in HIDDEN} == \
+        {k: v for k, v in edited.items() if k not in HIDDEN}
 
 
 def test_get_then_put_state_round_trips(api):
-    doc = api.get("/v1/state")[1]     # carries "revision", which PUT ignores
-    assert api.request("PUT", "/v1/state", doc) == (200, {"revision": 2})
+    doc = api.get("/v1/state")[1]     # carries "revision" 1: the write is conditional on it
+    assert api.request("PUT", "/v1/state", doc) == (200, {"revision": 1, "changed": False})
+    edited = {**doc, "settings": {**doc["settings"], "default_egress": "deny"}}
+    assert api.request("PUT", "/v1/state", edited) == (200, {"revision": 2})
     after = api.get("/v1/state")[1]
-    assert {**after, "revision": 1} == doc
+    assert {**after, "revision": 1} == edited
 
 
 def test_put_state_replaces_everything(api):
@@ -270,8 +281,8 @@ def test_if_match_stale_revision_is_409_and_changes_nothing(api):
 
 
 def test_if_match_on_put_state(api):
-    assert api.request("PUT", "/v1/state", DOC, headers={"If-Match": '"1"'}) == \
-        (200, {"revision": 2})
+    assert api.request("PUT", "/v1/state", {**DOC, "vms": {}, "policies": {}, "groups": {}},
+                       headers={"If-Match": '"1"'}) == (200, {"revision": 2})
 
 
 # --- token --------------------------------------------------------------------------------
@@ -303,8 +314,7 @@ def test_token_writes_need_it_even_from_loopback(locked, auth):
     headers = {"Authorization": auth} if auth is not None else {}
     for method, path, body in (("PUT", "/v1/vms/a", {"ips": []}), ("DELETE", "/v1/vms/web1",
                                                                    None),
-                               ("PUT", "/v1/state", {}), ("POST", "/v1/trace",
-                                                          SSH_FROM_ADMINS)):
+                               ("PUT", "/v1/state", {})):
         assert_error(locked.call(method, path, body, headers=headers), 401, "unauthorized")
     assert locked.state_bytes() == before
 

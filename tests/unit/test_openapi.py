@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import re
 
+import jsonschema_rs
 import pytest
 
+from tests.api_doc import DOC, SSH_FROM_ADMINS
 from vgw_ryu.api.handlers import Api, Request
 from vgw_ryu.api.openapi import OPENAPI
+from vgw_ryu.api.views import READ_ONLY, VIEW_FIELDS, object_view
 from vgw_ryu.policy import model
+from vgw_ryu.runtime.ports import Iface
 
 PATHS = OPENAPI["paths"]
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
@@ -119,3 +123,110 @@ def test_api_serves_the_document():
     resp = Api(backend=None).handle(Request("GET", "/v1/openapi.json"))
     assert resp.status == 200 and resp.body is OPENAPI
     assert json.loads(resp.encoded()) == json.loads(json.dumps(OPENAPI))
+
+
+# --- operations, security, answers ------------------------------------------------------
+def _operations():
+    return [(p, m, op) for p, item in PATHS.items() for m, op in item.items()
+            if m in METHODS]
+
+
+def test_every_operation_has_a_unique_id_and_a_summary():
+    ids = [op["operationId"] for _, _, op in _operations()]
+    assert len(ids) == len(set(ids)) == len(_operations())
+    assert all(op["summary"] for _, _, op in _operations())
+
+
+def test_bearer_security_scheme_reads_optional_writes_required():
+    assert OPENAPI["components"]["securitySchemes"]["bearerAuth"] == {
+        **OPENAPI["components"]["securitySchemes"]["bearerAuth"],
+        "type": "http", "scheme": "bearer"}
+    for path, method, op in _operations():
+        read = method == "get" or path == "/v1/trace"
+        assert op["security"] == ([{}, {"bearerAuth": []}] if read
+                                  else [{"bearerAuth": []}]), (path, method)
+
+
+def test_every_answer_has_a_json_schema_and_errors_share_one():
+    error = OPENAPI["components"]["schemas"]["Error"]
+    for path, method, op in _operations():
+        for code, answer in op["responses"].items():
+            schema = answer["content"]["application/json"]["schema"]
+            assert schema.get("type") == "object", (path, method, code)
+            if code.startswith("4"):
+                assert schema is error, (path, method, code)
+        if method == "get" and path not in ("/v1/health", "/v1/openapi.json"):
+            assert "ETag" in op["responses"]["200"]["headers"], path
+
+
+def _jsonschema(schema):
+    """OpenAPI 3.0 -> JSON Schema: ``nullable`` becomes ``anyOf [..., null]``."""
+    if isinstance(schema, list):
+        return [_jsonschema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _jsonschema(v) for k, v in schema.items() if k != "nullable"}
+    if schema.get("nullable"):
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def _ok_schema(path, method):
+    return PATHS[path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+
+
+def _check(path, method, body):
+    errors = [e.message for e in
+              jsonschema_rs.validator_for(_jsonschema(_ok_schema(path, method))).iter_errors(
+                  body)]
+    assert errors == [], (path, method, body)
+
+
+def test_real_answers_match_their_schemas(api):
+    api.engine.refresh_facts(0xAB, [Iface("tap-web1", 5, "", {"vm-id": "web1"}),
+                                    Iface("tap9", 7, "", {"vm-id": "ghost"}),
+                                    Iface("eth0", 1, "", {"vgw-role": "uplink"})])
+    for path, template in (("/v1/health", None), ("/v1/switches", None),
+                           ("/v1/state", None), ("/v1/vms", None), ("/v1/groups", None),
+                           ("/v1/policies", None), ("/v1/vms/web1", "/v1/vms/{name}"),
+                           ("/v1/groups/admins", "/v1/groups/{name}"),
+                           ("/v1/policies/web-in", "/v1/policies/{name}"),
+                           ("/v1/logs", None), ("/v1/stats", None)):
+        s, body = api.get(path)
+        assert s == 200
+        _check(template or path, "get", body)
+    unknown = api.get("/v1/switches")[1]["switches"][0]["unknown_ports"]
+    assert [(p["name"], p.get("vm_id")) for p in unknown] == [("tap9", "ghost")]
+    writes = [("PUT", "/v1/vms/db1", {"ips": ["10.0.0.31"]}, "/v1/vms/{name}"),
+              ("PUT", "/v1/vms/db1", {"ips": ["10.0.0.31"]}, "/v1/vms/{name}"),  # unchanged
+              ("DELETE", "/v1/vms/db1", None, "/v1/vms/{name}"),
+              ("PUT", "/v1/state", DOC, "/v1/state"),                           # unchanged
+              ("POST", "/v1/trace", SSH_FROM_ADMINS, "/v1/trace"),
+              ("PUT", "/v1/state", {}, "/v1/state")]
+    for method, path, body, template in writes:
+        s, answer = api.request(method, path, body)
+        assert s == 200, answer
+        _check(template, method.lower(), answer)
+
+
+def test_schemas_refuse_what_the_handlers_never_send():
+    vm = {"name": "a", "ips": [], "labels": {}, "protected": True, "zone": 1, "seen": [],
+          "connections": {"limit": None, "count": None}, "revision": 1}
+    _check("/v1/vms/{name}", "get", vm)
+    with pytest.raises(AssertionError):
+        _check("/v1/vms/{name}", "get", {**vm, "surprise": 1})
+    with pytest.raises(AssertionError):
+        _check("/v1/logs", "get", {"logs": []})          # no revision
+    with pytest.raises(AssertionError):
+        _check("/v1/state", "put", {"revision": 1, "changed": True})
+
+
+def test_view_fields_are_what_object_view_adds(api):
+    snap = api.engine.snapshot()
+    for coll, name in (("vms", "web1"), ("groups", "admins"), ("policies", "web-in")):
+        view = object_view(snap, coll, name)
+        declared = {"vms": model.vm_doc, "groups": model.group_doc,
+                    "policies": model.policy_doc}[coll](getattr(snap.state, coll)[name])
+        assert set(view) - set(declared) == {"name", *VIEW_FIELDS[coll]}
+    assert set(READ_ONLY) == {"name", "revision", *(k for f in VIEW_FIELDS.values()
+                                                    for k in f)}

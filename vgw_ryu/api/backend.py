@@ -35,6 +35,15 @@ class Backend(Protocol):
         """ofproto/trace of the connection on the VM's switch; None when not local."""
         ...
 
+    def problems(self) -> list[dict[str, Any]]:
+        """Operator-visible problems ({"code", "message", ...}); health is degraded
+        while there are any. Optional: a backend without it has none."""
+        ...
+
+    def read_only_reason(self) -> str | None:
+        """Why REST writes are refused (409, field ``state_file``), else None. Optional."""
+        ...
+
     def connection_usage(self, zones: list[int]) -> dict[int, tuple[int, int]]:
         """zone -> (limit, live entries) from the datapath; {} when it cannot say."""
         ...

@@ -4,7 +4,10 @@ No Ryu here; vgw_ryu.ryuapp.wsgi adapts it to Ryu's WSGI. The backend (see
 vgw_ryu.api.backend) supplies the engine and the switch-side data (stats, logs,
 ofproto/trace), so the handlers are testable without a switch. Reads use one engine
 snapshot; every write is validated against the whole resulting state and committed
-before the answer; a rejected request changes nothing. HTTP plumbing: vgw_ryu.api.http.
+before the answer; a rejected request changes nothing, and a write that would change
+nothing writes nothing (200 with the current revision and ``"changed": false``). Every
+GET answer carries the revision it was read at, in the body and as ``ETag: "<rev>"``.
+HTTP plumbing: vgw_ryu.api.http.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from vgw_ryu.api.views import KINDS, READ_ONLY, object_view, references
 from vgw_ryu.policy import model
 from vgw_ryu.policy.model import ValidationError
 from vgw_ryu.policy.ruleset import evaluate
+from vgw_ryu.runtime.snapshot import Snapshot
 from vgw_ryu.runtime.store import ConflictError
 
 __all__ = ["KINDS", "MAX_BODY", "READ_ONLY", "Api", "ApiError", "Backend", "Request",
@@ -43,6 +47,8 @@ class Api:
         self.add("stats", GET=self.stats)
         self.add("logs", GET=self.logs)
         self.add("trace", POST=self.trace)
+        # Read-only handlers reached by POST: a token guards them like a GET.
+        self.read_only_posts = {self.trace}
 
     @property
     def engine(self):
@@ -65,7 +71,14 @@ class Api:
         """Answer one request; never raises."""
         try:
             handler, path_params = self.router.resolve(req)
-            http.authorize(self.token, req)
+            read = req.method.upper() == "GET" or handler in self.read_only_posts
+            http.authorize(self.token, req, read)
+            if not read:
+                # A controller whose state file is the source of truth takes no REST
+                # writes: they would be undone by the next edit of the file.
+                reason = getattr(self.backend, "read_only_reason", lambda: None)()
+                if reason:
+                    raise ApiError(409, "conflict", reason, "state_file")
             return handler(req, path_params)
         except ApiError as e:
             return Response(e.status, e.body())
@@ -73,13 +86,50 @@ class Api:
             return Response(500, ApiError(500, "internal", f"{type(e).__name__}: {e}").body())
 
     # --- request helpers ------------------------------------------------------------
-    def _commit(self, new_doc: dict[str, Any], req: Request) -> int:
+    @staticmethod
+    def _read(body: dict[str, Any], revision: int) -> Response:
+        """A GET answer: the body with its revision, and that revision as the ETag."""
+        return Response(200, {**body, "revision": revision}, {"ETag": f'"{revision}"'})
+
+    @staticmethod
+    def _expected(req: Request, body: Any) -> tuple[int | None, str]:
+        """The revision a write is conditional on, and where it came from: If-Match, or
+        a ``revision`` in the body (what GET returned), which must agree if both are."""
+        header = http.if_match(req)
+        if not isinstance(body, dict) or "revision" not in body:
+            return header, "If-Match"
+        rev = body["revision"]
+        if isinstance(rev, bool) or not isinstance(rev, int) or rev < 0:
+            raise ApiError(400, "invalid", f"revision must be a revision number, not "
+                                           f"{str(rev)[:40]!r}", "revision")
+        if header is not None and header != rev:
+            raise ApiError(400, "invalid", f"revision {rev} in the body is not the "
+                                           f"If-Match revision {header}", "revision")
+        return rev, "revision"
+
+    def _commit(self, snap: Snapshot, new_doc: dict[str, Any],
+                expected: tuple[int | None, str]) -> tuple[int, bool]:
+        """Validate and commit ``new_doc`` (call inside engine.editing()): (revision,
+        changed). A stale expected revision is a 409 even when nothing would change."""
+        rev, where = expected
         try:
-            return self.engine.apply_document(new_doc, http.if_match(req))
+            new = model.parse_state(new_doc)
         except ValidationError as e:
             raise ApiError(400, "invalid", str(e), e.field) from None
+        if rev is not None and rev != snap.revision:
+            raise ApiError(409, "conflict", str(ConflictError(rev, snap.revision)), where)
+        if model.state_doc(new) == model.state_doc(snap.state):
+            return snap.revision, False
+        try:
+            return self.engine.replace_state(new, rev), True
         except ConflictError as e:
-            raise ApiError(409, "conflict", str(e), "If-Match") from None
+            raise ApiError(409, "conflict", str(e), where) from None
+
+    @staticmethod
+    def _answer(body: dict[str, Any], rev: int, changed: bool) -> Response:
+        """A write's answer; ``"changed": false`` marks a write that wrote nothing."""
+        return Response(200, {"revision": rev, **body, **({} if changed else
+                                                           {"changed": False})})
 
     @staticmethod
     def _check_name(name: str, coll: str) -> None:
@@ -94,16 +144,21 @@ class Api:
 
     # --- handlers ---------------------------------------------------------------------
     def health(self, req: Request, path: dict[str, str]) -> Response:
-        return Response(200, {"status": "ok", "revision": self.engine.snapshot().revision,
-                              "switches": self.backend.switch_count()})
+        problems = getattr(self.backend, "problems", lambda: [])()
+        body = {"status": "degraded" if problems else "ok",
+                "revision": self.engine.snapshot().revision,
+                "switches": self.backend.switch_count()}
+        if problems:
+            body["problems"] = problems
+        return Response(200, body)
 
     def switches(self, req: Request, path: dict[str, str]) -> Response:
         snap = self.engine.snapshot()
-        return Response(200, {"switches": snap.switches_view(), "revision": snap.revision})
+        return self._read({"switches": snap.switches_view()}, snap.revision)
 
     def get_state(self, req: Request, path: dict[str, str]) -> Response:
         snap = self.engine.snapshot()
-        return Response(200, snap.document(), {"ETag": f'"{snap.revision}"'})
+        return self._read(snap.document(), snap.revision)
 
     def put_state(self, req: Request, path: dict[str, str]) -> Response:
         doc = http.json_body(req)
@@ -111,17 +166,18 @@ class Api:
             # null or a list would otherwise read as an empty state and wipe everything.
             raise http.ApiError(400, "invalid", "the state must be a JSON object with "
                                 "settings, vms, groups and policies", "")
+        expected = self._expected(req, doc)
         doc = {k: v for k, v in doc.items() if k != "revision"}
-        rev = self._commit(doc, req)
-        return Response(200, {"revision": rev})
+        with self.engine.editing() as snap:
+            rev, changed = self._commit(snap, doc, expected)
+        return self._answer({}, rev, changed)
 
     def list_objects(self, req: Request, path: dict[str, str]) -> Response:
         coll = req.path[len("/v1/"):].rstrip("/")
         snap = self.engine.snapshot()
         where = snap.vm_locations()
-        body = {coll: {n: object_view(snap, coll, n, where) for n in getattr(snap.state, coll)},
-                "revision": snap.revision}
-        return Response(200, body)
+        views = {n: object_view(snap, coll, n, where) for n in getattr(snap.state, coll)}
+        return self._read({coll: views}, snap.revision)
 
     def get_object(self, req: Request, path: dict[str, str]) -> Response:
         coll, name = self._coll(req), path["name"]
@@ -135,12 +191,13 @@ class Api:
             found = usage([view["zone"]]).get(view["zone"]) if usage else None
             if found is not None:
                 view["connections"]["count"] = found[1]
-        return Response(200, {**view, "revision": snap.revision})
+        return self._read(view, snap.revision)
 
     def put_object(self, req: Request, path: dict[str, str]) -> Response:
         coll, name = self._coll(req), path["name"]
         self._check_name(name, coll)
         body = http.json_body(req)
+        expected = self._expected(req, body)
         if isinstance(body, dict):
             if body.get("name", name) != name:
                 raise ApiError(400, "invalid", f"name in the body ({str(body['name'])[:80]!r}) "
@@ -152,8 +209,8 @@ class Api:
             doc = model.state_doc(snap.state)
             created = name not in doc[coll]
             doc[coll][name] = body
-            rev = self._commit(doc, req)
-        return Response(200, {"revision": rev, "created": created, "name": name})
+            rev, changed = self._commit(snap, doc, expected)
+        return self._answer({"created": created, "name": name}, rev, changed)
 
     def delete_object(self, req: Request, path: dict[str, str]) -> Response:
         coll, name = self._coll(req), path["name"]
@@ -167,16 +224,19 @@ class Api:
                                f"{KINDS[coll]} {name!r} is still referenced by "
                                + ", ".join(refs[:10]), refs[0])
             del doc[coll][name]
-            rev = self._commit(doc, req)
+            rev, _ = self._commit(snap, doc, (http.if_match(req), "If-Match"))
         return Response(200, {"revision": rev, "deleted": name})
 
     def stats(self, req: Request, path: dict[str, str]) -> Response:
-        return Response(200, self.backend.stats())
+        snap = self.engine.snapshot()
+        body = self.backend.stats()
+        return self._read(body, body.get("revision", snap.revision))
 
     def logs(self, req: Request, path: dict[str, str]) -> Response:
         q = params.log_query(req.query)
+        snap = self.engine.snapshot()
         records = self.backend.logs(vm=q.vm, verdict=q.verdict, since=q.since, limit=q.limit)
-        return Response(200, {"logs": records})
+        return self._read({"logs": records}, snap.revision)
 
     def trace(self, req: Request, path: dict[str, str]) -> Response:
         body = http.json_body(req)

@@ -101,11 +101,17 @@ def is_loopback(addr: str) -> bool:
         return False
 
 
-def authorize(token: str | None, req: Request) -> None:
-    """With a token, writes and off-loopback reads need ``Authorization: Bearer``."""
+def authorize(token: str | None, req: Request, read: bool | None = None) -> None:
+    """With a token, writes and off-loopback reads need ``Authorization: Bearer``.
+
+    ``read`` says whether the request only reads (default: it is a GET); a read-only
+    POST such as /v1/trace passes ``read=True``.
+    """
     if not token:
         return
-    needs = req.method.upper() != "GET" or not is_loopback(req.remote_addr)
+    if read is None:
+        read = req.method.upper() == "GET"
+    needs = not read or not is_loopback(req.remote_addr)
     if not needs:
         return
     got = req.headers.get("authorization", "")

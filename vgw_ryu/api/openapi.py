@@ -2,14 +2,18 @@
 
 Kept next to the handlers' contract; the fuzz test in tests/sandbox/test_api.py drives
 the running app from this document and requires no 5xx and no answer outside it. The
-enums and the name pattern come from the policy model's constants, so the document and
-the validation cannot disagree.
+enums and the name pattern come from the policy model's constants, and the read-only
+fields of the object views from vgw_ryu.api.views, so the document, the validation and
+the answers cannot disagree. Every operation has an operationId and a summary; every
+answer (2xx and 4xx) a schema. Schemas are inline and also listed under
+components/schemas.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from vgw_ryu.api.views import VIEW_FIELDS
 from vgw_ryu.policy.model import (
     ACTIONS,
     DEFAULT_VERDICTS,
@@ -81,83 +85,209 @@ STATE = {
                    "policies": {"type": "object", "additionalProperties": POLICY},
                    "revision": {"type": "integer"}},
 }
-WRITE = {"type": "object", "required": ["revision"],
-         "properties": {"revision": {"type": "integer"}}}
+REVISION = {"type": "integer", "minimum": 0}
 ANY_OBJECT = {"type": "object"}
+STATE_WRITE = {"type": "object", "additionalProperties": False, "required": ["revision"],
+               "properties": {"revision": REVISION,
+                              "changed": {"type": "boolean", "enum": [False]}}}
+OBJECT_WRITE = {"type": "object", "additionalProperties": False,
+                "required": ["revision", "created", "name"],
+                "properties": {**STATE_WRITE["properties"], "created": {"type": "boolean"},
+                               "name": NAME}}
+DELETED = {"type": "object", "additionalProperties": False,
+           "required": ["revision", "deleted"],
+           "properties": {"revision": REVISION, "deleted": NAME}}
+DECLARED = {"vms": VM, "groups": GROUP, "policies": POLICY}
+
+
+def _view(coll: str, with_revision: bool) -> dict[str, Any]:
+    """What GET shows of one object: its declared fields plus the views' read-only ones."""
+    props = {"name": NAME, **DECLARED[coll]["properties"], **VIEW_FIELDS[coll]}
+    required = ["name", *VIEW_FIELDS[coll]]
+    if with_revision:
+        props["revision"] = REVISION
+        required.append("revision")
+    return {"type": "object", "additionalProperties": False, "required": required,
+            "properties": props}
+
+
+VIEWS = {coll: _view(coll, True) for coll in DECLARED}
+
+
+def _keyed(coll: str) -> dict[str, Any]:
+    """A collection: objects keyed by name, and the revision."""
+    return {"type": "object", "additionalProperties": False, "required": [coll, "revision"],
+            "properties": {coll: {"type": "object",
+                                  "additionalProperties": _view(coll, False)},
+                           "revision": REVISION}}
+
+
+NULL_STR = {"type": "string", "nullable": True}
+PORT = {"type": "object", "required": ["ofport", "name", "kind", "vm"],
+        "properties": {"ofport": {"type": "integer"}, "name": {"type": "string"},
+                       "kind": _enum(("vm", "uplink", "unknown")), "vm": NULL_STR,
+                       "vm_id": NULL_STR,
+                       "problems": {"type": "array", "items": ANY_OBJECT}}}
+SWITCH = {"type": "object",
+          "required": ["dpid", "of_version", "applied_revision", "flows", "vm_ports",
+                       "uplinks", "unknown_ports"],
+          "properties": {"dpid": {"type": "string"}, "bridge": NULL_STR,
+                         "of_version": {"type": "integer"},
+                         "applied_revision": {"type": "integer", "nullable": True},
+                         "flows": {"type": "integer"},
+                         "vm_ports": {"type": "array", "items": PORT},
+                         "uplinks": {"type": "array", "items": PORT},
+                         "unknown_ports": {"type": "array", "items": PORT}}}
+SWITCHES = {"type": "object", "required": ["switches", "revision"],
+            "properties": {"switches": {"type": "array", "items": SWITCH},
+                           "revision": REVISION}}
+COUNTER = {"type": "object", "properties": {"sessions": {"type": "integer"},
+                                            "packets": {"type": "integer"},
+                                            "bytes": {"type": "integer"}}}
+STATS = {"type": "object", "required": ["policies", "revision"],
+         "properties": {
+             "policies": {"type": "object", "additionalProperties": {
+                 "type": "object", "properties": {"rules": {
+                     "type": "object", "additionalProperties": COUNTER}}}},
+             "defaults": {"type": "object", "additionalProperties": COUNTER},
+             "punts_suppressed": {"type": "object",
+                                  "additionalProperties": {"type": "integer"}},
+             "note": {"type": "string"}, "packet_ins": {"type": "integer"},
+             "switches": {"type": "integer"}, "revision": REVISION}}
+LOG_RECORD = {"type": "object",
+              "properties": {"ts": {"type": "number"}, "time": {"type": "string"},
+                             "verdict": {"type": "string"}, "vm": NULL_STR,
+                             "count": {"type": "integer"}}}
+LOGS = {"type": "object", "required": ["logs", "revision"],
+        "properties": {"logs": {"type": "array", "items": LOG_RECORD}, "revision": REVISION}}
+HEALTH = {"type": "object", "required": ["status", "revision", "switches"],
+          "properties": {"status": {"enum": ["ok"]}, "revision": REVISION,
+                         "switches": {"type": "integer"}}}
+TRACE_REQUEST = {
+    "type": "object", "required": ["vm", "direction", "peer_ip"],
+    "additionalProperties": False,
+    "properties": {"vm": {"type": "string"}, "direction": _enum(DIRECTIONS),
+                   "peer_ip": {"type": "string"}, "protocol": _enum(PROTO_NUM),
+                   "port": {"type": "integer"}}}
+TRACE = {
+    "type": "object",
+    "required": ["vm", "direction", "peer_ip", "protocol", "port", "model", "datapath"],
+    "properties": {
+        "vm": NAME, "direction": _enum(DIRECTIONS), "peer_ip": {"type": "string"},
+        "protocol": _enum(PROTO_NUM), "port": {"type": "integer", "nullable": True},
+        "model": {"type": "object", "required": ["verdict"],
+                  "properties": {"verdict": _enum(ACTIONS), "policy": NULL_STR,
+                                 "rule": NULL_STR, "log": {"type": "boolean"},
+                                 "default": {"type": "boolean"},
+                                 "unprotected": {"type": "boolean"}}},
+        "datapath": {"type": "object", "nullable": True,
+                     "description": "ofproto/trace on the VM's switch; null when the VM "
+                                    "is on no local switch; {error} when it failed"}}}
+STATE_VIEW = {**STATE, "required": ["settings", "vms", "groups", "policies", "revision"]}
+
+READ = [{}, {"bearerAuth": []}]     # open on loopback; the token off loopback
+WRITE = [{"bearerAuth": []}]        # the token whenever one is configured
+ETAG = {"ETag": {"description": 'the revision read, quoted: "<revision>"',
+                 "schema": {"type": "string"}}}
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
+            "schema": {"type": "string"},
+            "description": "write only if this is the current revision (409 if not); a "
+                           "`revision` in the body does the same"}
+ERRORS = {400: "invalid input (error.field names it)", 401: "missing or wrong token",
+          404: "no such path or object", 409: "stale revision, or still referenced",
+          413: "body over 1 MiB", 415: "body is not application/json"}
 
 
 def _err(*codes: int) -> dict[str, Any]:
-    return {str(c): {"description": "error", "content": {"application/json": {"schema": ERROR}}}
-            for c in codes}
-
-
-def _ok(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"200": {"description": "ok", "content": {"application/json": {"schema": schema}}}}
+    return {str(c): {"description": ERRORS[c],
+                     "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
-            "schema": {"type": "string"}, "description": "expected current revision"}
+def _op(op_id: str, summary: str, ok: dict[str, Any], errors: tuple[int, ...],
+        write: bool = False, etag: bool = True, **extra: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": "ok",
+                              "content": {"application/json": {"schema": ok}}}
+    if etag and not write:
+        answer["headers"] = ETAG
+    return {"operationId": op_id, "summary": summary, "security": WRITE if write else READ,
+            **extra, "responses": {"200": answer, **_err(*errors)}}
 
 
-def _collection(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+def _collection(coll: str) -> dict[str, Any]:
+    kind = {"vms": "Vm", "groups": "Group", "policies": "Policy"}[coll]
     item_path = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
-        f"/v1/{name}": {"get": {"responses": {**_ok(ANY_OBJECT), **_err(401)}}},
-        f"/v1/{name}/{{name}}": {
+        f"/v1/{coll}": {"get": _op(f"list{coll.capitalize()}",
+                                   f"All {coll}, keyed by name, with the revision",
+                                   _keyed(coll), (401,))},
+        f"/v1/{coll}/{{name}}": {
             "parameters": [item_path],
-            "get": {"responses": {**_ok(ANY_OBJECT), **_err(401, 404)}},
-            "put": {"parameters": [IF_MATCH], "requestBody": _body(schema),
-                    "responses": {**_ok(WRITE), **_err(400, 401, 409, 413, 415)}},
-            "delete": {"parameters": [IF_MATCH],
-                       "responses": {**_ok(WRITE), **_err(400, 401, 404, 409)}},
+            "get": _op(f"get{kind}", f"One {kind.lower()} with what the controller adds",
+                       VIEWS[coll], (401, 404)),
+            "put": _op(f"put{kind}", f"Create or replace a {kind.lower()}", OBJECT_WRITE,
+                       (400, 401, 409, 413, 415), write=True, parameters=[IF_MATCH],
+                       requestBody=_body(DECLARED[coll])),
+            "delete": _op(f"delete{kind}", f"Delete a {kind.lower()} nothing refers to",
+                          DELETED, (400, 401, 404, 409), write=True, parameters=[IF_MATCH]),
         },
     }
 
+
+LOG_PARAMS = [
+    {"name": "vm", "in": "query", "schema": {"type": "string"}},
+    {"name": "verdict", "in": "query", "schema": _enum(ACTIONS)},
+    {"name": "since", "in": "query", "schema": {"type": "string"},
+     "description": "records at or after: a UNIX time (1714557600.5) or an ISO 8601 time "
+                    "(vgwctl also takes 30s, 5m, 2h, 1d)"},
+    {"name": "limit", "in": "query",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}]
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "vgw_ryu", "version": "1",
              "description": "Per-VM stateful firewall for Open vSwitch: desired state, "
-                            "switches, stats, logs and trace."},
+                            "switches, stats, logs and trace. Every read answers with the "
+                            "`revision` it was read at (also as ETag); every write with "
+                            "the revision it committed, or `\"changed\": false` and the "
+                            "current revision when it changed nothing."},
+    "components": {
+        "securitySchemes": {"bearerAuth": {
+            "type": "http", "scheme": "bearer",
+            "description": "--vgw-token: needed for writes, and for reads off loopback"}},
+        "schemas": {"Error": ERROR, "State": STATE, "Settings": SETTINGS, "Vm": VM,
+                    "Group": GROUP, "Policy": POLICY, "Rule": RULE,
+                    "VmView": VIEWS["vms"], "GroupView": VIEWS["groups"],
+                    "PolicyView": VIEWS["policies"], "StateWrite": STATE_WRITE,
+                    "ObjectWrite": OBJECT_WRITE, "Deleted": DELETED, "Switch": SWITCH,
+                    "Stats": STATS, "LogRecord": LOG_RECORD, "Trace": TRACE,
+                    "TraceRequest": TRACE_REQUEST, "Health": HEALTH},
+    },
     "paths": {
-        "/v1/health": {"get": {"responses": _ok({
-            "type": "object", "required": ["status", "revision", "switches"],
-            "properties": {"status": {"enum": ["ok"]}, "revision": {"type": "integer"},
-                           "switches": {"type": "integer"}}})}},
-        "/v1/switches": {"get": {"responses": {**_ok(ANY_OBJECT), **_err(401)}}},
+        "/v1/health": {"get": _op("getHealth", "Liveness, revision and switch count",
+                                  HEALTH, (401,), etag=False)},
+        "/v1/switches": {"get": _op("listSwitches", "Connected switches and their ports",
+                                    SWITCHES, (401,))},
         "/v1/state": {
-            "get": {"responses": {**_ok(STATE), **_err(401)}},
-            "put": {"parameters": [IF_MATCH], "requestBody": _body(STATE),
-                    "responses": {**_ok(WRITE), **_err(400, 401, 409, 413, 415)}},
+            "get": _op("getState", "The whole desired state and its revision", STATE_VIEW,
+                       (401,)),
+            "put": _op("putState", "Replace the whole desired state atomically",
+                       STATE_WRITE, (400, 401, 409, 413, 415), write=True,
+                       parameters=[IF_MATCH], requestBody=_body(STATE)),
         },
-        **_collection("vms", VM),
-        **_collection("groups", GROUP),
-        **_collection("policies", POLICY),
-        "/v1/stats": {"get": {"responses": {**_ok(ANY_OBJECT), **_err(401)}}},
-        "/v1/logs": {"get": {
-            "parameters": [
-                {"name": "vm", "in": "query", "schema": {"type": "string"}},
-                {"name": "verdict", "in": "query", "schema": _enum(ACTIONS)},
-                {"name": "since", "in": "query", "schema": {"type": "string"}},
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],
-            "responses": {**_ok({"type": "object", "required": ["logs"],
-                                 "properties": {"logs": {"type": "array"}}}),
-                          **_err(400, 401)}}},
-        "/v1/trace": {"post": {
-            "requestBody": _body({
-                "type": "object", "required": ["vm", "direction", "peer_ip"],
-                "additionalProperties": False,
-                "properties": {"vm": {"type": "string"},
-                               "direction": _enum(DIRECTIONS),
-                               "peer_ip": {"type": "string"},
-                               "protocol": _enum(PROTO_NUM),
-                               "port": {"type": "integer"}}}),
-            "responses": {**_ok(ANY_OBJECT), **_err(400, 401, 404, 413, 415)}}},
-        "/v1/openapi.json": {"get": {"responses": _ok(ANY_OBJECT)}},
+        **_collection("vms"),
+        **_collection("groups"),
+        **_collection("policies"),
+        "/v1/stats": {"get": _op("getStats", "Per policy and rule counters", STATS, (401,))},
+        "/v1/logs": {"get": _op("listLogs", "Recent firewall log records, newest last", LOGS,
+                                (400, 401), parameters=LOG_PARAMS)},
+        "/v1/trace": {"post": _op("trace", "Which rule decides a connection (read-only)",
+                                  TRACE, (400, 401, 404, 413, 415),
+                                  requestBody=_body(TRACE_REQUEST), etag=False)},
+        "/v1/openapi.json": {"get": _op("getOpenApi", "This document", ANY_OBJECT, (401,),
+                                        etag=False)},
     },
 }

@@ -10,7 +10,34 @@ from vgw_ryu.policy.ruleset import applied_vms, connection_limit, group_members
 from vgw_ryu.runtime.snapshot import Snapshot
 
 KINDS = {"vms": "vm", "groups": "group", "policies": "policy"}
-READ_ONLY = ("name", "revision", "zone", "seen", "connections", "resolved", "applies_to_vms")
+
+# JSON schemas (OpenAPI 3.0) of what object_view adds to each kind's declared fields;
+# vgw_ryu.api.openapi builds the GET answers from these, and the unit tests check that
+# object_view produces exactly these keys.
+_STR_LIST = {"type": "array", "items": {"type": "string"}}
+SEEN = {"type": "object", "additionalProperties": False,
+        "required": ["switch", "ofport", "port", "zone"],
+        "properties": {"switch": {"type": "string"}, "ofport": {"type": "integer"},
+                       "port": {"type": "string"},
+                       "zone": {"type": "integer", "nullable": True}}}
+VIEW_FIELDS: dict[str, dict[str, Any]] = {
+    "vms": {
+        "zone": {"type": "integer", "nullable": True},
+        "seen": {"type": "array", "items": SEEN},
+        "connections": {"type": "object", "additionalProperties": False,
+                        "required": ["limit", "count"],
+                        "properties": {"limit": {"type": "integer", "nullable": True},
+                                       "count": {"type": "integer", "nullable": True}}},
+    },
+    "groups": {
+        "resolved": {"type": "object", "additionalProperties": False,
+                     "required": ["vms", "addresses"],
+                     "properties": {"vms": _STR_LIST, "addresses": _STR_LIST}},
+    },
+    "policies": {"applies_to_vms": _STR_LIST},
+}
+# What GET adds is read-only: PUT accepts it back and ignores it (revision: see handlers).
+READ_ONLY = ("name", "revision", *(k for fields in VIEW_FIELDS.values() for k in fields))
 
 
 def object_view(snap: Snapshot, coll: str, name: str,

@@ -1,0 +1,166 @@
+"""vgwctl as a user runs it: the console script in a subprocess against a real controller.
+
+Its pure parts (parser, file documents, tables, --since) are tested in tests/unit/
+test_cli.py and test_cli_input.py; here each behaviour goes through real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from tests.api_doc import DOC
+from vgw_lab.netlab import VENV_BIN, wait_until
+
+TOKEN = "s3cret"
+
+
+@pytest.fixture
+def api(controller_factory, ovs):
+    ctl = controller_factory().start()
+    assert ctl.request("PUT", "/v1/state", DOC) == (200, {"revision": 1})
+    return ctl
+
+
+def vgwctl(ctl, *args, token=None, **kw):
+    """Run vgwctl with VGW_URL (and VGW_TOKEN when given) in a clean environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VGW_")}
+    env["VGW_URL"] = ctl.url
+    if token is not None:
+        env["VGW_TOKEN"] = token
+    kw.setdefault("capture_output", True)
+    return subprocess.run([str(VENV_BIN / "vgwctl"), *args], text=True, env=env,
+                          timeout=60, **kw)
+
+
+def revision(ctl) -> int:
+    return ctl.get("/v1/health")[1]["revision"]
+
+
+def test_get_and_delete_take_singular_and_plural(api):
+    for word in ("vm", "vms"):
+        p = vgwctl(api, "get", word)
+        assert p.returncode == 0 and "web1" in p.stdout and "ZONE" in p.stdout, p.stderr
+        p = vgwctl(api, "get", word, "web1")
+        assert p.returncode == 0 and yaml.safe_load(p.stdout)["name"] == "web1"
+    for word in ("group", "groups", "policy", "policies"):
+        assert vgwctl(api, "get", word).returncode == 0
+    for n, word in enumerate(("vm", "vms"), 1):
+        assert api.request("PUT", f"/v1/vms/gone{n}", {"ips": []})[0] == 200
+        p = vgwctl(api, "delete", word, f"gone{n}")
+        assert p.returncode == 0 and f"deleted vm gone{n}" in p.stdout, p.stderr
+    for word in ("policy", "policies"):
+        assert api.request("PUT", "/v1/policies/tmp", {"applied_to": []})[0] == 200
+        assert vgwctl(api, "delete", word, "tmp").returncode == 0
+    vms = api.get("/v1/vms")[1]["vms"]
+    assert "gone1" not in vms and "gone2" not in vms
+    assert "tmp" not in api.get("/v1/policies")[1]["policies"]
+
+
+def test_json_after_the_command(api):
+    p = vgwctl(api, "get", "policies", "web-in", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["rules"][0]["ports"] == "80,443"
+    p = vgwctl(api, "stats", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["revision"] == 1
+
+
+def test_get_state(api):
+    p = vgwctl(api, "get", "state")
+    assert p.returncode == 0
+    doc = yaml.safe_load(p.stdout)
+    assert doc["revision"] == 1 and set(doc["vms"]) == {"web1", "jump1"}
+    p = vgwctl(api, "get", "state", "--json")
+    assert json.loads(p.stdout)["policies"]["web-in"]["applied_to"] == ["group:web"]
+
+
+def test_get_switches_by_dpid_and_bridge_name(api, bridges):
+    br = bridges(api)
+    wait_until(lambda: api.get("/v1/switches")[1]["switches"], timeout=20,
+               what="the bridge connects")
+    sw = api.get("/v1/switches")[1]["switches"][0]
+    p = vgwctl(api, "get", "switches", sw["dpid"].lstrip("0"))
+    assert p.returncode == 0, p.stderr
+    assert yaml.safe_load(p.stdout)["dpid"] == sw["dpid"]
+    wait_until(lambda: api.get("/v1/switches")[1]["switches"][0].get("bridge") == br.name,
+               timeout=20, what="the switch view names the bridge")
+    p = vgwctl(api, "get", "switch", br.name, "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["bridge"] == br.name
+    p = vgwctl(api, "get", "switches")
+    assert br.name in p.stdout and "BRIDGE" in p.stdout
+    p = vgwctl(api, "get", "switches", "no-such-bridge")
+    assert p.returncode == 1 and "no switch 'no-such-bridge'" in p.stderr
+
+
+def test_multi_document_apply(api, tmp_path):
+    f = tmp_path / "multi.yaml"
+    f.write_text("kind: vm\nname: db1\nips: [10.0.0.31]\n---\n"
+                 "- {kind: group, name: dbs, members: [db1]}\n"
+                 "- {kind: policy, name: db-in, applied_to: ['group:dbs']}\n---\n")
+    p = vgwctl(api, "apply", "-f", str(f))
+    assert p.returncode == 0 and "applied 3 object(s)" in p.stdout, p.stderr
+    assert api.get("/v1/groups/dbs")[1]["resolved"]["vms"] == ["db1"]
+    two = tmp_path / "two.yaml"
+    two.write_text(yaml.safe_dump(DOC) + "---\n" + yaml.safe_dump(DOC))
+    before = revision(api)
+    p = vgwctl(api, "apply", "-f", str(two))
+    assert p.returncode == 1 and "document 2: a second whole state document" in p.stderr
+    assert revision(api) == before
+
+
+def test_top_level_typo_names_the_field(api, tmp_path):
+    f = tmp_path / "typo.yaml"
+    f.write_text("polices:\n  web-in: {applied_to: []}\n")
+    p = vgwctl(api, "apply", "-f", str(f))
+    assert p.returncode == 1
+    assert "polices: unknown field (allowed: settings, vms, groups, policies" in p.stderr
+    assert revision(api) == 1
+
+
+def test_logs_since_relative(api):
+    p = vgwctl(api, "logs", "--since", "5m")
+    assert (p.returncode, p.stderr) == (0, "")
+    p = vgwctl(api, "logs", "--since", "5 minutes")
+    assert p.returncode == 1 and "--since" in p.stderr
+
+
+def test_closed_stdout_exits_quietly(api):
+    r, w = os.pipe()
+    os.close(r)          # the reader is gone before vgwctl writes: like `| head` ending
+    try:
+        p = vgwctl(api, "get", "vms", stdout=w, stderr=subprocess.PIPE, capture_output=False)
+    finally:
+        os.close(w)
+    assert p.returncode == 141
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+def test_trace_on_loopback_needs_no_token(controller_factory, ovs):
+    ctl = controller_factory(extra_args=["--vgw-token", TOKEN]).start()
+    assert ctl.request("PUT", "/v1/state", DOC,
+                       headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
+    p = vgwctl(ctl, "trace", "web1", "ingress", "192.0.2.9", "tcp", "22")
+    assert p.returncode == 0, p.stderr
+    assert "model:    allow (web-in/ssh, logged)" in p.stdout
+    p = vgwctl(ctl, "delete", "policy", "web-in")        # a write still needs it
+    assert p.returncode == 1 and "401 unauthorized" in p.stderr
+    assert vgwctl(ctl, "delete", "policy", "web-in", token=TOKEN).returncode == 0
+
+
+def test_identical_reapply_changes_nothing(api, tmp_path):
+    f = tmp_path / "state.yaml"
+    f.write_text(yaml.safe_dump(DOC))
+    p = vgwctl(api, "apply", "-f", str(f), "--dry-run")
+    assert p.stdout.strip() == "no changes"
+    p = vgwctl(api, "apply", "-f", str(f))
+    assert p.returncode == 0 and p.stdout.strip() == "no changes: revision 1"
+    obj = tmp_path / "web1.yaml"
+    obj.write_text("kind: vm\nname: web1\n" + yaml.safe_dump(DOC["vms"]["web1"]))
+    p = vgwctl(api, "apply", "-f", str(obj))
+    assert p.returncode == 0 and p.stdout.strip() == "no changes: revision 1"
+    assert revision(api) == 1
+    s, h = api.request("GET", "/v1/vms/web1")
+    assert s == 200 and h["revision"] == 1
