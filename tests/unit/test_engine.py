@@ -133,34 +133,28 @@ def test_invalid_stored_state_refuses_to_start(stores):
         Engine(s)
 
 
-def test_seed_applies_once_per_content(stores):
+def test_apply_if_changed_makes_the_state_equal_and_restores_drift(stores):
     s = stores()
     e = Engine(s)
-    text = json.dumps(DOC)
-    assert e.seed_from_file(text, json.loads(text)) == 1
-    assert e.seed_from_file(text, json.loads(text)) is None
+    assert e.apply_if_changed(json.loads(json.dumps(DOC))) == 1
+    assert e.apply_if_changed(json.loads(json.dumps(DOC))) is None   # already equal
     assert e.revision == 1
-    # A restart with the same seed does not re-apply it over later edits.
+    # Drift (any other write) is undone by applying the same document again.
     doc = {k: v for k, v in e.state_document().items() if k != "revision"}
     doc["vms"]["db1"] = {"ips": []}
     assert e.apply_document(doc) == 2
     again = Engine(s)
-    assert again.seed_from_file(text, json.loads(text)) is None
-    assert "db1" in again.state_document()["vms"]
-    # A changed seed is applied.
-    text2 = json.dumps({"vms": {"solo": {"ips": []}}})
-    assert again.seed_from_file(text2, json.loads(text2)) == 3
-    assert set(again.state_document()["vms"]) == {"solo"}
+    assert again.apply_if_changed(json.loads(json.dumps(DOC))) == 3
+    assert "db1" not in again.state_document()["vms"]
+    assert s.meta("source") == "state-file"
 
 
-def test_invalid_seed_raises_and_is_not_remembered(stores):
+def test_apply_if_changed_rejects_an_invalid_document_and_changes_nothing(stores):
     e = Engine(stores())
-    bad = json.dumps({"vms": []})
     with pytest.raises(ValidationError):
-        e.seed_from_file(bad, json.loads(bad))
+        e.apply_if_changed({"vms": []})
     assert e.revision == 0
-    good = json.dumps(DOC)
-    assert e.seed_from_file(good, json.loads(good)) == 1
+    assert e.apply_if_changed(DOC) == 1
 
 
 # --- port identity ------------------------------------------------------------------------
@@ -265,8 +259,9 @@ def test_switches_view_shape(engine):
     view = engine.switches_view()
     assert [s["dpid"] for s in view] == ["0000000000000001", "000000000000beef"]
     sw = view[1]
-    assert set(sw) == {"dpid", "of_version", "applied_revision", "flows", "vm_ports",
-                       "uplinks", "unknown_ports"}
+    assert set(sw) == {"dpid", "bridge", "of_version", "applied_revision", "flows",
+                       "vm_ports", "uplinks", "unknown_ports"}
+    assert sw["bridge"] is None
     assert (sw["of_version"], sw["applied_revision"], sw["flows"]) == (0, None, 0)
     assert sw["vm_ports"] == [
         {"ofport": 1, "name": "tap-web1", "kind": "vm", "vm": "web1"},
@@ -277,6 +272,32 @@ def test_switches_view_shape(engine):
     assert sw["unknown_ports"] == [{"ofport": 5, "name": "tap-x", "kind": "unknown",
                                     "vm": None}]
     json.dumps(view)   # what the API sends
+
+
+def test_switches_view_names_the_bridge_and_an_unknown_ports_vm_id(engine):
+    engine.refresh_facts(0x7, [Iface("tap-typo", 1, "", {"vm-id": "web-1"}),
+                               Iface("tap-os", 2, "", {"iface-id": "nova-42"}),
+                               Iface("tap-bare", 3, "")])
+    engine.set_bridge(0x7, "br-vms")
+    (sw,) = engine.switches_view()
+    assert sw["bridge"] == "br-vms"
+    assert [(p["name"], p.get("vm_id")) for p in sw["unknown_ports"]] == [
+        ("tap-typo", "web-1"), ("tap-os", "nova-42"), ("tap-bare", None)]
+    assert "vm_id" not in sw["unknown_ports"][2]   # only when the port carries one
+    json.dumps(sw)
+
+
+def test_port_problems_show_on_their_port_only(engine):
+    engine.refresh_facts(0x7, IFACES[:2])
+    found = {"code": "ct_invalid_drops", "message": "m", "ofport": 1}
+    engine.set_port_problems(0x7, {1: [found]})
+    ports = engine.switches_view()[0]["vm_ports"]
+    assert ports[0]["problems"] == [found]
+    assert "problems" not in ports[1]
+    engine.set_port_problems(0x7, {})
+    assert "problems" not in engine.switches_view()[0]["vm_ports"][0]
+    engine.set_port_problems(0x99, {1: [found]})    # unknown switch: nothing created
+    assert len(engine.switches_view()) == 1
 
 
 def test_vm_locations_shape(engine):

@@ -59,7 +59,8 @@ def test_egress_starts_at_the_vms_port(engine):
     p = trace.plan(engine.snapshot(), BRIDGES, "web", "egress", ip("192.0.2.9"), "tcp", 25)
     assert p == trace.TracePlan("000000000000002a", "br-test",
                                 trace.flow_text(3, "tcp", "02:00:00:00:00:01", trace.PEER_MAC,
-                                                ip("10.0.0.1"), ip("192.0.2.9"), 25))
+                                                ip("10.0.0.1"), ip("192.0.2.9"), 25),
+                                "vm web's port tap-web (ofport 3)")
 
 
 def test_ingress_starts_at_the_first_uplink_and_uses_the_family_of_the_peer(engine):
@@ -68,11 +69,29 @@ def test_ingress_starts_at_the_first_uplink_and_uses_the_family_of_the_peer(engi
                              "dl_dst=02:00:00:00:00:01,ipv6_src=fd00::9,ipv6_dst=fd00::1,")
 
 
-def test_ingress_without_an_uplink_is_an_error(engine):
+def test_ingress_without_an_uplink_starts_at_the_peers_own_port(engine):
+    # A single bridge of VMs: the peer 10.0.0.2 is v4only, on this switch.
+    engine.refresh_facts(DPID, [WEB, V4ONLY])
+    p = trace.plan(engine.snapshot(), BRIDGES, "web", "ingress", ip("10.0.0.2"), "tcp", 80)
+    assert p.flow == trace.flow_text(4, "tcp", "02:00:00:00:00:02", "02:00:00:00:00:01",
+                                     ip("10.0.0.2"), ip("10.0.0.1"), 80)
+    assert p.source.startswith("vm v4only's port tap-v4 (ofport 4): no uplink")
+
+
+def test_ingress_without_an_uplink_starts_at_an_unprotected_vms_port(make_engine):
+    eng = make_engine({**DOC, "vms": {**DOC["vms"], "open": {
+        "mac": "02:00:00:00:00:09", "ips": ["10.0.0.9"], "protected": False}}})
+    eng.refresh_facts(DPID, [WEB, Iface("tap-open", 9, "", {"vm-id": "open"})])
+    p = trace.plan(eng.snapshot(), BRIDGES, "web", "ingress", ip("192.0.2.9"), "tcp", 80)
+    assert p.flow.startswith(f"in_port=9,tcp,dl_src={trace.PEER_MAC},")
+    assert p.source.startswith("unprotected vm open's port tap-open")
+
+
+def test_ingress_with_nowhere_to_start_is_an_error_naming_the_fix(engine):
     engine.refresh_facts(DPID, [WEB])
     out = trace.trace_datapath(engine.snapshot(), BRIDGES, "web", "ingress", ip("192.0.2.9"),
                                "tcp", 80, run=pytest.fail)
-    assert out == {"error": "no uplink on the VM's switch to trace ingress from"}
+    assert "vgw-role=uplink" in out["error"] and "192.0.2.9" in out["error"]
 
 
 def test_a_vm_without_an_address_of_the_family_is_an_error(engine):
@@ -107,8 +126,9 @@ def test_result_is_interpreted(engine):
     out = trace.trace_datapath(engine.snapshot(), BRIDGES, "web", "ingress", ip("192.0.2.9"),
                                "tcp", 80, run=run)
     assert calls == [("br-test", out["flow"], ("trk,new", "trk,new"))]
-    assert out == {"switch": "000000000000002a", "bridge": "br-test", "flow": out["flow"],
-                   "verdict": "allow", "punts": ["log"], "rules": ["p/http"], "outputs": [3]}
+    assert out == {"switch": "000000000000002a", "bridge": "br-test",
+                   "from": "uplink eth1 (ofport 7)", "flow": out["flow"], "verdict": "allow",
+                   "punts": ["log"], "rules": ["p/http"], "outputs": [3]}
 
 
 @pytest.mark.parametrize(("outputs", "punts", "verdict"), [

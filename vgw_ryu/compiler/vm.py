@@ -29,6 +29,7 @@ from vgw_ryu.compiler.proto import (
 from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a register map
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_VM
+from vgw_ryu.pipeline.ctstate import ct_state
 from vgw_ryu.pipeline.flows import CtClear
 from vgw_ryu.policy.model import Vm
 
@@ -73,6 +74,12 @@ def build_vm(b: FlowSet, vm: Vm, port: PortFacts, zone: int) -> None:
     for ip in v6:
         b.add("egress_guard", P.GUARD_OWN_IP,
               {**src, "eth_type": ETH_IPV6, "ipv6_src": str(ip)}, goto="egress_ct", **own)
+    # *_state: what conntrack finds invalid in this VM's zone is dropped by the VM's own
+    # flow, so the controller can count it per VM and name the port (a veth or tap on a
+    # netdev bridge with TX checksum offload on sends nothing but invalid TCP).
+    invalid = F.match(F.ZONE.match(zone), ct_state("+inv+trk"))
+    for table in ("egress_state", "ingress_state"):
+        b.add(table, P.STATE_INVALID_VM, invalid, [], **own)
     # egress_guard: DHCP/DHCPv6 clients and neighbour discovery skip the policy:
     # without them the VM cannot get or keep an address.
     b.add("egress_guard", P.GUARD_CONTROL,

@@ -46,6 +46,9 @@ CT_STATELESS = _p("CT_STATELESS", "egress_ct ingress_ct", 200,
                   "stateless allow rules (conjunctions): pass without conntrack")
 CT_TRACK = _p("CT_TRACK", "egress_ct ingress_ct", 100, "IPv4 and IPv6 into conntrack")
 
+STATE_INVALID_VM = _p("STATE_INVALID_VM", STATE_TABLES, 310,
+                      "`+inv` in a protected VM's zone: drop, counted per VM (the controller "
+                      "reports ports whose traffic conntrack finds invalid)")
 STATE_INVALID = _p("STATE_INVALID", STATE_TABLES, 300, "`+inv`: drop")
 STATE_BLOCKED_REPLY = _p("STATE_BLOCKED_REPLY", STATE_TABLES, 220,
                          "replies of a blocked connection: drop")

@@ -7,7 +7,6 @@ Every write is validated first and committed to the store before it takes effect
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -41,6 +40,8 @@ class SwitchView:
     applied_revision: int | None = None
     flow_count: int = 0
     of_version: int = 0
+    bridge: str | None = None
+    port_problems: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def classify_port(state: State, iface: Iface, learned_mac: str | None) -> PortFacts:
@@ -129,12 +130,17 @@ class Engine:
         """Validate and commit a whole state document."""
         return self.replace_state(parse_state(doc), if_match, extra)
 
-    def seed_from_file(self, text: str, parsed: Any) -> int | None:
-        """Apply a seed file if its content differs from the last one applied."""
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if self.store.meta("seed-sha256") == digest:
-            return None
-        return self.apply_document(parsed, extra={"seed-sha256": digest})
+    def apply_if_changed(self, doc: Any) -> int | None:
+        """Make the state equal to ``doc`` (a state file); None when it already is.
+
+        Compares with the running state, not with the last file read, so re-applying
+        an unchanged file restores whatever drifted since.
+        """
+        new = parse_state(doc)
+        with self._lock:
+            if state_doc(new) == state_doc(self.state):
+                return None
+            return self.replace_state(new, extra={"source": "state-file"})
 
     # --- connection tables ---------------------------------------------------------
     def take_flushes(self) -> list[tuple[conntrack.FlushPlan, set[int]]]:
@@ -238,6 +244,18 @@ class Engine:
         with self._lock:
             self.switch(dpid).of_version = version
 
+    def set_bridge(self, dpid: int, name: str | None) -> None:
+        """The switch's bridge name, when OVSDB knows it."""
+        with self._lock:
+            self.switch(dpid).bridge = name
+
+    def set_port_problems(self, dpid: int, problems: dict[int, list[dict[str, Any]]]
+                          ) -> None:
+        """ofport -> problems the app found on a switch's ports (shown per port)."""
+        with self._lock:
+            if dpid in self.switches:
+                self.switches[dpid].port_problems = problems
+
     def mark_applied(self, dpid: int, revision: int, flow_count: int) -> None:
         """Record what a switch now runs: the revision and how many flows."""
         with self._lock:
@@ -254,7 +272,10 @@ class Engine:
         """State, revision, ids, effective rules and switches from one moment."""
         with self._lock:
             switches = {dpid: SwitchInfo(dpid, sw.facts, sw.applied_revision, sw.flow_count,
-                                         sw.of_version)
+                                         sw.of_version, sw.bridge,
+                                         {i.ofport: MappingProxyType(dict(i.external_ids))
+                                          for i in sw.ifaces},
+                                         MappingProxyType(dict(sw.port_problems)))
                         for dpid, sw in self.switches.items()}
             return Snapshot(self.state, self.revision, self.ids,
                             MappingProxyType(self.effective), MappingProxyType(switches))

@@ -9,7 +9,8 @@ valid after later writes. No Ryu here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from vgw_ryu.compiler import PortFacts, SwitchFacts
@@ -26,6 +27,11 @@ class SwitchInfo:
     applied_revision: int | None
     flow_count: int
     of_version: int
+    bridge: str | None = None
+    external_ids: Mapping[int, Mapping[str, str]] = field(
+        default_factory=lambda: MappingProxyType({}))   # ofport -> OVSDB external_ids
+    port_problems: Mapping[int, list[dict[str, Any]]] = field(
+        default_factory=lambda: MappingProxyType({}))   # ofport -> problems found
 
     def ports(self, kind: str | None = None) -> tuple[PortFacts, ...]:
         return tuple(p for p in self.facts.ports if kind is None or p.kind == kind)
@@ -61,13 +67,29 @@ class Snapshot:
         return where
 
     def switches_view(self) -> list[dict[str, Any]]:
-        """The switches as GET /v1/switches shows them."""
+        """The switches as GET /v1/switches shows them.
+
+        ``bridge`` is the OVSDB bridge name (None until known); an unknown port shows
+        the ``vm_id`` its external_ids carry (vm-id, else iface-id) when it has one,
+        so a typo or an undeclared VM is visible; a port with problems (e.g. traffic
+        dropped as conntrack-invalid) lists them under ``problems``.
+        """
         out = []
         for dpid, sw in sorted(self.switches.items()):
-            ports = [{"ofport": p.ofport, "name": p.name, "kind": p.kind, "vm": p.vm}
-                     for p in sw.facts.ports]
+            ports = []
+            for p in sw.facts.ports:
+                port = {"ofport": p.ofport, "name": p.name, "kind": p.kind, "vm": p.vm}
+                if p.kind == "unknown":
+                    eid = sw.external_ids.get(p.ofport, {})
+                    vm_id = eid.get("vm-id") or eid.get("iface-id")
+                    if vm_id:
+                        port["vm_id"] = vm_id
+                if sw.port_problems.get(p.ofport):
+                    port["problems"] = list(sw.port_problems[p.ofport])
+                ports.append(port)
             out.append({
                 "dpid": f"{dpid:016x}",
+                "bridge": sw.bridge,
                 "of_version": sw.of_version,
                 "applied_revision": sw.applied_revision,
                 "flows": sw.flow_count,

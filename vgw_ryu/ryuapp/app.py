@@ -31,10 +31,11 @@ from vgw_ryu.pipeline.tables import PUNTS
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.fwlog import FirewallLog
 from vgw_ryu.runtime.ports import PortDirectory
+from vgw_ryu.runtime.problems import InvalidWatch, zone_ports
 from vgw_ryu.runtime.statefile import StateFileFatalError, StateFileWatcher, load_state_file
 from vgw_ryu.runtime.stats import MeterWatch
 from vgw_ryu.runtime.store import Store, StoreError
-from vgw_ryu.ryuapp import options
+from vgw_ryu.ryuapp import options, preflight
 from vgw_ryu.ryuapp.backend import AppBackend
 from vgw_ryu.ryuapp.punt_handler import PuntHandler
 from vgw_ryu.ryuapp.switch_io import SwitchIO
@@ -45,6 +46,7 @@ options.register()
 
 __all__ = ["OVSDB_GRACE", "VgwApp", "check_bind", "load_state_file"]
 LOG = logging.getLogger("vgw_ryu")
+INVALID_CHECK = 3.0   # seconds between reads of the per-VM conntrack-invalid counters
 OFCTL_SERVICE = "ryu.app.ofctl.service"   # answers ofctl_api.send_msg (switch_io)
 app_manager.require_app(OFCTL_SERVICE)     # for ``ryu-manager vgw_ryu.ryuapp.app``
 
@@ -69,6 +71,8 @@ class VgwApp(app_manager.RyuApp):
         conf = self.CONF
         self.conf = conf.vgw
         check_bind(conf.wsapi_host, self.conf.token)
+        preflight.check_openflow_listen(conf)
+        mode = options.state_mode(self.conf)
         try:
             self.store = Store(self.conf.db)
             self.engine = Engine(self.store)
@@ -83,26 +87,29 @@ class VgwApp(app_manager.RyuApp):
                               for p in PUNTS},
                              lambda dp: self.punts.reinject_pending(dp))
         self.engine.on_change(self.syncer.schedule_all)
-        self.state_file = StateFileWatcher(self.conf.state, self.engine) \
-            if self.conf.state else None
+        self.state_file = StateFileWatcher(mode[1], self.engine, mode[0]) if mode else None
         if self.state_file is not None:
             try:
                 self.state_file.load(initial=True)
             except StateFileFatalError as e:
                 raise SystemExit(f"vgw_ryu: {e}") from None
-        self.fwlog = FirewallLog(self.conf.log_file, self.conf.log_max_bytes)
+        self.fwlog = FirewallLog(options.log_file(self.conf), self.conf.log_max_bytes)
         self.punts = PuntHandler(self.engine, self.fwlog, self.syncer.schedule)
+        self.invalid = InvalidWatch()
         self.backend = AppBackend(self.engine, self.fwlog, self.io, self.dps,
-                                  lambda: self.ports, lambda: self.punts.packet_ins)
+                                  lambda: self.ports, lambda: self.punts.packet_ins,
+                                  self.state_file, self.invalid)
         self.api = Api(self.backend, self.conf.token)
         kwargs["wsgi"].register(RestController, {API_INSTANCE: self.api})
         signal.signal(signal.SIGHUP, self._on_sighup)
         self.threads.append(hub.spawn(self.syncer.loop))
         self.threads.append(hub.spawn(self._ovsdb_loop))
         self.threads.append(hub.spawn(self._timers_loop))
-        LOG.info("vgw_ryu: REST API on http://%s:%s/v1/, state revision %d, db %s",
-                 conf.wsapi_host, conf.wsapi_port, self.engine.snapshot().revision,
-                 self.conf.db)
+        LOG.info("vgw_ryu: REST API on http://%s:%s/v1/, OpenFlow on %s:%d, state revision "
+                 "%d, db %s%s", conf.wsapi_host, conf.wsapi_port,
+                 *preflight.openflow_address(conf), self.engine.snapshot().revision,
+                 self.conf.db, f", {self.state_file.option} {self.state_file.path}"
+                 if self.state_file else "")
 
     def schedule(self, dpid: int, full: bool = False) -> None:
         self.syncer.schedule(dpid, full)
@@ -113,9 +120,12 @@ class VgwApp(app_manager.RyuApp):
             self.state_file.request_reload()
 
     def _timers_loop(self):
-        last_audit = last_meters = time.monotonic()
+        last_audit = last_meters = last_invalid = time.monotonic()
         while True:
             hub.sleep(0.5)
+            if time.monotonic() - last_invalid >= INVALID_CHECK:
+                last_invalid = time.monotonic()
+                self._check_invalid()
             if time.monotonic() - last_meters >= 10:
                 last_meters = time.monotonic()
                 self._check_meters()
@@ -138,6 +148,30 @@ class VgwApp(app_manager.RyuApp):
                 LOG.warning("switch %016x: %d %s punts suppressed by the rate limit "
                             "since the last check", dp.id, n, name)
 
+    def _check_invalid(self) -> None:
+        """Report ports whose traffic conntrack marks invalid (log, health, switches)."""
+        snap = self.engine.snapshot()
+        for dp in list(self.dps.values()):
+            try:
+                counts = self.io.invalid_drops(dp)
+            except InvalidDatapath:
+                continue
+            except Exception:
+                LOG.exception("switch %016x: reading conntrack-invalid counters failed",
+                              dp.id)
+                continue
+            for p in self.invalid.update(dp.id, counts, zone_ports(snap, dp.id)):
+                LOG.warning("%s", p["message"])
+            self.engine.set_port_problems(dp.id, self.invalid.port_problems(dp.id))
+
+    def _name_bridges(self) -> None:
+        ports = self.ports
+        if ports is None:
+            return
+        names = ports.bridge_names()
+        for dpid in list(self.dps):
+            self.engine.set_bridge(dpid, names.get(dpid))
+
     def _ovsdb_loop(self):
         """Port identity from OVSDB: connect, follow changes, reconnect on failure."""
         next_try = 0.0
@@ -159,6 +193,7 @@ class VgwApp(app_manager.RyuApp):
             hub.sleep(0.05)
 
     def _refresh_ifaces(self) -> None:
+        self._name_bridges()
         for dpid in list(self.dps):
             if self.engine.update_ifaces(dpid, self.syncer.ifaces(dpid)):
                 self.schedule(dpid)
@@ -171,11 +206,13 @@ class VgwApp(app_manager.RyuApp):
             self.dps[dp.id] = dp
             self.engine.set_of_version(dp.id, dp.ofproto.OFP_VERSION)
             LOG.info("switch %016x connected (OpenFlow 0x%x)", dp.id, dp.ofproto.OFP_VERSION)
+            self._name_bridges()
             self.schedule(dp.id, full=True)
         elif ev.state == DEAD_DISPATCHER and dp.id is not None:
             if self.dps.get(dp.id) is dp:
                 del self.dps[dp.id]
                 self.syncer.forget(dp.id)
+                self.invalid.forget(dp.id)
                 self.engine.forget_switch(dp.id)
                 LOG.info("switch %016x disconnected", dp.id)
 

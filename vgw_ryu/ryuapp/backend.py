@@ -1,13 +1,15 @@
 """The REST API's backend (vgw_ryu.api.Backend) on top of the connected switches.
 
 Stats and trace ask the switches (flow and meter statistics, ofproto/trace on the
-local bridge); the arithmetic and the interpretation are in vgw_ryu.runtime.
+local bridge); the arithmetic and the interpretation are in vgw_ryu.runtime. It also
+answers what health reports (``problems``) and whether REST may write the state
+(``read_only_reason``: not while ``--vgw-state`` makes a file the source of truth).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vgw_ryu.runtime import stats as rstats
 from vgw_ryu.runtime import trace as rtrace
@@ -15,27 +17,47 @@ from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.fwlog import FirewallLog
 from vgw_ryu.runtime.ports import PortDirectory
-from vgw_ryu.ryuapp.switch_io import SwitchIO
+from vgw_ryu.runtime.problems import InvalidWatch
+from vgw_ryu.runtime.statefile import StateFileWatcher
+
+if TYPE_CHECKING:   # importing Ryu here would monkey-patch whoever imports the backend
+    from vgw_ryu.ryuapp.switch_io import SwitchIO
 
 
 class AppBackend:
-    """Switch count, stats, logs and datapath traces for the Api."""
+    """Switch count, stats, logs, datapath traces and problems for the Api."""
 
     def __init__(self, engine: Engine, fwlog: FirewallLog, io: SwitchIO,
                  dps: dict[int, Any], ports: Callable[[], PortDirectory | None],
-                 packet_ins: Callable[[], int]):
+                 packet_ins: Callable[[], int], state_file: StateFileWatcher | None = None,
+                 invalid: InvalidWatch | None = None):
         self.engine = engine
         self.fwlog = fwlog
         self.io = io
         self.dps = dps
         self.ports = ports
         self.packet_ins = packet_ins
+        self.state_file = state_file
+        self.invalid = invalid if invalid is not None else InvalidWatch()
 
     def revision(self) -> int:
         return self.engine.snapshot().revision
 
     def switch_count(self) -> int:
         return len(self.dps)
+
+    def problems(self) -> list[dict[str, Any]]:
+        """Current operator-visible problems: {"code", "message", optional "switch",
+        "port", "since", ...}; codes ``state_file_rejected`` and ``ct_invalid_drops``."""
+        out: list[dict[str, Any]] = []
+        if self.state_file is not None:
+            out += self.state_file.problems()
+        out += self.invalid.problems()
+        return out
+
+    def read_only_reason(self) -> str | None:
+        """Why REST writes are refused now (it names the state file), else None."""
+        return self.state_file.read_only_reason() if self.state_file is not None else None
 
     def logs(self, vm=None, verdict=None, since=None, limit=100) -> list[dict]:
         return self.fwlog.query(vm, verdict, since, limit)

@@ -13,19 +13,58 @@ first) in place of Ryu's, and why ``vgw-ryu`` exists. The build side (setuptools
 for Ryu's setup.py, dnspython>=2) is handled by scripts/setup-venv.sh and the pins.
 
 tests/unit/test_compat.py fails if the shim stops being needed or stops working.
+
+``quiet()`` removes eventlet's noise from every start: its deprecation banner (a
+warning), the "RLock(s) were not greened" line Ryu's late ``monkey_patch()`` provokes
+(logged to an unattached logger, so it reaches ``logging.lastResort``) and the access
+log line per REST request (sent to DEBUG: ``--verbose`` shows it again).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
+
+HUB_LOGGER = "ryu.lib.hub"   # eventlet.wsgi's messages arrive here through Ryu's wrapper
 
 
 class _AlreadyHandled(list):
     """Empty iterable sentinel: if eventlet ever iterates it, it writes nothing."""
 
 
+class _WsgiToDebug(logging.Filter):
+    """eventlet.wsgi's access and start-up lines (via Ryu's LoggingWrapper) -> DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.funcName != "write" or record.levelno > logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+class _NotGreened(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "were not greened" not in record.getMessage()
+
+
+def quiet() -> None:
+    """Silence eventlet's banner, the RLock message and the per-request access log."""
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    hub_log = logging.getLogger(HUB_LOGGER)
+    if not any(isinstance(f, _WsgiToDebug) for f in hub_log.filters):
+        hub_log.addFilter(_WsgiToDebug())
+    if "ryu.lib.hub" in sys.modules:
+        return
+    last = logging.lastResort
+    if last is not None and not any(isinstance(f, _NotGreened) for f in last.filters):
+        last.addFilter(_NotGreened())
+    import ryu.lib.hub  # noqa: F401 - monkey-patches now, with the filters in place
+
+
 def apply() -> None:
-    """Provide ``eventlet.wsgi.ALREADY_HANDLED`` if this eventlet lacks it."""
+    """Provide ``eventlet.wsgi.ALREADY_HANDLED`` if this eventlet lacks it (quietly)."""
+    quiet()
     import eventlet.wsgi
 
     if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):

@@ -8,34 +8,83 @@ registered (config-file only) so ``CONF.vgw`` always exists.
 
 from __future__ import annotations
 
+import os
+
 from oslo_config import cfg as oslo_cfg
 from ryu import cfg  # Ryu's own ConfigOpts instance, not oslo's global one
 
 GROUP = "vgw"
+WSAPI_HOST = "127.0.0.1"
+DEFAULT_DB = "/var/lib/vgw_ryu/state.db"
+LOG_NAME = "firewall.jsonl"
+
+
+def _opt(kind, name: str, default, help: str, shown: str | None = None, **kw):
+    """An option whose help ends with its default, as ``--help`` should show it."""
+    shown = shown if shown is not None else ("none" if default is None else str(default))
+    return kind(name, default=default, help=f"{help} (default: {shown})", **kw)
+
 
 OPTS = [
-    cfg.StrOpt("state", default=None,
-               help="YAML/JSON desired-state file used to seed the policy; "
-                    "re-read on change or SIGHUP"),
-    cfg.StrOpt("db", default="/var/lib/vgw_ryu/state.db",
-               help="SQLite database holding the desired state and zone map"),
-    cfg.StrOpt("token", default=None, secret=True,
-               help="bearer token for the REST API (required off loopback)"),
-    cfg.StrOpt("ovsdb", default="unix:/var/run/openvswitch/db.sock",
-               help="OVSDB address used to read Interface external_ids"),
-    cfg.FloatOpt("audit-interval", default=30.0,
-                 help="seconds between flow audits (0 disables)"),
-    cfg.StrOpt("log-file", default="/var/log/vgw_ryu/firewall.jsonl",
-               help="JSON-lines firewall log (rotated)"),
-    cfg.IntOpt("log-max-bytes", default=10 * 1024 * 1024,
-               help="rotate the firewall log at this size"),
-    cfg.IntOpt("meter-log-pps", default=1000, help="rate limit of log punts"),
-    cfg.IntOpt("meter-reject-pps", default=100, help="rate limit of reject punts"),
-    cfg.IntOpt("meter-unknown-pps", default=100,
-               help="rate limit of unknown-port punts"),
+    _opt(cfg.StrOpt, "state", None,
+         "YAML/JSON desired-state file that is the source of truth: applied at start, "
+         "re-applied when it changes or on SIGHUP (restoring any drift); REST writes "
+         "are refused (409)"),
+    _opt(cfg.StrOpt, "seed", None,
+         "YAML/JSON desired-state file applied once, only to an empty store "
+         "(revision 0); afterwards the REST API owns the state"),
+    _opt(cfg.StrOpt, "db", DEFAULT_DB,
+         "SQLite database holding the desired state and zone map"),
+    _opt(cfg.StrOpt, "token", None,
+         "bearer token for the REST API (required off loopback)", secret=True),
+    _opt(cfg.StrOpt, "ovsdb", "unix:/var/run/openvswitch/db.sock",
+         "OVSDB address used to read Interface external_ids"),
+    _opt(cfg.FloatOpt, "audit-interval", 30.0,
+         "seconds between flow audits (0 disables)"),
+    _opt(cfg.StrOpt, "log-file", None, "JSON-lines firewall log (rotated)",
+         shown=f"{LOG_NAME} next to --vgw-db, i.e. /var/lib/vgw_ryu/{LOG_NAME}"),
+    _opt(cfg.IntOpt, "log-max-bytes", 10 * 1024 * 1024,
+         "rotate the firewall log at this size", shown="10485760 (10 MiB)"),
+    _opt(cfg.IntOpt, "meter-log-pps", 1000, "rate limit of log punts (packets/s)"),
+    _opt(cfg.IntOpt, "meter-reject-pps", 100, "rate limit of reject punts (packets/s)"),
+    _opt(cfg.IntOpt, "meter-unknown-pps", 100,
+         "rate limit of unknown-port punts (packets/s)"),
 ]
 
 _registered = False
+
+
+def log_file(conf) -> str:
+    """The firewall log path: ``--vgw-log-file``, else firewall.jsonl beside the db."""
+    if conf.log_file:
+        return conf.log_file
+    return os.path.join(os.path.dirname(os.path.abspath(conf.db)), LOG_NAME)
+
+
+def state_mode(conf) -> tuple[str, str] | None:
+    """("state" | "seed", path) from the options; SystemExit when both are given."""
+    if conf.state and conf.seed:
+        raise SystemExit("vgw_ryu: --vgw-state and --vgw-seed exclude each other: "
+                         "--vgw-state makes the file the source of truth, --vgw-seed "
+                         "only fills an empty store")
+    if conf.state:
+        return "state", conf.state
+    if conf.seed:
+        return "seed", conf.seed
+    return None
+
+
+def _fix_wsapi_help() -> None:
+    """Ryu's help says 0.0.0.0; the default we set is loopback."""
+    try:
+        opt = cfg.CONF._get_opt_info("wsapi_host")["opt"]
+    except (oslo_cfg.NoSuchOptError, KeyError):
+        return
+    opt.help = (f"REST API listen host (default: {WSAPI_HOST}; off loopback needs "
+                "--vgw-token)")
+    opt.default = WSAPI_HOST
+    port = cfg.CONF._get_opt_info("wsapi_port")["opt"]
+    port.help = f"REST API listen port (default: {port.default})"
 
 
 def register_cli() -> None:
@@ -46,7 +95,8 @@ def register_cli() -> None:
     global _registered
     import ryu.app.wsgi  # noqa: F401 - registers wsapi-host/-port
 
-    cfg.CONF.set_default("wsapi_host", "127.0.0.1")
+    cfg.CONF.set_default("wsapi_host", WSAPI_HOST)
+    _fix_wsapi_help()
     if not _registered:
         cfg.CONF.register_cli_opts(OPTS, group=GROUP)
         _registered = True

@@ -13,7 +13,9 @@ from typing import Any
 from ryu.app.ofctl import api as ofctl_api
 from ryu.ofproto import ofproto_v1_4
 
+from vgw_ryu.pipeline import priorities as prio
 from vgw_ryu.pipeline import tables as pl
+from vgw_ryu.pipeline.cookies import KIND_VM, split_cookie
 from vgw_ryu.runtime import syncdiff
 from vgw_ryu.runtime.ports import Iface
 from vgw_ryu.runtime.puntregs import reg_value
@@ -50,6 +52,16 @@ class SwitchIO:
         """(cookie, reg0, packets, bytes) of every flow in the rules table."""
         return [(s.cookie, reg_value(dict(s.match.items()), "reg0"), s.packet_count,
                  s.byte_count) for s in self._flow_stats(dp, pl.T["rules"])]
+
+    def invalid_drops(self, dp: Any) -> dict[int, int]:
+        """zone -> packets dropped as conntrack-invalid by the VMs' own +inv flows."""
+        out: dict[int, int] = {}
+        for table in ("egress_state", "ingress_state"):
+            for s in self._flow_stats(dp, pl.T[table]):
+                owner = split_cookie(s.cookie)
+                if s.priority == prio.STATE_INVALID_VM and owner and owner[0] == KIND_VM:
+                    out[owner[1]] = out.get(owner[1], 0) + s.packet_count
+        return out
 
     def meter_drops(self, dp: Any) -> list[MeterSample]:
         """(meter id, packets dropped by its first band) of every meter with a band."""
