@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -87,6 +88,17 @@ def make_bridge(controller_port: int | None = None, name: str | None = None) -> 
     if controller_port is not None:
         sh("ovs-vsctl", "set-controller", name, f"tcp:127.0.0.1:{controller_port}")
     return Bridge(name)
+
+
+def load_flows(br: Bridge, flows_text: str, path: Path) -> None:
+    """Install an ``ovs-ofctl add-flows`` file, with every meter its flows name (the
+    punt meters and each VM's log meter), as the controller would."""
+    meters = {1, 2, 3} | {int(m) for m in re.findall(r"meter:(\d+)", flows_text)}
+    for meter in sorted(meters):
+        sh("ovs-ofctl", "-O", "OpenFlow13", "add-meter", br.name,
+           f"meter={meter},pktps,band=type=drop,rate=100")
+    path.write_text(flows_text)
+    sh("ovs-ofctl", "-O", "OpenFlow14", "add-flows", br.name, str(path))
 
 
 def add_internal_port(br: Bridge, ofport: int) -> str:

@@ -6,7 +6,14 @@ import time
 import pytest
 import yaml
 
-from vgw_lab.netlab import add_internal_port, delete_bridge, make_bridge, sh, wait_until
+from vgw_lab.netlab import (
+    add_internal_port,
+    delete_bridge,
+    load_flows,
+    make_bridge,
+    sh,
+    wait_until,
+)
 
 STATE = {
     "vms": {
@@ -65,12 +72,7 @@ def reference_table(tmp_path, flows_text):
     """The same flows loaded by ovs-ofctl into a twin bridge, as OVS prints them."""
     twin = make_bridge()
     try:
-        for meter in (1, 2, 3):
-            sh("ovs-ofctl", "-O", "OpenFlow13", "add-meter", twin.name,
-               f"meter={meter},pktps,band=type=drop,rate=100")
-        f = tmp_path / "twin.flows"
-        f.write_text(flows_text)
-        sh("ovs-ofctl", "-O", "OpenFlow14", "add-flows", twin.name, str(f))
+        load_flows(twin, flows_text, tmp_path / "twin.flows")
         return table_text(twin.name)
     finally:
         delete_bridge(twin)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vgw_lab.netlab import add_internal_port, delete_bridge, make_bridge, sh
+from vgw_lab.netlab import add_internal_port, delete_bridge, load_flows, make_bridge
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, render
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import parse_state
@@ -34,12 +34,7 @@ def install(tmp_path, state, facts, ids):
     br = make_bridge()
     for p in facts.ports:
         add_internal_port(br, p.ofport)
-    for meter in (1, 2, 3):
-        sh("ovs-ofctl", "-O", "OpenFlow13", "add-meter", br.name,
-           f"meter={meter},pktps,band=type=drop,rate=100")
-    f = tmp_path / "flows.txt"
-    f.write_text(render(compile_switch(state, facts, ids)))
-    sh("ovs-ofctl", "-O", "OpenFlow14", "add-flows", br.name, str(f))
+    load_flows(br, render(compile_switch(state, facts, ids)), tmp_path / "flows.txt")
     return br
 
 

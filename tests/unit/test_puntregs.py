@@ -54,3 +54,22 @@ def test_log_record_of_a_default_and_of_a_forgotten_rule():
     assert (rec["vm"], rec["policy"], rec["rule"]) == (None, None, "default")
     rec = log_record(1, PuntRegs("log", 1, "deny", "egress", 44, 3, True), ids, {}, 60)
     assert (rec["vm"], rec["policy"], rec["rule"]) == ("web", None, None)
+
+
+def test_revocation_punt_becomes_a_revoked_record_with_the_revision():
+    from vgw_ryu.pipeline import fields as F  # noqa: N812
+    from vgw_ryu.policy.model import parse_state
+
+    st = parse_state({"vms": {"a": {}}, "policies": {"p": {"applied_to": ["vm:a"], "rules": [
+        {"id": "no", "direction": "egress", "action": "deny"}]}}})
+    ids = Ids()
+    ids.sync(st)
+    reg0 = pl.VERDICT_DENY | F.REVOKE.mask
+    r = decode_registers(LOG_T, {"in_port": 5, "reg0": reg0, "reg3": ids.rule("p", "no"),
+                                 "reg4": ids.zone("a")})
+    assert r.revoke and r.verdict == "deny" and not r.log
+    rec = log_record(0xAB, r, ids, {"src": "10.0.0.1", "dport": 80}, 74, revision=12)
+    assert (rec["event"], rec["revision"], rec["vm"], rec["policy"], rec["rule"]) == \
+        ("revoked", 12, "a", "p", "no")
+    plain = decode_registers(LOG_T, {"reg0": pl.VERDICT_DENY, "reg4": 1})
+    assert "event" not in log_record(1, plain, ids, {}, 60, revision=12)

@@ -23,6 +23,7 @@ ALLOW = F.VERDICT.match(F.VERDICT_ALLOW)
 # Before a punt the deciding VM's zone is kept in reg4: the controller needs it, and an
 # egress pass to table 40 reloads reg6 for the destination before the punt runs.
 KEEP_ZONE = F.copy(F.ZONE, F.PUNT_ZONE)
+COMMIT_NEW = Ct(commit=True, label_reg=F.RULE.reg)
 
 
 def _passes(b: FlowSet, stage: Stage, table: str, priority: int, match: Match,
@@ -78,13 +79,14 @@ def build_allow(b: FlowSet, stage: Stage) -> None:
     """*_action, allow: commit what is new (or was blocked) and pass."""
     for eth in IP_FAMILIES:  # ct() needs an IP prerequisite in the match
         # *_action: a new allowed connection is committed so its replies pass.
+        # The admitting rule goes into ct_label, so the connection can be shown with it.
         _passes(b, stage, stage.action, P.ACTION_COMMIT, F.match(ALLOW, ("eth_type", eth), NEW),
-                [Ct(commit=True)])
+                [COMMIT_NEW])
         # *_action: with log, the log copy goes out after the forwarding actions; the
         # zone is kept first because passing egress reloads reg6 for the destination.
         allow_log = F.match(ALLOW, F.LOG.match(1), ("eth_type", eth), NEW)
         b.add(stage.action, P.ACTION_ALLOW_LOG, allow_log,
-              [Ct(commit=True), KEEP_ZONE, *stage.pass_then, Resubmit(_punt_table("log"))])
+              [COMMIT_NEW, KEEP_ZONE, *stage.pass_then, Resubmit(_punt_table("log"))])
         # *_action: a blocked connection allowed again is committed with the bit cleared.
         _passes(b, stage, stage.action, P.ACTION_UNBLOCK,
                 F.match(ALLOW, ("eth_type", eth), EST, BLOCKED), [Ct(commit=True, mark=0)])
@@ -99,10 +101,12 @@ def build_deny_and_reject(b: FlowSet, stage: Stage) -> None:
         # *_action: what the policy refuses is dropped.
         b.add(stage.action, P.ACTION_DROP, dict([hit]), [])
         # *_action: an established connection it now refuses is committed as blocked,
-        # which stops its replies too (see *_state).
+        # which stops its replies too (see *_state); the first packet that blocks it
+        # also goes to the log as the connection's revocation record.
         for eth in IP_FAMILIES:
-            b.add(stage.action, P.ACTION_COMMIT, F.match(hit, ("eth_type", eth), EST),
-                  [Ct(commit=True, mark=F.BLOCKED.mask)])
+            b.add(stage.action, P.ACTION_COMMIT,
+                  F.match(hit, ("eth_type", eth), EST, F.BLOCKED.match(0)),
+                  [Ct(commit=True, mark=F.BLOCKED.mask), F.REVOKE.load(1), *_punt("log")])
     # *_action: deny with log sends a copy to the log.
     b.add(stage.action, P.ACTION_PUNT,
           F.match(F.VERDICT.match(F.VERDICT_DENY), F.LOG.match(1)), _punt("log"))
@@ -115,10 +119,12 @@ def build_rule_default(b: FlowSet, stage: Stage, settings: Settings) -> None:
     """rules: the stage's default verdict from settings, below every rule."""
     verdict = getattr(settings, stage.default)
     log = verdict == "deny" and settings.log_default_deny
-    # rules: rule number 0 tells a punt that no rule decided.
-    b.add("rules", P.RULES_DEFAULT, dict([F.DIRECTION.match(stage.direction)]),
-          [F.load((F.VERDICT, F.VERDICTS[verdict]), (F.LOG, int(log))), F.RULE.load(0)],
-          kind=KIND_DEFAULT)
+    # rules: rule number 0 tells a punt that no rule decided. New and established
+    # packets count apart: the new ones are the connection decisions (sessions).
+    for state in (ct_state("+new+trk"), ct_state("-new+trk")):
+        b.add("rules", P.RULES_DEFAULT, F.match(F.DIRECTION.match(stage.direction), state),
+              [F.load((F.VERDICT, F.VERDICTS[verdict]), (F.LOG, int(log))), F.RULE.load(0)],
+              kind=KIND_DEFAULT)
 
 
 def build_forward_and_punts(b: FlowSet) -> None:

@@ -10,6 +10,7 @@ from vgw_ryu.compiler.stage import EGRESS, INGRESS
 from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a register map
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_PEER, KIND_RULE, KIND_VM
+from vgw_ryu.pipeline.ctstate import ct_state
 from vgw_ryu.pipeline.flows import Conjunction
 from vgw_ryu.policy.model import IpNet
 from vgw_ryu.policy.ruleset import ACTION_RANK, PROTO_NUM, EffectiveRule
@@ -105,7 +106,9 @@ def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) ->
             # Clause 1 names one VM (its zone): owned by it, like the rest of its flows.
             kind, owner = (KIND_VM, match[F.ZONE.reg]) if i == 1 else (KIND_PEER, 0)
             b.add_conj(prio, match, Conjunction(number, i, n), kind, owner)
-    # rules: the conjunction's verdict, with the rule number for the controller.
-    b.add("rules", prio, {"conj_id": number},
-          [F.load((F.VERDICT, F.VERDICTS[r.action]), (F.LOG, int(r.log))), F.RULE.load(number)],
-          kind=KIND_RULE, owner=number)
+    # rules: the conjunction's verdict, with the rule number for the controller; new
+    # and established packets apart, so the flow counters tell connections from packets.
+    for state in (ct_state("+new+trk"), ct_state("-new+trk")):
+        b.add("rules", prio, F.match(("conj_id", number), state),
+              [F.load((F.VERDICT, F.VERDICTS[r.action]), (F.LOG, int(r.log))),
+               F.RULE.load(number)], kind=KIND_RULE, owner=number)

@@ -30,7 +30,7 @@ from vgw_ryu.pipeline.cookies import KIND_PORT
 from vgw_ryu.pipeline.flows import Flow
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State
-from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules
+from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules, log_level
 
 
 def build_ports(b: FlowSet, state: State, facts: SwitchFacts) -> None:
@@ -61,12 +61,13 @@ def build_vms(b: FlowSet, state: State, facts: SwitchFacts, ids: Ids,
         if name not in state.vms or not state.vms[name].protected:
             continue
         local_protected.append(name)
-        key = (state.vms[name], vm_ports[name], ids.zone(name))
+        level = log_level(state, name)
+        key = (state.vms[name], vm_ports[name], ids.zone(name), level)
         if cache is not None and key in cache:
             b.add_flows(cache[key])
             continue
         vb = FlowSet()
-        build_vm(vb, state.vms[name], vm_ports[name], ids.zone(name))
+        build_vm(vb, state.vms[name], vm_ports[name], ids.zone(name), level)
         own = list(vb.flows.values())
         if cache is not None:
             cache[key] = own

@@ -26,11 +26,13 @@ from vgw_ryu.compiler.proto import (
     IPPROTO_ICMPV6,
     IPPROTO_UDP,
 )
+from vgw_ryu.compiler.stage import STAGES
 from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a register map
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_VM
 from vgw_ryu.pipeline.ctstate import ct_state
-from vgw_ryu.pipeline.flows import CtClear
+from vgw_ryu.pipeline.flows import Controller, Ct, CtClear, Resubmit
+from vgw_ryu.pipeline.tables import PUNT_BY_PURPOSE, log_meter
 from vgw_ryu.policy.model import Vm
 
 # A VM needs these to get and keep an address, so they skip the policy.
@@ -49,10 +51,42 @@ def link_local(mac: str) -> ipaddress.IPv6Address:
     return ipaddress.IPv6Address(b"\xfe\x80" + b"\x00" * 6 + eui)
 
 
-def build_vm(b: FlowSet, vm: Vm, port: PortFacts, zone: int) -> None:
+def build_vm_logging(b: FlowSet, zone: int, level: str) -> None:
+    """A VM's log meter, and the log copies its log level asks for (none/drops/all)."""
+    own = {"kind": KIND_VM, "owner": zone}
+    # punt_log: this VM's copies go through its own meter, so one VM flooding logged
+    # drops spends its own budget, not the other VMs'.
+    b.add("punt_log", P.PUNT_VM, dict([F.PUNT_ZONE.match(zone)]),
+          [Controller(PUNT_BY_PURPOSE["log"].max_len)], meter=log_meter(zone), **own)
+    if level == "none":
+        return
+    keep = F.copy(F.ZONE, F.PUNT_ZONE)
+    for stage in STAGES:
+        mine = F.ZONE.match(zone)
+        # *_action: a VM that logs its drops copies every deny to the log, and marks its
+        # rejects logged (the controller logs what it answers).
+        b.add(stage.action, P.ACTION_VM_LOG_DROP,
+              F.match(mine, F.VERDICT.match(F.VERDICT_DENY)),
+              [keep, Resubmit(PUNT_BY_PURPOSE["log"].table)], **own)
+        b.add(stage.action, P.ACTION_VM_LOG_DROP,
+              F.match(mine, F.VERDICT.match(F.VERDICT_REJECT), ct_state("+new+trk")),
+              [F.LOG.load(1), keep, Resubmit(PUNT_BY_PURPOSE["reject"].table)], **own)
+        if level != "all":
+            continue
+        # *_action: a VM that logs everything copies each new connection it allows.
+        for eth in IP_FAMILIES:
+            b.add(stage.action, P.ACTION_VM_LOG_ALLOW,
+                  F.match(mine, F.VERDICT.match(F.VERDICT_ALLOW), ("eth_type", eth),
+                          ct_state("+new+trk")),
+                  [Ct(commit=True, label_reg=F.RULE.reg), keep, *stage.pass_then,
+                   Resubmit(PUNT_BY_PURPOSE["log"].table)], **own)
+
+
+def build_vm(b: FlowSet, vm: Vm, port: PortFacts, zone: int, log: str = "none") -> None:
     """All flows owned by one protected VM (cookie kind vm, owner its zone)."""
     mac = vm.mac or port.mac
     own = {"kind": KIND_VM, "owner": zone}
+    build_vm_logging(b, zone, log)
     p = port.ofport
     # classify: this port is the VM; its zone goes to reg6 for the whole egress stage.
     b.add("classify", P.CLASSIFY_PORT, {"in_port": p}, [F.ZONE.load(zone)],

@@ -22,13 +22,13 @@ from vgw_ryu.pipeline.ctstate import CT_FLAGS, ct_state_text  # noqa: F401 - re-
 
 # Render matches in one order, prerequisites first, so the text is stable and readable.
 FIELD_ORDER = (
-    "in_port", "reg6", "reg0", "reg5", "conj_id", "eth_src", "eth_dst", "eth_type",
+    "in_port", "reg6", "reg0", "reg4", "reg5", "conj_id", "eth_src", "eth_dst", "eth_type",
     "ct_state", "ct_mark", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst",
     "arp_spa", "arp_sha", "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv6_type",
     "ipv6_nd_target",
 )
 _ORDER = {f: i for i, f in enumerate(FIELD_ORDER)}
-HEX_FIELDS = {"reg0", "reg5", "reg6", "ct_mark", "eth_type", "conj_id", "tcp_dst",
+HEX_FIELDS = {"reg0", "reg4", "reg5", "reg6", "ct_mark", "eth_type", "conj_id", "tcp_dst",
               "udp_dst"}
 
 # Ryu/OXM field names are used everywhere; ovs-ofctl spells these differently.
@@ -80,11 +80,13 @@ class Move:
 
 @dataclass(frozen=True)
 class Ct:
-    """Conntrack in the zone held by ``zone_reg[0..15]``; commit may set ct_mark."""
+    """Conntrack in the zone held by ``zone_reg[0..15]``; commit may set ct_mark and
+    keep a register (the admitting rule) in ct_label[0..31], marked by ct_label[32]."""
     commit: bool = False
     table: int | None = None
     zone_reg: str = "reg6"
     mark: int | None = None
+    label_reg: str | None = None
 
     def text(self) -> str:
         parts = []
@@ -93,8 +95,14 @@ class Ct:
         if self.table is not None:
             parts.append(f"table={self.table}")
         parts.append(f"zone={_nxm(self.zone_reg)}[0..15]")
+        inner = []
         if self.mark is not None:
-            parts.append(f"exec(set_field:{self.mark:#x}->ct_mark)")
+            inner.append(f"set_field:{self.mark:#x}->ct_mark")
+        if self.label_reg is not None:
+            inner += [f"move:{_nxm(self.label_reg)}[]->NXM_NX_CT_LABEL[0..31]",
+                      "load:0x1->NXM_NX_CT_LABEL[32]"]
+        if inner:
+            parts.append(f"exec({','.join(inner)})")
         return f"ct({','.join(parts)})"
 
 

@@ -59,6 +59,8 @@ STATE_JUDGE = _p("STATE_JUDGE", STATE_TABLES, 100,
 
 ACTION_ALLOW_LOG = _p("ACTION_ALLOW_LOG", ACTION_TABLES, 110,
                       "allow + log, new: commit, pass, then a log copy")
+ACTION_VM_LOG_ALLOW = _p("ACTION_VM_LOG_ALLOW", ACTION_TABLES, 108,
+                         "a VM logging all: allow new, commit, pass, then a log copy")
 ACTION_UNBLOCK = _p("ACTION_UNBLOCK", ACTION_TABLES, 105,
                     "allow of a blocked connection: commit with the blocked bit cleared")
 ACTION_COMMIT = _p("ACTION_COMMIT", ACTION_TABLES, 100,
@@ -66,6 +68,8 @@ ACTION_COMMIT = _p("ACTION_COMMIT", ACTION_TABLES, 100,
 ACTION_ALLOW = _p("ACTION_ALLOW", ACTION_TABLES, 99, "allow established: pass")
 ACTION_PUNT = _p("ACTION_PUNT", ACTION_TABLES, 95,
                  "deny + log: log copy; reject of a new connection: reject punt")
+ACTION_VM_LOG_DROP = _p("ACTION_VM_LOG_DROP", ACTION_TABLES, 96,
+                        "a VM logging drops: deny with a log copy, reject punt marked logged")
 ACTION_DROP = _p("ACTION_DROP", ACTION_TABLES, 90, "deny or reject: drop")
 
 INGRESS_ND = _p("INGRESS_ND", "ingress_classify", 110,
@@ -83,6 +87,8 @@ RULES_BAND = _p("RULES_BAND", "rules", RULES_BASE,
                 "(2 deny, 1 reject, 0 allow), so 1004-5003")
 
 FORWARD = _p("FORWARD", "forward", 1, "`NORMAL`")
+PUNT_VM = _p("PUNT_VM", "punt_log", 10, "a VM's log copy through its own meter "
+             "(reg4: its zone)")
 PUNT = _p("PUNT", "punt_log punt_reject punt_unknown", 1, "metered copy to the controller")
 
 

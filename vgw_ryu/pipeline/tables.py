@@ -70,7 +70,7 @@ TABLES = [
     _t("egress_state", 30, "+inv drop; replies and related pass; the original direction is judged",
        f"{CT_MATCH} {_ZONE}", "ingress_classify rules egress_action"),
     _t("egress_action", 35, "act on the verdict: commit, drop, reject or log punt",
-       f"{_REG0} eth_type {CT_MATCH}", "ingress_classify punt_log punt_reject"),
+       f"{_ZONE} {_REG0} eth_type {CT_MATCH}", "ingress_classify punt_log punt_reject"),
     _t("ingress_classify", 40, "eth_dst -> protected VM on this switch; else forward",
        "eth_dst eth_type ip_proto icmpv6_type", "ingress_ct forward"),
     _t("ingress_ct", 45, "stateless allow rules pass; everything else: conntrack in the "
@@ -79,12 +79,13 @@ TABLES = [
     _t("ingress_state", 50, "+inv drop; replies and related pass; the original direction is judged",
        f"{CT_MATCH} {_ZONE}", "rules ingress_action"),
     _t("ingress_action", 55, "act on the verdict: commit and output, drop, reject, log",
-       f"{_REG0} eth_type {CT_MATCH}", "punt_log punt_reject"),
+       f"{_ZONE} {_REG0} eth_type {CT_MATCH}", "punt_log punt_reject"),
     _t("rules", 60, "the policy: one conjunction per rule (VMs x peers x ports)",
-       f"{_ZONE} {_REG0} conj_id eth_type ip_proto ipv4_src ipv4_dst ipv6_src ipv6_dst tcp_dst "
-       "udp_dst", ""),
+       f"{_ZONE} {_REG0} conj_id ct_state eth_type ip_proto ipv4_src ipv4_dst ipv6_src "
+       "ipv6_dst tcp_dst udp_dst", ""),
     _t("forward", 90, "plain L2 forwarding", "", ""),
-    _t("punt_log", 100, "metered copy to the controller for the log", "", ""),
+    _t("punt_log", 100, "metered copy to the controller for the log, one meter per VM",
+       "reg4", ""),
     _t("punt_reject", 101, "metered copy to the controller, which answers RST/ICMP", "", ""),
     _t("punt_unknown", 102, "metered copy of unknown-port traffic for identification", "",
        ""),
@@ -112,7 +113,8 @@ class Punt:
 # Ryu 4.34 drops NXT_PACKET_IN2 userdata, so the table is how a packet-in says why it
 # came; each purpose has its own meter so a flood of one cannot starve the others.
 PUNTS: tuple[Punt, ...] = (
-    Punt("log", "punt_log", 1, 256, "a log copy of a verdict with `log`"),
+    # 128 bytes hold every header a log record reads (Ethernet, IPv6, TCP).
+    Punt("log", "punt_log", 1, 128, "a log copy of a verdict with `log`"),
     Punt("reject", "punt_reject", 2, 256, "a rejected new connection: answer RST/ICMP"),
     Punt("unknown", "punt_unknown", 3, 65535,
          "traffic of an unknown port: identify it (the whole packet, to re-inject it)"),
@@ -122,6 +124,13 @@ PUNT_BY_TABLE: dict[int, Punt] = {p.table: p for p in PUNTS}
 PUNT_BY_METER: dict[int, Punt] = {p.meter: p for p in PUNTS}
 METER_LOG, METER_REJECT, METER_UNKNOWN = (PUNT_BY_PURPOSE[n].meter
                                           for n in ("log", "reject", "unknown"))
+# Log copies are metered per VM (a noisy VM spends its own budget): meter BASE + zone.
+LOG_METER_BASE = 1024
+
+
+def log_meter(zone: int) -> int:
+    """The meter of one VM's log copies."""
+    return LOG_METER_BASE + zone
 
 
 def check(flows: list[Flow]) -> list[str]:

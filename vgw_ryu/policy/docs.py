@@ -14,7 +14,7 @@ from vgw_ryu.policy.objects import Group, Policy, Rule, Settings, State, Vm
 def settings_doc(s: Settings) -> dict[str, Any]:
     return {"default_ingress": s.default_ingress, "default_egress": s.default_egress,
             "log_default_deny": s.log_default_deny, "unknown_ports": s.unknown_ports,
-            "uplinks": list(s.uplinks), "max_connections": s.max_connections}
+            "uplinks": list(s.uplinks), "max_connections": s.max_connections, "log": s.log}
 
 
 def vm_doc(vm: Vm) -> dict[str, Any]:
@@ -26,6 +26,8 @@ def vm_doc(vm: Vm) -> dict[str, Any]:
     d["protected"] = vm.protected
     if vm.max_connections is not None:
         d["max_connections"] = vm.max_connections
+    if vm.log is not None:
+        d["log"] = vm.log
     return d
 
 

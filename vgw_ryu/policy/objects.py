@@ -26,6 +26,7 @@ PORT_PROTOCOLS = ("tcp", "udp")
 # Settings values: what protected VMs get when no rule matches, and unknown ports.
 DEFAULT_VERDICTS = ("deny", "allow")
 UNKNOWN_PORT_ACTIONS = ("drop", "allow")
+LOG_LEVELS = ("none", "drops", "all")   # what a VM logs besides its rules' `log: true`
 
 IpAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -61,6 +62,7 @@ class Settings:
     unknown_ports: str = "drop"
     uplinks: tuple[str, ...] = ()
     max_connections: int = 0     # per protected VM; 0: no limit
+    log: str = "none"            # LOG_LEVELS, for VMs that do not say
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Vm:
     labels: tuple[tuple[str, str], ...] = ()
     protected: bool = True
     max_connections: int | None = None  # None: settings.max_connections
+    log: str | None = None              # None: settings.log
 
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)

@@ -31,6 +31,7 @@ from vgw_ryu.policy.objects import (
     ACTIONS,
     DEFAULT_VERDICTS,
     DIRECTIONS,
+    LOG_LEVELS,
     MAC_RE,
     PORT_PROTOCOLS,
     PROTOCOLS,
@@ -106,7 +107,7 @@ def _rule(ctx: _Ctx, path: str, v: Any) -> Rule | None:
 
 def _settings(ctx: _Ctx, v: Any) -> Settings:
     d = _obj(ctx, "settings", v, ("default_ingress", "default_egress", "log_default_deny",
-                                  "unknown_ports", "uplinks", "max_connections"))
+                                  "unknown_ports", "uplinks", "max_connections", "log"))
     if d is None:
         return Settings()
     uplinks = []
@@ -125,11 +126,12 @@ def _settings(ctx: _Ctx, v: Any) -> Settings:
         unknown_ports=_choice(ctx, "settings.unknown_ports", d.get("unknown_ports"),
                               UNKNOWN_PORT_ACTIONS, "drop"),
         uplinks=tuple(uplinks),
-        max_connections=_limit(ctx, "settings.max_connections", d.get("max_connections")) or 0)
+        max_connections=_limit(ctx, "settings.max_connections", d.get("max_connections")) or 0,
+        log=_choice(ctx, "settings.log", d.get("log"), LOG_LEVELS, "none"))
 
 
 def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
-    d = _obj(ctx, path, v, ("mac", "ips", "labels", "protected", "max_connections"))
+    d = _obj(ctx, path, v, ("mac", "ips", "labels", "protected", "max_connections", "log"))
     if d is None:
         return None
     mac = d.get("mac")
@@ -144,7 +146,9 @@ def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
     ips = _parsed_items(ctx, path, "ips", d, parse_ip)
     return Vm(name, mac, tuple(ips), _labels(ctx, _join(path, "labels"), d.get("labels")),
               _bool(ctx, _join(path, "protected"), d.get("protected"), True),
-              _limit(ctx, _join(path, "max_connections"), d.get("max_connections")))
+              _limit(ctx, _join(path, "max_connections"), d.get("max_connections")),
+              _choice(ctx, _join(path, "log"), d.get("log"), LOG_LEVELS, None)
+              if d.get("log") is not None else None)
 
 
 def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:

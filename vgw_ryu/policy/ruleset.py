@@ -135,6 +135,12 @@ def evaluate(state: State, rules: list[EffectiveRule], direction: str, peer: IpA
     return Verdict(default, None, None, default == "deny" and state.settings.log_default_deny)
 
 
+def log_level(state: State, vm: str) -> str:
+    """What a VM logs besides its rules' ``log: true``: none, drops or all."""
+    own = state.vms[vm].log
+    return state.settings.log if own is None else own
+
+
 def connection_limit(state: State, vm: str) -> int:
     """The connection-table cap of a protected VM (0: none): its own, else the default."""
     own = state.vms[vm].max_connections

@@ -27,6 +27,7 @@ class PuntRegs:
     rule: int                  # rule number, 0 for a default
     zone: int
     log: bool
+    revoke: bool = False       # a policy change just cut this established connection
 
 
 def reg_value(match: Mapping[str, Any], name: str) -> int:
@@ -49,16 +50,21 @@ def decode_registers(table_id: int, match: Mapping[str, Any]) -> PuntRegs | None
                     F.VERDICT_NAMES.get(reg0 & F.VERDICT.mask) if judged else None,
                     ("ingress" if reg0 & F.DIRECTION.mask else "egress") if judged else None,
                     reg_value(match, F.RULE.reg), reg_value(match, F.PUNT_ZONE.reg),
-                    bool(reg0 & F.LOG.mask))
+                    bool(reg0 & F.LOG.mask), bool(reg0 & F.REVOKE.mask))
 
 
 def log_record(dpid: int, regs: PuntRegs, ids: Ids, summary: Mapping[str, Any],
-               length: int) -> dict[str, Any]:
-    """The firewall log record of a punt (``summary``: protocol, addresses, ports)."""
+               length: int, revision: int | None = None) -> dict[str, Any]:
+    """The firewall log record of a punt (``summary``: protocol, addresses, ports).
+
+    A revocation (the first packet of a live connection a policy change now denies)
+    says so with ``event: revoked`` and the revision in force.
+    """
     vm = ids.vm_of_zone(regs.zone) if regs.zone else None
     owner = ids.rule_owner(regs.rule) if regs.rule else None
     return {"switch": f"{dpid:016x}", "port": regs.in_port, "vm": vm,
             "direction": regs.direction, "verdict": regs.verdict,
             "policy": owner[0] if owner else None,
             "rule": owner[1] if owner else ("default" if regs.rule == 0 else None),
-            **summary, "length": length}
+            **summary, "length": length,
+            **({"event": "revoked", "revision": revision} if regs.revoke else {})}

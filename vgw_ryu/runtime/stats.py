@@ -14,43 +14,55 @@ from typing import Any
 from vgw_ryu.pipeline import cookies
 from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like the register map
 from vgw_ryu.pipeline.cookies import split_cookie
-from vgw_ryu.pipeline.tables import PUNTS
+from vgw_ryu.pipeline.tables import LOG_METER_BASE, PUNTS
 from vgw_ryu.runtime.snapshot import Snapshot
 
 METER_NAMES = {p.meter: p.purpose for p in PUNTS}
-NOTE = ("rules see the first packet of each connection (and the first after a policy "
-        "change): sessions counts those decisions")
+NOTE = ("sessions: connection decisions (new connections the rule or default judged); "
+        "packets and bytes: every packet judged (the original direction of each "
+        "connection, established ones included; replies are not judged)")
 
-FlowSample = tuple[int, int, int, int]   # cookie, reg0 value, packets, bytes
+FlowSample = tuple[int, int, int, int, bool]   # cookie, reg0 value, packets, bytes, +new
+
+
+def meter_purpose(meter_id: int) -> str | None:
+    """What a meter limits: a punt purpose (each VM's own log meter counts as log)."""
+    if meter_id >= LOG_METER_BASE:
+        return "log"
+    return METER_NAMES.get(meter_id)
 MeterSample = tuple[int, int]            # meter id, band packet count
 
 
 @dataclass
 class Counters:
-    """[packets, bytes] per rule number and per default direction; drops per meter."""
+    """[packets, bytes, sessions] per rule number and per default direction; drops per
+    punt purpose."""
     per_rule: dict[int, list[int]] = field(default_factory=dict)
     defaults: dict[str, list[int]] = field(
-        default_factory=lambda: {"egress": [0, 0], "ingress": [0, 0]})
+        default_factory=lambda: {"egress": [0, 0, 0], "ingress": [0, 0, 0]})
     meters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(METER_NAMES.values(), 0))
 
     def add_flows(self, samples: Iterable[FlowSample]) -> None:
-        for cookie, reg0, packets, nbytes in samples:
+        for cookie, reg0, packets, nbytes, new in samples:
             owner = split_cookie(cookie)
             if owner is None:
                 continue
             if owner[0] == cookies.KIND_RULE:
-                acc = self.per_rule.setdefault(owner[1], [0, 0])
+                acc = self.per_rule.setdefault(owner[1], [0, 0, 0])
             elif owner[0] == cookies.KIND_DEFAULT:
                 acc = self.defaults["ingress" if reg0 & F.DIRECTION.mask else "egress"]
             else:
                 continue
             acc[0] += packets
             acc[1] += nbytes
+            if new:
+                acc[2] += packets
 
     def add_meters(self, samples: Iterable[MeterSample]) -> None:
         for meter_id, dropped in samples:
-            if meter_id in METER_NAMES:
-                self.meters[METER_NAMES[meter_id]] += dropped
+            purpose = meter_purpose(meter_id)
+            if purpose is not None:
+                self.meters[purpose] += dropped
 
 
 def document(snap: Snapshot, c: Counters, packet_ins: int, switches: int) -> dict[str, Any]:
@@ -59,11 +71,11 @@ def document(snap: Snapshot, c: Counters, packet_ins: int, switches: int) -> dic
     for pname, pol in snap.state.policies.items():
         rules = {}
         for r in pol.rules:
-            pk, by = c.per_rule.get(snap.ids.rule(pname, r.id), [0, 0])
-            rules[r.id] = {"sessions": pk, "packets": pk, "bytes": by}
+            pk, by, sessions = c.per_rule.get(snap.ids.rule(pname, r.id), [0, 0, 0])
+            rules[r.id] = {"sessions": sessions, "packets": pk, "bytes": by}
         policies[pname] = {"rules": rules}
     return {"policies": policies,
-            "defaults": {d: {"sessions": v[0], "packets": v[0], "bytes": v[1]}
+            "defaults": {d: {"sessions": v[2], "packets": v[0], "bytes": v[1]}
                          for d, v in c.defaults.items()},
             "punts_suppressed": dict(c.meters),
             "note": NOTE,
@@ -81,10 +93,13 @@ class MeterWatch:
         """(meter name, new drops) for each punt meter that dropped since the last check."""
         grown = []
         for meter_id, n in samples:
-            if meter_id not in METER_NAMES:
+            purpose = meter_purpose(meter_id)
+            if purpose is None:
                 continue
+            name = purpose if meter_id < LOG_METER_BASE else \
+                f"{purpose} (zone {meter_id - LOG_METER_BASE})"
             prev = self.seen.get((dpid, meter_id), 0)
             if n > prev:
-                grown.append((METER_NAMES[meter_id], n - prev))
+                grown.append((name, n - prev))
             self.seen[(dpid, meter_id)] = n
         return grown

@@ -30,6 +30,7 @@ from vgw_ryu.api.handlers import Api
 from vgw_ryu.pipeline.tables import PUNTS
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.fwlog import FirewallLog
+from vgw_ryu.runtime.metrics import Metrics
 from vgw_ryu.runtime.ports import PortDirectory
 from vgw_ryu.runtime.problems import InvalidWatch, zone_ports
 from vgw_ryu.runtime.statefile import StateFileFatalError, StateFileWatcher, load_state_file
@@ -93,12 +94,19 @@ class VgwApp(app_manager.RyuApp):
                 self.state_file.load(initial=True)
             except StateFileFatalError as e:
                 raise SystemExit(f"vgw_ryu: {e}") from None
-        self.fwlog = FirewallLog(options.log_file(self.conf), self.conf.log_max_bytes)
+        try:
+            self.fwlog = FirewallLog(options.log_file(self.conf), self.conf.log_max_bytes,
+                                     syslog=self.conf.syslog)
+        except (ValueError, OSError) as e:
+            raise SystemExit(f"vgw_ryu: firewall log: {e}") from None
         self.punts = PuntHandler(self.engine, self.fwlog, self.syncer.schedule)
         self.invalid = InvalidWatch()
         self.backend = AppBackend(self.engine, self.fwlog, self.io, self.dps,
                                   lambda: self.ports, lambda: self.punts.packet_ins,
                                   self.state_file, self.invalid)
+        self.metrics = Metrics(self.backend.scrape)
+        self.backend.metrics = self.metrics
+        self.syncer.metrics = self.metrics
         self.api = Api(self.backend, self.conf.token)
         kwargs["wsgi"].register(RestController, {API_INSTANCE: self.api})
         signal.signal(signal.SIGHUP, self._on_sighup)
@@ -123,6 +131,7 @@ class VgwApp(app_manager.RyuApp):
         last_audit = last_meters = last_invalid = time.monotonic()
         while True:
             hub.sleep(0.5)
+            self.fwlog.flush()   # folded counts whose second is over
             if time.monotonic() - last_invalid >= INVALID_CHECK:
                 last_invalid = time.monotonic()
                 self._check_invalid()

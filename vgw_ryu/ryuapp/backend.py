@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from vgw_ryu.policy.ruleset import connection_limit
+from vgw_ryu.runtime import connections as rconns
 from vgw_ryu.runtime import stats as rstats
 from vgw_ryu.runtime import trace as rtrace
-from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits
+from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits, call
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.fwlog import FirewallLog
+from vgw_ryu.runtime.metrics import Metrics, Scrape
 from vgw_ryu.runtime.ports import PortDirectory
 from vgw_ryu.runtime.problems import InvalidWatch
 from vgw_ryu.runtime.statefile import StateFileWatcher
@@ -39,6 +42,7 @@ class AppBackend:
         self.packet_ins = packet_ins
         self.state_file = state_file
         self.invalid = invalid if invalid is not None else InvalidWatch()
+        self.metrics: Metrics | None = None   # set by the app once it has built them
 
     def revision(self) -> int:
         return self.engine.snapshot().revision
@@ -77,6 +81,44 @@ class AppBackend:
             return ZoneLimits().usage(zones)
         except UnixctlError:
             return {}
+
+    def connections(self, vm: str, peer=None, port: int | None = None,
+                    rule: str | None = None, limit: int = 1000) -> dict[str, Any] | None:
+        """A protected VM's connection table read from its zone on the local datapath;
+        None when it cannot be read here (VM not on a switch here, or unprotected)."""
+        snap = self.engine.snapshot()
+        vm_obj = snap.state.vms.get(vm)
+        if vm_obj is None or not vm_obj.protected or not snap.vm_locations().get(vm):
+            return None
+        try:
+            text = call("dpctl/dump-conntrack", f"zone={snap.ids.zone(vm)}")
+        except UnixctlError:
+            return None
+        return rconns.view(rconns.parse_dump(text), set(vm_obj.ips), snap.ids, peer=peer,
+                           port=port, rule=rule, limit=limit)
+
+    def scrape(self) -> Scrape:
+        """What /metrics reports at scrape time."""
+        snap = self.engine.snapshot()
+        seen = snap.vm_locations()
+        zones = {name: snap.ids.zone(name) for name, v in snap.state.vms.items()
+                 if v.protected and seen.get(name)}
+        usage = self.connection_usage(sorted(zones.values())) if zones else {}
+        conns = {name: (connection_limit(snap.state, name) or None,
+                        usage[z][1] if z in usage else None) for name, z in zones.items()}
+        try:
+            stats = self.stats()
+        except Exception:   # a switch that goes away mid-scrape: report the rest
+            stats = {}
+        return Scrape(snap.revision, snap.switches_view(), stats, conns, self.packet_ins())
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition (GET /metrics)."""
+        return self.metrics.render() if self.metrics is not None else b""
+
+    def count_request(self, method: str, status: int) -> None:
+        if self.metrics is not None:
+            self.metrics.requests.labels(method, str(status)).inc()
 
     def trace_datapath(self, vm: str, direction: str, peer, proto: str,
                        port: int | None) -> dict[str, Any] | None:

@@ -41,6 +41,11 @@ def action(dp: Any, a: Action) -> Any:
         return p.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=32)
     if isinstance(a, Ct):
         inner = [p.OFPActionSetField(ct_mark=a.mark)] if a.mark is not None else []
+        if a.label_reg is not None:
+            inner += [p.NXActionRegMove(src_field=a.label_reg, dst_field="ct_label",
+                                        n_bits=32, src_ofs=0, dst_ofs=0),
+                      p.NXActionRegLoad(ofs_nbits=nicira_ext.ofs_nbits(32, 32),
+                                        dst="ct_label", value=1)]
         return p.NXActionCT(flags=1 if a.commit else 0, zone_src=a.zone_reg,
                             zone_ofs_nbits=nicira_ext.ofs_nbits(0, 15),
                             recirc_table=NX_CT_RECIRC_NONE if a.table is None else a.table,
@@ -106,11 +111,13 @@ def nicira(dp: Any, subtype: int, body: bytes) -> Any:
 
 
 def meter_mod(dp: Any, meter_id: int, pps: int, command: str = "add") -> Any:
-    """A packets-per-second drop meter with a burst of a tenth of a second."""
+    """A packets-per-second drop meter with a burst of a quarter of a second."""
     p = dp.ofproto_parser
     ofp = dp.ofproto
-    cmd = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY}[command]
-    burst = max(pps // 10, 1)
+    cmd = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY, "delete": ofp.OFPMC_DELETE}[command]
+    if command == "delete":
+        return p.OFPMeterMod(dp, command=cmd, flags=0, meter_id=meter_id, bands=[])
+    burst = max(pps // 4, 1)   # Neutron's logging default: 100 pps, burst 25
     return p.OFPMeterMod(dp, command=cmd,
                          flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS,
                          meter_id=meter_id,

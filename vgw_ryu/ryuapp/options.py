@@ -45,7 +45,10 @@ OPTS = [
          shown=f"{LOG_NAME} next to --vgw-db, i.e. /var/lib/vgw_ryu/{LOG_NAME}"),
     _opt(cfg.IntOpt, "log-max-bytes", 10 * 1024 * 1024,
          "rotate the firewall log at this size", shown="10485760 (10 MiB)"),
-    _opt(cfg.IntOpt, "meter-log-pps", 1000, "rate limit of log punts (packets/s)"),
+    _opt(cfg.StrOpt, "syslog", None, "also send every firewall log record as RFC 5424 "
+         "syslog to udp:HOST:PORT, tcp:HOST:PORT or unix:PATH (e.g. unix:/dev/log)"),
+    _opt(cfg.IntOpt, "meter-log-pps", 100,
+         "rate limit of log punts, per protected VM (packets/s; burst a tenth of it)"),
     _opt(cfg.IntOpt, "meter-reject-pps", 100, "rate limit of reject punts (packets/s)"),
     _opt(cfg.IntOpt, "meter-unknown-pps", 100,
          "rate limit of unknown-port punts (packets/s)"),

@@ -47,8 +47,9 @@ class PuntHandler:
             if answer is not None:
                 SwitchIO.packet_out(dp, answer, dp.ofproto.OFPP_CONTROLLER, p.in_port)
         if p.purpose == "log" or p.log:
-            ids = self.engine.snapshot().ids
-            self.fwlog.record(log_record(dp.id, p.regs, ids, p.summary(), p.length))
+            snap = self.engine.snapshot()
+            self.fwlog.record(log_record(dp.id, p.regs, snap.ids, p.summary(), p.length,
+                                         snap.revision))
 
     def _unknown_port(self, dp: Any, p: punts.Punt, data: bytes) -> None:
         """Identify the port by the source MAC; re-inject the packet once it is a VM."""

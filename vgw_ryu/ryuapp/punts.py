@@ -19,24 +19,22 @@ __all__ = ["Punt", "decode", "reject_answer"]
 
 @dataclass
 class Punt:
-    """What a packet-in says, decoded."""
-    purpose: str               # log | reject | unknown
-    in_port: int
-    verdict: str | None
-    direction: str | None      # egress | ingress (whose rules decided)
-    rule: int                  # rule number, 0 for a default
-    zone: int
-    log: bool
+    """What a packet-in says, decoded: its registers and the parsed packet."""
+    regs: PuntRegs
     pkt: Any
     eth: Any
     l3: Any
     l4: Any
     length: int
 
-    @property
-    def regs(self) -> PuntRegs:
-        return PuntRegs(self.purpose, self.in_port, self.verdict, self.direction, self.rule,
-                        self.zone, self.log)
+    # The registers' fields, read as the punt's own.
+    purpose = property(lambda self: self.regs.purpose)
+    in_port = property(lambda self: self.regs.in_port)
+    verdict = property(lambda self: self.regs.verdict)
+    direction = property(lambda self: self.regs.direction)
+    rule = property(lambda self: self.regs.rule)
+    zone = property(lambda self: self.regs.zone)
+    log = property(lambda self: self.regs.log)
 
     def summary(self) -> dict[str, Any]:
         """Protocol, addresses and ports for a log record."""
@@ -74,8 +72,7 @@ def decode(msg: Any) -> Punt | None:
     l3 = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
     l4 = (pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp) or pkt.get_protocol(icmp.icmp)
           or pkt.get_protocol(icmpv6.icmpv6))
-    return Punt(regs.purpose, regs.in_port, regs.verdict, regs.direction, regs.rule,
-                regs.zone, regs.log, pkt, eth, l3, l4, msg.total_len or len(msg.data))
+    return Punt(regs, pkt, eth, l3, l4, msg.total_len or len(msg.data))
 
 
 def reject_answer(p: Punt) -> bytes | None:

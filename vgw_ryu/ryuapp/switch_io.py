@@ -16,6 +16,7 @@ from ryu.ofproto import ofproto_v1_4
 from vgw_ryu.pipeline import priorities as prio
 from vgw_ryu.pipeline import tables as pl
 from vgw_ryu.pipeline.cookies import KIND_VM, split_cookie
+from vgw_ryu.pipeline.ctstate import CT_NEW
 from vgw_ryu.runtime import syncdiff
 from vgw_ryu.runtime.ports import Iface
 from vgw_ryu.runtime.puntregs import reg_value
@@ -49,9 +50,13 @@ class SwitchIO:
             for s in self._flow_stats(dp, dp.ofproto.OFPTT_ALL))
 
     def rule_flow_stats(self, dp: Any) -> list[FlowSample]:
-        """(cookie, reg0, packets, bytes) of every flow in the rules table."""
-        return [(s.cookie, reg_value(dict(s.match.items()), "reg0"), s.packet_count,
-                 s.byte_count) for s in self._flow_stats(dp, pl.T["rules"])]
+        """(cookie, reg0, packets, bytes, +new) of every flow in the rules table."""
+        out = []
+        for s in self._flow_stats(dp, pl.T["rules"]):
+            match = dict(s.match.items())
+            out.append((s.cookie, reg_value(match, "reg0"), s.packet_count, s.byte_count,
+                        bool(reg_value(match, "ct_state") & CT_NEW)))
+        return out
 
     def invalid_drops(self, dp: Any) -> dict[int, int]:
         """zone -> packets dropped as conntrack-invalid by the VMs' own +inv flows."""
@@ -82,19 +87,32 @@ class SwitchIO:
                     out.append(Iface(name, port.port_no, "", {}))
         return sorted(out, key=lambda i: i.ofport)
 
-    def ensure_meters(self, dp: Any, want: dict[int, int]) -> None:
-        """Add or modify the punt meters so each has the wanted rate (packets/s)."""
+    def meters(self, dp: Any) -> dict[int, int | None]:
+        """meter id -> rate (packets/s) of the meters the switch has."""
         p = dp.ofproto_parser
         have: dict[int, int | None] = {}
         req = p.OFPMeterConfigStatsRequest(dp, 0, dp.ofproto.OFPM_ALL)
         for reply in self._ask(req, p.OFPMeterConfigStatsReply):
             for cfg in reply.body:
                 have[cfg.meter_id] = cfg.bands[0].rate if cfg.bands else None
-        for meter_id, pps in want.items():
+        return have
+
+    @staticmethod
+    def set_meters(dp: Any, have: dict[int, int | None], want: dict[int, int]) -> None:
+        """Add or modify meters so each wanted one has its rate; ``have`` is updated."""
+        for meter_id, pps in sorted(want.items()):
             if meter_id not in have:
                 dp.send_msg(ofencode.meter_mod(dp, meter_id, pps, "add"))
             elif have[meter_id] != pps:
                 dp.send_msg(ofencode.meter_mod(dp, meter_id, pps, "modify"))
+            have[meter_id] = pps
+
+    @staticmethod
+    def delete_meters(dp: Any, have: dict[int, int | None], ids: set[int]) -> None:
+        """Delete meters (no flow may use them any more); ``have`` is updated."""
+        for meter_id in sorted(ids):
+            dp.send_msg(ofencode.meter_mod(dp, meter_id, 0, "delete"))
+            have.pop(meter_id, None)
 
     def send_atomically(self, dp: Any, msgs: list) -> None:
         """Apply flow mods all at once (1.4 bundle) or at least completely (barrier)."""

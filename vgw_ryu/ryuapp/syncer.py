@@ -15,9 +15,11 @@ from typing import Any
 from ryu.app.ofctl.exception import InvalidDatapath
 from ryu.lib import hub
 
+from vgw_ryu.pipeline.tables import LOG_METER_BASE, PUNT_BY_PURPOSE
 from vgw_ryu.runtime import conntrack, syncdiff
 from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits
 from vgw_ryu.runtime.engine import Engine
+from vgw_ryu.runtime.metrics import Metrics
 from vgw_ryu.runtime.ports import Iface, PortDirectory
 from vgw_ryu.ryuapp import ofencode
 from vgw_ryu.ryuapp.switch_io import SwitchIO
@@ -40,6 +42,8 @@ class Syncer:
         self.after_sync = after_sync   # called with the datapath after each sync
         self.started = time.monotonic()
         self.known: dict[int, syncdiff.Installed] = {}
+        self.meters: dict[int, dict[int, int | None]] = {}   # dpid -> meter id -> rate
+        self.metrics: Metrics | None = None
         self.pending: dict[int, bool] = {}       # dpid -> needs a full dump first
         self.port_desc: dict[int, list[Iface]] = {}
         self.wake = hub.Event()
@@ -57,6 +61,7 @@ class Syncer:
 
     def forget(self, dpid: int) -> None:
         self.known.pop(dpid, None)
+        self.meters.pop(dpid, None)
 
     def ports_ready(self) -> bool:
         ports = self.ports()
@@ -111,6 +116,9 @@ class Syncer:
                 self.engine.return_flushes([(plan, in_use)])
                 hub.spawn_after(1.0, self.wake.set)
                 continue
+            if self.metrics is not None:
+                for item in [*plan.zones, *plan.addresses]:
+                    self.metrics.conntrack_flushes.labels(item.reason).inc()
             for z in plan.zones:
                 LOG.info("conntrack flush on %d switch(es): zone %d of vm %s (%s)", len(dps),
                          z.zone, z.vm, z.reason)
@@ -152,11 +160,16 @@ class Syncer:
             return
         t0 = time.monotonic()
         if full or dpid not in self.known:
-            self.io.ensure_meters(dp, self.meter_rates)
+            self.meters[dpid] = self.io.meters(dp)
             self.port_desc[dpid] = self.io.port_desc(dp)
             self.known[dpid] = self.io.dump(dp)
         flows, rev = self.engine.desired_flows(dpid, self.ifaces(dpid))
         known = self.known[dpid]
+        # Meters first (a flow may not name a meter the switch lacks), unused VM log
+        # meters last (once no flow names them).
+        have = self.meters[dpid]
+        want = self.wanted_meters(flows)
+        self.io.set_meters(dp, have, want)
         d = syncdiff.diff(flows, known)
         if d:
             msgs = [ofencode.add(dp, f) for f in d.adds]
@@ -167,5 +180,22 @@ class Syncer:
             LOG.info("switch %016x: revision %d programmed: +%d -%d flows (%d total, "
                      "%.0f ms%s)", dpid, rev, len(d.adds), len(d.dels), len(known),
                      (time.monotonic() - t0) * 1000, ", after a full dump" if full else "")
+        gone = {m for m in have if m >= LOG_METER_BASE and m not in want}
+        if gone:
+            self.io.delete_meters(dp, have, gone)
         self.engine.mark_applied(dpid, rev, len(known))
+        if self.metrics is not None:
+            self.metrics.sync_seconds.observe(time.monotonic() - t0)
+            if d:
+                self.metrics.flow_mods.labels("add").inc(len(d.adds))
+                self.metrics.flow_mods.labels("delete").inc(len(d.dels))
         self.after_sync(dp)
+
+    def wanted_meters(self, flows: list) -> dict[int, int]:
+        """meter id -> rate for the punt meters and every meter the flows name."""
+        want = dict(self.meter_rates)
+        vm_rate = self.meter_rates[PUNT_BY_PURPOSE["log"].meter]
+        for f in flows:
+            if f.meter is not None and f.meter not in want:
+                want[f.meter] = vm_rate   # a VM's own log meter
+        return want
