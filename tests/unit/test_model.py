@@ -169,3 +169,14 @@ def test_parse_object_checks_one_object():
 def test_mac_is_lowercased():
     doc = with_change("vms/web1/mac", "02:AA:00:00:01:01")
     assert parse_state(doc).vms["web1"].mac == "02:aa:00:00:01:01"
+
+
+def test_ports_as_a_yaml_list():
+    rule = {"id": "r", "direction": "ingress", "action": "allow", "protocol": "udp"}
+    st = parse_state({"policies": {"p": {"rules": [{**rule, "ports": [53, "5000-5010"]}]}}})
+    assert st.policies["p"].rules[0].ports == ((53, 53), (5000, 5010))
+    assert state_doc(st)["policies"]["p"]["rules"][0]["ports"] == "53,5000-5010"
+    for bad in ([], [True], [[53]], [70000]):
+        with pytest.raises(ValidationError) as e:
+            parse_state({"policies": {"p": {"rules": [{**rule, "ports": bad}]}}})
+        assert e.value.field == "policies.p.rules[0].ports"

@@ -136,9 +136,15 @@ def parse_net(text: Any) -> IpNet:
 
 
 def parse_ports(v: Any) -> tuple[tuple[int, int], ...]:
-    """ "80", "8000-8080", "80,443" or an integer -> sorted ranges; ValueError if bad."""
+    """ "80", "8000-8080", "80,443", an integer, or a list of those (YAML ``[53, "5000-5010"]``)
+    -> sorted ranges; ValueError if bad."""
     if isinstance(v, bool):
         raise ValueError(f"{v!r} is not a port list")
+    if isinstance(v, list):
+        if not v or any(isinstance(x, (bool, list)) or not isinstance(x, (int, str))
+                        for x in v):
+            raise ValueError(f"{v!r} is not a port list (numbers and \"N-M\" ranges)")
+        v = ",".join(str(x) for x in v)
     if isinstance(v, int):
         v = str(v)
     if not isinstance(v, str) or not v.strip():
