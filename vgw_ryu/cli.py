@@ -3,7 +3,8 @@
     vgwctl apply -f policy.yaml [--dry-run]
     vgwctl get state | vm[s] | group[s] | polic(y|ies) | switch[es] [NAME]
     vgwctl delete vm[s]|group[s]|polic(y|ies) NAME
-    vgwctl stats | logs [--since 5m] [--follow] | trace VM DIRECTION PEER_IP PROTOCOL [PORT]
+    vgwctl stats [--vm VM] | conns VM [--peer IP] [--port N] [--rule P/ID] | metrics
+    vgwctl logs [--since 5m] [--follow] | trace VM DIRECTION PEER_IP PROTOCOL [PORT]
 
 URL and token: --url/--token, or VGW_URL/VGW_TOKEN (default http://127.0.0.1:8080).
 The file formats (apply), durations (logs --since) and outputs are in each command's
@@ -20,8 +21,7 @@ import time
 import urllib.parse
 from typing import Any
 
-import yaml
-
+from vgw_ryu.api import cliout
 from vgw_ryu.api.client import DEFAULT_URL, ApiError, Client
 from vgw_ryu.api.cliinput import (
     APPLY_HELP,
@@ -33,6 +33,9 @@ from vgw_ryu.api.cliinput import (
     plan,
     since_value,
 )
+from vgw_ryu.api.cliout import find_switch, log_line, switch_rows
+from vgw_ryu.api.cliout import print_doc as _print
+from vgw_ryu.api.cliout import table as _table
 from vgw_ryu.policy import model
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -56,18 +59,6 @@ def _choice(table: dict[str, str], what: str):
             raise argparse.ArgumentTypeError(
                 f"{what} must be one of {', '.join(table)}, not {text!r}") from None
     return convert
-
-
-def _print(obj: Any, as_json: bool) -> None:
-    print(json.dumps(obj, indent=2) if as_json else
-          yaml.safe_dump(obj, sort_keys=False).rstrip("\n"))
-
-
-def _table(rows: list[list[Any]], header: list[str]) -> str:
-    cells = [header] + [["" if v is None else str(v) for v in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
-                     for r in cells)
 
 
 # --- apply -------------------------------------------------------------------------------
@@ -103,39 +94,6 @@ def cmd_apply(c: Client, a: argparse.Namespace) -> int:
 
 
 # --- get ---------------------------------------------------------------------------------
-def find_switch(switches: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    """A switch by bridge name or datapath id (hex, leading zeros and 0x optional)."""
-    for s in switches:
-        if s.get("bridge") == name:
-            return s
-    key = name.lower().removeprefix("0x")
-    try:
-        dpid = int(key, 16)
-    except ValueError:
-        dpid = None
-    for s in switches:
-        if dpid is not None and int(s["dpid"], 16) == dpid:
-            return s
-    known = ", ".join(s.get("bridge") or s["dpid"] for s in switches) or "none connected"
-    raise CliError(f"no switch {name!r} (a bridge name or a datapath id; known: {known})")
-
-
-def _port_list(ports: list[dict[str, Any]], label: str) -> str:
-    out = []
-    for p in ports:
-        who = p.get(label) if label else None
-        vm_id = f"(vm-id={p['vm_id']})" if p.get("vm_id") else ""
-        out.append(f"{who or p['name']}@{p['ofport']}{vm_id}")
-    return ",".join(out) or "-"
-
-
-def switch_rows(switches: list[dict[str, Any]]) -> str:
-    rows = [[s["dpid"], s.get("bridge") or "-", s["applied_revision"], s["flows"],
-             _port_list(s["vm_ports"], "vm"), len(s["uplinks"]),
-             _port_list(s["unknown_ports"], "")] for s in switches]
-    return _table(rows, ["DPID", "BRIDGE", "REVISION", "FLOWS", "VMS", "UPLINKS", "UNKNOWN"])
-
-
 def cmd_get(c: Client, a: argparse.Namespace) -> int:
     what = a.what
     if what == "state":
@@ -180,30 +138,54 @@ def cmd_delete(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-# --- stats, logs, trace --------------------------------------------------------------------
+# --- stats, conns, metrics, logs, trace -------------------------------------------------
 def cmd_stats(c: Client, a: argparse.Namespace) -> int:
     data = c.call("GET", "/v1/stats")
+    if a.vm is not None:
+        # A VM's rules are those of the policies applied to it; the defaults apply to
+        # every protected VM. The counters stay totals over all the VMs a rule covers.
+        vm = c.call("GET", f"/v1/vms/{urllib.parse.quote(a.vm, safe='')}")
+        pols = c.call("GET", "/v1/policies")["policies"]
+        data = cliout.filter_stats(
+            data, {p for p, v in pols.items() if a.vm in v.get("applies_to_vms", [])},
+            bool(vm.get("protected", True)))
     if a.json:
         _print(data, True)
         return 0
-    rows = [[p, r, s["sessions"], s["bytes"]] for p, pol in data["policies"].items()
-            for r, s in pol["rules"].items()]
-    rows += [["(default)", d, s["sessions"], s["bytes"]] for d, s in data["defaults"].items()]
-    print(_table(rows, ["POLICY", "RULE", "SESSIONS", "BYTES"]))
-    sup = data["punts_suppressed"]
-    print(f"\npunts suppressed by rate limits: log {sup['log']}, reject {sup['reject']}, "
-          f"unknown {sup['unknown']}; packet-ins {data['packet_ins']}")
+    print(_table(cliout.stats_rows(data), cliout.STATS_HEADER))
+    if a.vm is not None:
+        print(f"\nrules applying to vm {a.vm}; counters are totals over every VM a rule "
+              "applies to")
+    if data.get("note"):
+        print(f"\nnote: {data['note']}")
+    sup = data.get("punts_suppressed")
+    if sup is not None:
+        print("\npunts suppressed by rate limits: "
+              + ", ".join(f"{k} {v}" for k, v in sup.items())
+              + f"; packet-ins {data.get('packet_ins', '-')}")
     return 0
 
 
-def _log_line(r: dict) -> str:
-    ports = f":{r['dport']}" if r.get("dport") is not None else ""
-    sport = f":{r['sport']}" if r.get("sport") is not None else ""
-    rule = f"{r.get('policy') or '-'}/{r.get('rule') or '-'}"
-    count = f" x{r['count']}" if r.get("count", 1) > 1 else ""
-    return (f"{r['time']} {r.get('verdict', '?'):6} {r.get('direction') or '-':7} "
-            f"vm={r.get('vm') or '-'} {r.get('protocol', '-')} {r.get('src')}{sport} -> "
-            f"{r.get('dst')}{ports} rule={rule}{count}")
+def cmd_conns(c: Client, a: argparse.Namespace) -> int:
+    q = {k: v for k, v in (("peer", a.peer), ("port", a.port), ("rule", a.rule),
+                           ("limit", a.limit)) if v is not None}
+    path = f"/v1/vms/{urllib.parse.quote(a.vm, safe='')}/connections"
+    data = c.call("GET", path + ("?" + urllib.parse.urlencode(q) if q else ""))
+    if a.json:
+        _print(data, True)
+        return 0
+    print(_table(cliout.conn_rows(data["connections"]), cliout.CONN_HEADER))
+    print(cliout.conn_summary(data))
+    return 0
+
+
+def cmd_metrics(c: Client, a: argparse.Namespace) -> int:
+    text = cliout.metrics_filter(c.text("/metrics"), a.prefix)
+    if a.json:
+        _print(cliout.metrics_json(text), True)
+    else:
+        print(text, end="" if text.endswith("\n") or not text else "\n")
+    return 0
 
 
 def cmd_logs(c: Client, a: argparse.Namespace) -> int:
@@ -216,7 +198,7 @@ def cmd_logs(c: Client, a: argparse.Namespace) -> int:
             q["since"] = f"{last_ts + 1e-6:.6f}"
         recs = c.call("GET", "/v1/logs?" + urllib.parse.urlencode(q))["logs"]
         for r in recs:
-            print(json.dumps(r) if a.json else _log_line(r), flush=True)
+            print(json.dumps(r) if a.json else log_line(r), flush=True)
             last_ts = r["ts"]
         if not a.follow:
             return 0
@@ -295,9 +277,32 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_delete)
     p.add_argument("kind", type=_choice(COLLECTIONS, "KIND"), metavar="KIND")
     p.add_argument("name", metavar="NAME")
-    _command(sub, "stats", "per-rule counters (connection decisions, bytes)",
-             "Table of POLICY RULE SESSIONS BYTES, then the punts suppressed by rate "
-             "limits.", cmd_stats)
+    p = _command(sub, "stats", "per-rule counters (sessions, packets, bytes)", (
+        "Table of POLICY RULE SESSIONS PACKETS BYTES, the busiest rule (most sessions)\n"
+        "first, then by name; the default verdicts are policy (default). SESSIONS counts\n"
+        "connection decisions (new connections a rule judged), PACKETS every packet it\n"
+        "judged. Then the punts suppressed by rate limits. --vm VM keeps the rules of\n"
+        "the policies applied to VM (and the defaults, if VM is protected); the counters\n"
+        "are still totals over every VM a rule applies to."), cmd_stats)
+    p.add_argument("--vm", metavar="VM", help="only the rules that apply to this VM")
+    p = _command(sub, "conns", "a VM's live connections (its connection table)", (
+        "Table of PROTO DIR SRC SPORT DST DPORT STATE BLOCKED RULE, then the count. DIR\n"
+        "is egress or ingress as seen from the VM; ICMP shows id=ID as SPORT and\n"
+        "TYPE/CODE as DPORT; RULE is POLICY/ID, default, or - when unknown. Needs the VM\n"
+        "on a switch of the controller's host (503 otherwise); an unprotected VM has no\n"
+        "connection table (409)."), cmd_conns)
+    p.add_argument("vm", metavar="VM")
+    p.add_argument("--peer", metavar="IP", help="only connections with this peer address")
+    p.add_argument("--port", type=int, metavar="N", help="only connections on this port")
+    p.add_argument("--rule", metavar="POLICY/ID",
+                   help="only connections decided by this rule (or: default)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="at most this many (1-10000, default 1000)")
+    p = _command(sub, "metrics", "the Prometheus metrics (GET /metrics)", (
+        "Prints the text exposition format as served; PREFIX keeps the metrics whose\n"
+        "name starts with it (vgwctl metrics vgw_rule_). --json: a list of\n"
+        "{name, type, help, samples: [{name, labels, value}]}."), cmd_metrics)
+    p.add_argument("prefix", nargs="?", metavar="PREFIX")
     p = _command(sub, "logs", "firewall log records, oldest first", (
         "One line per record: TIME VERDICT DIRECTION vm=VM PROTO SRC -> DST rule=P/R;\n"
         "--json prints each record as one JSON line.\n" + SINCE_HELP), cmd_logs)

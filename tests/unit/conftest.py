@@ -33,6 +33,12 @@ class StubBackend:
     trace_result: Any = None
     trace_error: Exception | None = None
     stats_error: Exception | None = None
+    metrics_body: bytes = (b"# HELP vgw_state_revision revision of the desired state\n"
+                           b"# TYPE vgw_state_revision gauge\nvgw_state_revision 1.0\n")
+    conn_result: dict[str, Any] | None = None
+    conn_queries: list[tuple] = field(default_factory=list)
+    counted: list[tuple[str, int]] = field(default_factory=list)
+    count_error: Exception | None = None
 
     def switch_count(self) -> int:
         return self.switches
@@ -52,6 +58,18 @@ class StubBackend:
         if self.trace_error is not None:
             raise self.trace_error
         return self.trace_result
+
+    def metrics_text(self) -> bytes:
+        return self.metrics_body
+
+    def connections(self, vm, peer, port, rule, limit):
+        self.conn_queries.append((vm, peer, port, rule, limit))
+        return self.conn_result
+
+    def count_request(self, method: str, status: int) -> None:
+        self.counted.append((method, status))
+        if self.count_error is not None:
+            raise self.count_error
 
 
 @dataclass

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from vgw_ryu import cli
+from vgw_ryu.api import cliout
 from vgw_ryu.api.client import ApiError
 from vgw_ryu.policy import model
 
@@ -226,7 +227,7 @@ def test_switch_table_shows_bridges_and_unknown_ports_vm_ids(capsys):
 
 
 def test_table_aligns_and_strips():
-    out = cli._table([["web1", None, 3], ["a", "x", 12]], ["NAME", "MAC", "N"])
+    out = cliout.table([["web1", None, 3], ["a", "x", 12]], ["NAME", "MAC", "N"])
     assert out.splitlines() == ["NAME  MAC  N", "web1       3", "a     x    12"]
 
 
@@ -234,7 +235,7 @@ def test_log_line():
     rec = {"time": "2026-01-01T00:00:00Z", "verdict": "deny", "direction": "ingress",
            "vm": "web1", "protocol": "tcp", "src": "10.0.0.9", "sport": 40000,
            "dst": "10.0.0.11", "dport": 22, "policy": None, "rule": None, "count": 3}
-    assert cli._log_line(rec) == ("2026-01-01T00:00:00Z deny   ingress vm=web1 tcp "
+    assert cliout.log_line(rec) == ("2026-01-01T00:00:00Z deny   ingress vm=web1 tcp "
                                   "10.0.0.9:40000 -> 10.0.0.11:22 rule=-/- x3")
 
 

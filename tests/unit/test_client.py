@@ -205,3 +205,22 @@ def test_netlab_controller_request_keeps_its_contract(server, seen):
     assert ctl.request("GET", "/html") == (502, b"<html>bad gateway</html>")
     ctl.request("PUT", "/x", None, headers={"Authorization": "Bearer t"}, raw=b"{}")
     assert seen[-1]["headers"]["Authorization"] == "Bearer t" and seen[-1]["body"] == b"{}"
+
+
+def test_text_returns_the_body_of_a_2xx_as_text(server):
+    c = Client(server)
+    Handler.seen.clear()
+    assert c.text("/text") == "hello"
+    assert c.text("/ok") == '{"status": "ok", "revision": 3}'     # not parsed
+    assert Handler.seen[0]["method"] == "GET"
+    assert Handler.seen[0]["headers"]["Accept"] == "text/plain"
+
+
+def test_text_errors_carry_the_apis_fields(server):
+    with pytest.raises(ApiError) as e:
+        Client(server).text("/missing")
+    assert (e.value.status, e.value.code, e.value.message) == (404, "not_found",
+                                                               "no vm named 'x'")
+    with pytest.raises(ApiError) as e:
+        Client(server).text("/html")
+    assert (e.value.status, e.value.code) == (502, None)

@@ -53,3 +53,8 @@ def test_view_filters_and_limit():
     assert c.view(es, VM_IPS, _ids(), rule="p/http")["total"] == 1
     v = c.view(es, VM_IPS, _ids(), limit=1)
     assert v["total"] == 4 and len(v["connections"]) == 1 and v["truncated"]
+
+
+def test_entries_of_other_addresses_are_not_the_vms():
+    other = "udp,orig=(src=10.9.9.1,dst=10.9.9.2,sport=1,dport=2),reply=(src=10.9.9.2,dst=10.9.9.1,sport=2,dport=1),zone=7\n"  # noqa: E501
+    assert c.view(c.parse_dump(DUMP + other), VM_IPS, _ids())["total"] == 4

@@ -92,8 +92,9 @@ def test_protocol_numbers_are_consistent():
 
 def _routes() -> list[tuple[str, str]]:
     api = Api(backend=None)
-    return [("/v1/" + "/".join(pattern), method.lower())
-            for pattern, methods in api.routes for method in methods]
+    return [(prefix + "/".join(pattern), method.lower())
+            for prefix, routes in (("/v1/", api.routes), ("/", api.root_routes))
+            for pattern, methods in routes for method in methods]
 
 
 @pytest.mark.parametrize(("path", "method"), _routes())
@@ -147,15 +148,22 @@ def test_bearer_security_scheme_reads_optional_writes_required():
                                   else [{"bearerAuth": []}]), (path, method)
 
 
+METRICS_PATHS = ("/metrics", "/v1/metrics")
+
+
 def test_every_answer_has_a_json_schema_and_errors_share_one():
     error = OPENAPI["components"]["schemas"]["Error"]
     for path, method, op in _operations():
         for code, answer in op["responses"].items():
+            if path in METRICS_PATHS and code == "200":
+                assert answer["content"] == {"text/plain": {"schema": {"type": "string"}}}
+                continue
             schema = answer["content"]["application/json"]["schema"]
             assert schema.get("type") == "object", (path, method, code)
             if code.startswith("4"):
                 assert schema is error, (path, method, code)
-        if method == "get" and path not in ("/v1/health", "/v1/openapi.json"):
+        if method == "get" and path not in ("/v1/health", "/v1/openapi.json",
+                                            *METRICS_PATHS):
             assert "ETag" in op["responses"]["200"]["headers"], path
 
 
@@ -230,3 +238,55 @@ def test_view_fields_are_what_object_view_adds(api):
         assert set(view) - set(declared) == {"name", *VIEW_FIELDS[coll]}
     assert set(READ_ONLY) == {"name", "revision", *(k for f in VIEW_FIELDS.values()
                                                     for k in f)}
+
+
+# --- metrics and connections ---------------------------------------------------------------
+def test_metrics_is_documented_at_both_paths_as_a_read():
+    for path, op_id in (("/metrics", "getMetrics"), ("/v1/metrics", "getMetricsV1")):
+        op = PATHS[path]["get"]
+        assert op["operationId"] == op_id and "Prometheus" in op["summary"]
+        assert op["security"] == [{}, {"bearerAuth": []}]
+        assert set(op["responses"]) == {"200", "401", "503"}
+
+
+def test_connections_operation_documents_its_parameters_and_errors():
+    op = PATHS["/v1/vms/{name}/connections"]["get"]
+    assert op["operationId"] == "listVmConnections"
+    params = {p["name"]: p["schema"] for p in op["parameters"]}
+    assert set(params) == {"peer", "port", "rule", "limit"}
+    assert (params["port"]["minimum"], params["port"]["maximum"]) == (1, 65535)
+    assert (params["limit"]["minimum"], params["limit"]["maximum"]) == (1, 10000)
+    assert set(op["responses"]) == {"200", "400", "401", "404", "409", "503"}
+    assert "unprotected" in op["responses"]["409"]["description"]
+    assert "ETag" in op["responses"]["200"]["headers"]
+    conn = OPENAPI["components"]["schemas"]["Connection"]["properties"]
+    assert conn["direction"]["enum"] == list(model.DIRECTIONS)
+
+
+def test_stats_counters_say_what_sessions_and_packets_count():
+    counter = OPENAPI["components"]["schemas"]["Stats"]["properties"]["defaults"][
+        "additionalProperties"]["properties"]
+    assert "new connections" in counter["sessions"]["description"]
+    assert "every packet" in counter["packets"]["description"]
+
+
+CONNS = {"connections": [
+    {"protocol": "tcp", "direction": "ingress", "src": "192.0.2.7", "dst": "10.0.0.11",
+     "sport": 40000, "dport": 22, "state": "ESTABLISHED", "blocked": False,
+     "rule": "web-in/ssh", "timeout": 431999},
+    {"protocol": "icmp", "direction": "egress", "src": "10.0.0.11", "dst": "10.0.0.91",
+     "type": 8, "code": 0, "id": 77, "state": "", "blocked": True, "rule": "default",
+     "timeout": 29},
+    {"protocol": "udp", "direction": "egress", "src": "10.0.0.11", "dst": "10.0.0.53",
+     "sport": 5353, "dport": 53, "state": "", "blocked": False, "rule": None,
+     "timeout": None}], "total": 3, "truncated": False}
+
+
+def test_connections_answer_matches_its_schema(api):
+    api.backend.conn_result = CONNS
+    s, body = api.get("/v1/vms/web1/connections")
+    assert s == 200
+    _check("/v1/vms/{name}/connections", "get", body)
+    with pytest.raises(AssertionError):
+        _check("/v1/vms/{name}/connections", "get", {k: v for k, v in body.items()
+                                                      if k != "truncated"})

@@ -1,6 +1,8 @@
 """What the API needs from its host: the engine and the switch-side data.
 
-The Ryu app's vgw_ryu.ryuapp.backend.AppBackend is one; tests use small fakes.
+The Ryu app's vgw_ryu.ryuapp.backend.AppBackend is one; tests use small fakes. The
+methods marked optional are looked up with getattr: a backend without them still serves
+everything else (GET /metrics and the connection listing then answer 503).
 """
 
 from __future__ import annotations
@@ -46,4 +48,21 @@ class Backend(Protocol):
 
     def connection_usage(self, zones: list[int]) -> dict[int, tuple[int, int]]:
         """zone -> (limit, live entries) from the datapath; {} when it cannot say."""
+        ...
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus text exposition (vgw_ryu.runtime.metrics.CONTENT_TYPE) served
+        at GET /metrics and GET /v1/metrics. Optional."""
+        ...
+
+    def connections(self, vm: str, peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+                    port: int | None, rule: str | None, limit: int) -> dict[str, Any] | None:
+        """A protected VM's connection table, filtered: {"connections": [{protocol,
+        direction, src, dst, sport, dport (or type, code, id), state, blocked, rule,
+        timeout}], "total": N, "truncated": bool}; None when it cannot be read here (the
+        VM is on no local switch). Optional."""
+        ...
+
+    def count_request(self, method: str, status: int) -> None:
+        """Called after every answered request (the REST requests metric). Optional."""
         ...

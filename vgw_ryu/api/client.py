@@ -3,6 +3,7 @@
     c = Client("http://127.0.0.1:8080", token=None, timeout=30)
     c.call("GET", "/v1/health")              # parsed JSON of a 2xx answer, else ApiError
     c.request("PUT", "/v1/vms/a", {...})     # (status, body) whatever the status
+    c.text("/metrics")                       # the text of a 2xx answer (not JSON)
 
 Errors are one exception type, ``ApiError``: the HTTP status (``None`` when no answer
 came back), and the ``code``, ``message`` and ``field`` of the API's
@@ -52,6 +53,15 @@ def _parse(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:
         return data
+
+
+def _failure(status: int, reason: str, parsed: Any) -> ApiError:
+    """The ApiError of a non-2xx answer: the API's code, message and field if present."""
+    err = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(err, dict) and "code" in err and "message" in err:
+        return ApiError(status, str(err["code"]), str(err["message"]),
+                        err.get("field") or None, parsed)
+    return ApiError(status, None, reason, body=parsed)
 
 
 class Client:
@@ -104,11 +114,16 @@ class Client:
                 raise ApiError(status, None, f"{reason}, but the answer is not JSON",
                                body=parsed)
             return parsed
-        err = parsed.get("error") if isinstance(parsed, dict) else None
-        if isinstance(err, dict) and "code" in err and "message" in err:
-            raise ApiError(status, str(err["code"]), str(err["message"]),
-                           err.get("field") or None, parsed)
-        raise ApiError(status, None, reason, body=parsed)
+        raise _failure(status, reason, parsed)
+
+    def text(self, path: str, *, timeout: float | None = None) -> str:
+        """The body of a 2xx answer to GET ``path`` as text (e.g. GET /metrics);
+        ApiError for anything else, with the API's error fields when it sent them."""
+        status, reason, data = self._send("GET", path, None, {"Accept": "text/plain"},
+                                          None, timeout)
+        if 200 <= status < 300:
+            return data.decode("utf-8", "replace")
+        raise _failure(status, reason, _parse(data))
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.call("GET", path, **kw)

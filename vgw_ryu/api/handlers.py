@@ -7,7 +7,9 @@ snapshot; every write is validated against the whole resulting state and committ
 before the answer; a rejected request changes nothing, and a write that would change
 nothing writes nothing (200 with the current revision and ``"changed": false``). Every
 GET answer carries the revision it was read at, in the body and as ``ETag: "<rev>"``.
-HTTP plumbing: vgw_ryu.api.http.
+GET /metrics (and /v1/metrics) answers the backend's Prometheus text as it is. After
+every answer the backend's ``count_request`` (if any) counts it. HTTP plumbing:
+vgw_ryu.api.http.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ from vgw_ryu.api.views import KINDS, READ_ONLY, object_view, references
 from vgw_ryu.policy import model
 from vgw_ryu.policy.model import ValidationError
 from vgw_ryu.policy.ruleset import evaluate
+from vgw_ryu.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from vgw_ryu.runtime.snapshot import Snapshot
 from vgw_ryu.runtime.store import ConflictError
 
 __all__ = ["KINDS", "MAX_BODY", "READ_ONLY", "Api", "ApiError", "Backend", "Request",
            "Response"]
+
+
+# Methods counted by name; anything else a client sends is counted as OTHER (the
+# metric's label set stays bounded).
+COUNTED_METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH")
 
 
 class Api:
@@ -47,6 +55,11 @@ class Api:
         self.add("stats", GET=self.stats)
         self.add("logs", GET=self.logs)
         self.add("trace", POST=self.trace)
+        self.add("vms/{name}/connections", GET=self.vm_connections)
+        self.add("metrics", GET=self.metrics)
+        # Outside /v1: GET /metrics, where Prometheus looks by default.
+        self.root = Router()
+        self.root.add("metrics", GET=self.metrics)
         # Read-only handlers reached by POST: a token guards them like a GET.
         self.read_only_posts = {self.trace}
 
@@ -56,21 +69,48 @@ class Api:
 
     @property
     def routes(self):
+        """The /v1 routes: (pattern parts, handlers by method)."""
         return self.router.routes
+
+    @property
+    def root_routes(self):
+        """The routes outside /v1 (``/metrics``)."""
+        return self.root.routes
 
     def add(self, pattern: str, **methods: Handler) -> None:
         """Register handlers for a path pattern like ``vms/{name}``."""
         self.router.add(pattern, **methods)
 
-    @staticmethod
-    def error_response(e: ApiError) -> Response:
-        """The JSON answer for an error raised outside a handler."""
-        return Response(e.status, e.body())
+    def error_response(self, e: ApiError, method: str | None = None) -> Response:
+        """The JSON answer for an error raised outside a handler (the adapter's 413);
+        counted like any answer when the request's ``method`` is given."""
+        resp = Response(e.status, e.body())
+        if method is not None:
+            self._count(method, resp.status)
+        return resp
 
     def handle(self, req: Request) -> Response:
-        """Answer one request; never raises."""
+        """Answer one request, and count it (backend.count_request); never raises."""
+        resp = self._answer_request(req)
+        self._count(req.method, resp.status)
+        return resp
+
+    def _count(self, method: str, status: int) -> None:
+        count = getattr(self.backend, "count_request", None)
+        if count is None:
+            return
+        method = method.upper()
         try:
-            handler, path_params = self.router.resolve(req)
+            count(method if method in COUNTED_METHODS else "OTHER", status)
+        except Exception:   # a metric must never break an answer
+            pass
+
+    def _answer_request(self, req: Request) -> Response:
+        try:
+            if req.path.startswith("/v1/"):
+                handler, path_params = self.router.resolve(req)
+            else:
+                handler, path_params = self.root.resolve(req, "/")
             read = req.method.upper() == "GET" or handler in self.read_only_posts
             http.authorize(self.token, req, read)
             if not read:
@@ -256,3 +296,31 @@ class Api:
         except Exception as e:
             out["datapath"] = {"error": str(e)}
         return Response(200, out)
+
+    def vm_connections(self, req: Request, path: dict[str, str]) -> Response:
+        """A VM's live connections from its switch's connection table, filtered."""
+        name = path["name"]
+        snap = self.engine.snapshot()
+        vm = snap.state.vms.get(name)
+        if vm is None:
+            raise ApiError(404, "not_found", f"no vm named {name[:80]!r}")
+        q = params.conn_query(req.query)
+        if not vm.protected:
+            raise ApiError(409, "unprotected", f"vm {name!r} is unprotected: its traffic "
+                           "bypasses the firewall and it has no connection table",
+                           f"vms.{name}.protected")
+        read = getattr(self.backend, "connections", None)
+        found = read(name, q.peer, q.port, q.rule, q.limit) if read is not None else None
+        if found is None:
+            raise ApiError(503, "unavailable", f"the connection table of vm {name!r} cannot "
+                           "be read here (the VM is on no local switch, or the datapath "
+                           "did not answer)")
+        body = {"vm": name, "zone": snap.ids.zone(name), **found}
+        return self._read(body, snap.revision)
+
+    def metrics(self, req: Request, path: dict[str, str]) -> Response:
+        """The Prometheus text exposition, sent as it is."""
+        render = getattr(self.backend, "metrics_text", None)
+        if render is None:
+            raise ApiError(503, "unavailable", "this controller serves no metrics")
+        return Response.raw(200, render(), METRICS_CONTENT_TYPE)

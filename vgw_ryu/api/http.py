@@ -40,13 +40,32 @@ class Request:
     remote_addr: str = "127.0.0.1"
 
 
+JSON_TYPE = "application/json; charset=utf-8"
+
+
 @dataclass
 class Response:
+    """An answer: a JSON-able body, or bytes sent as they are (``Response.raw``).
+
+    ``content_type`` is what goes in the Content-Type header; a raw answer also carries
+    it in ``headers`` so an adapter that copies the headers sends it.
+    """
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def raw(cls, status: int, data: bytes, content_type: str,
+            headers: dict[str, str] | None = None) -> Response:
+        return cls(status, bytes(data), {**(headers or {}), "Content-Type": content_type})
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", JSON_TYPE)
+
     def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
         return (json.dumps(self.body, indent=1) + "\n").encode()
 
 

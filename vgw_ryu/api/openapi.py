@@ -18,6 +18,7 @@ from vgw_ryu.policy.model import (
     ACTIONS,
     DEFAULT_VERDICTS,
     DIRECTIONS,
+    LOG_LEVELS,
     NAME_RE,
     PROTO_NUM,
     PROTOCOLS,
@@ -44,7 +45,7 @@ VM = {
     "type": "object", "additionalProperties": False,
     "properties": {"mac": {"type": "string"}, "ips": {"type": "array", "items": {"type": "string"}},
                    "labels": LABELS, "protected": {"type": "boolean"},
-                   "max_connections": LIMIT},
+                   "max_connections": LIMIT, "log": _enum(LOG_LEVELS)},
 }
 GROUP = {
     "type": "object", "additionalProperties": False,
@@ -75,7 +76,7 @@ SETTINGS = {
                    "log_default_deny": {"type": "boolean"},
                    "unknown_ports": _enum(UNKNOWN_PORT_ACTIONS),
                    "uplinks": {"type": "array", "items": {"type": "string"}},
-                   "max_connections": LIMIT},
+                   "max_connections": LIMIT, "log": _enum(LOG_LEVELS)},
 }
 STATE = {
     "type": "object", "additionalProperties": False,
@@ -141,9 +142,11 @@ SWITCH = {"type": "object",
 SWITCHES = {"type": "object", "required": ["switches", "revision"],
             "properties": {"switches": {"type": "array", "items": SWITCH},
                            "revision": REVISION}}
-COUNTER = {"type": "object", "properties": {"sessions": {"type": "integer"},
-                                            "packets": {"type": "integer"},
-                                            "bytes": {"type": "integer"}}}
+COUNTER = {"type": "object", "properties": {
+    "sessions": {"type": "integer",
+                 "description": "connection decisions: new connections the rule judged"},
+    "packets": {"type": "integer", "description": "every packet the rule judged"},
+    "bytes": {"type": "integer", "description": "the bytes of those packets"}}}
 STATS = {"type": "object", "required": ["policies", "revision"],
          "properties": {
              "policies": {"type": "object", "additionalProperties": {
@@ -160,6 +163,41 @@ LOG_RECORD = {"type": "object",
                              "count": {"type": "integer"}}}
 LOGS = {"type": "object", "required": ["logs", "revision"],
         "properties": {"logs": {"type": "array", "items": LOG_RECORD}, "revision": REVISION}}
+PORT_NUM = {"type": "integer", "nullable": True}
+CONNECTION = {
+    "type": "object",
+    "required": ["protocol", "direction", "src", "dst", "state", "blocked", "rule"],
+    "properties": {
+        "protocol": {"type": "string"},
+        "direction": {**_enum(DIRECTIONS), "description": "relative to the VM"},
+        "src": {"type": "string"}, "dst": {"type": "string"},
+        "sport": PORT_NUM, "dport": PORT_NUM,
+        "type": {**PORT_NUM, "description": "ICMP type"},
+        "code": {**PORT_NUM, "description": "ICMP code"},
+        "id": {**PORT_NUM, "description": "ICMP id"},
+        "state": {"type": "string"}, "blocked": {"type": "boolean"},
+        "rule": {**NULL_STR, "description": '"policy/id", "default", or null'},
+        "timeout": {**PORT_NUM, "description": "seconds left"}}}
+CONNECTIONS = {
+    "type": "object",
+    "required": ["vm", "zone", "connections", "total", "truncated", "revision"],
+    "properties": {"vm": NAME, "zone": {"type": "integer", "nullable": True},
+                   "connections": {"type": "array", "items": CONNECTION},
+                   "total": {"type": "integer", "description": "matching the filters"},
+                   "truncated": {"type": "boolean",
+                                 "description": "more matched than limit"},
+                   "revision": REVISION}}
+CONN_PARAMS = [
+    {"name": "peer", "in": "query", "schema": {"type": "string"},
+     "description": "only connections with this address at the other end"},
+    {"name": "port", "in": "query",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 65535},
+     "description": "only connections with this source or destination port"},
+    {"name": "rule", "in": "query", "schema": {"type": "string"},
+     "description": "only connections decided by this rule: POLICY/RULE_ID or default"},
+    {"name": "limit", "in": "query",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+     "description": "at most this many (default 1000)"}]
 HEALTH = {"type": "object", "required": ["status", "revision", "switches"],
           "properties": {"status": {"enum": ["ok"]}, "revision": REVISION,
                          "switches": {"type": "integer"}}}
@@ -195,11 +233,13 @@ IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
                            "`revision` in the body does the same"}
 ERRORS = {400: "invalid input (error.field names it)", 401: "missing or wrong token",
           404: "no such path or object", 409: "stale revision, or still referenced",
-          413: "body over 1 MiB", 415: "body is not application/json"}
+          413: "body over 1 MiB", 415: "body is not application/json",
+          503: "not available on this controller now (code unavailable)"}
 
 
-def _err(*codes: int) -> dict[str, Any]:
-    return {str(c): {"description": ERRORS[c],
+def _err(*codes: int, **described: str) -> dict[str, Any]:
+    """Error answers; ``described`` overrides a description: ``e409="..."``."""
+    return {str(c): {"description": described.get(f"e{c}", ERRORS[c]),
                      "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
 
@@ -208,13 +248,24 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _op(op_id: str, summary: str, ok: dict[str, Any], errors: tuple[int, ...],
-        write: bool = False, etag: bool = True, **extra: Any) -> dict[str, Any]:
+        write: bool = False, etag: bool = True, described: dict[str, str] | None = None,
+        **extra: Any) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": "ok",
                               "content": {"application/json": {"schema": ok}}}
     if etag and not write:
         answer["headers"] = ETAG
     return {"operationId": op_id, "summary": summary, "security": WRITE if write else READ,
-            **extra, "responses": {"200": answer, **_err(*errors)}}
+            **extra, "responses": {"200": answer, **_err(*errors, **(described or {}))}}
+
+
+def _metrics(op_id: str) -> dict[str, Any]:
+    """GET /metrics: Prometheus text, not JSON."""
+    return {"get": {
+        "operationId": op_id, "summary": "Prometheus metrics (text exposition format)",
+        "security": READ,
+        "responses": {"200": {"description": "the text exposition format 0.0.4",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      **_err(401, 503)}}}
 
 
 def _collection(coll: str) -> dict[str, Any]:
@@ -263,7 +314,8 @@ OPENAPI: dict[str, Any] = {
                     "VmView": VIEWS["vms"], "GroupView": VIEWS["groups"],
                     "PolicyView": VIEWS["policies"], "StateWrite": STATE_WRITE,
                     "ObjectWrite": OBJECT_WRITE, "Deleted": DELETED, "Switch": SWITCH,
-                    "Stats": STATS, "LogRecord": LOG_RECORD, "Trace": TRACE,
+                    "Stats": STATS, "Connection": CONNECTION,
+                    "Connections": CONNECTIONS, "LogRecord": LOG_RECORD, "Trace": TRACE,
                     "TraceRequest": TRACE_REQUEST, "Health": HEALTH},
     },
     "paths": {
@@ -281,7 +333,20 @@ OPENAPI: dict[str, Any] = {
         **_collection("vms"),
         **_collection("groups"),
         **_collection("policies"),
-        "/v1/stats": {"get": _op("getStats", "Per policy and rule counters", STATS, (401,))},
+        "/v1/vms/{name}/connections": {
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "get": _op("listVmConnections", "A VM's live connections (its connection "
+                       "table), filtered", CONNECTIONS, (400, 401, 404, 409, 503),
+                       parameters=CONN_PARAMS,
+                       described={"e400": "bad peer, port, rule or limit (error.field)",
+                                  "e409": "the VM is unprotected: no connection table "
+                                          "(code unprotected)",
+                                  "e503": "the VM's connection table cannot be read here: "
+                                          "on no local switch (code unavailable)"})},
+        "/v1/stats": {"get": _op("getStats", "Per policy and rule counters: sessions "
+                                 "(connection decisions), packets and bytes judged", STATS,
+                                 (401,))},
         "/v1/logs": {"get": _op("listLogs", "Recent firewall log records, newest last", LOGS,
                                 (400, 401), parameters=LOG_PARAMS)},
         "/v1/trace": {"post": _op("trace", "Which rule decides a connection (read-only)",
@@ -289,5 +354,7 @@ OPENAPI: dict[str, Any] = {
                                   requestBody=_body(TRACE_REQUEST), etag=False)},
         "/v1/openapi.json": {"get": _op("getOpenApi", "This document", ANY_OBJECT, (401,),
                                         etag=False)},
+        "/v1/metrics": _metrics("getMetricsV1"),
+        "/metrics": _metrics("getMetrics"),
     },
 }

@@ -1,4 +1,5 @@
-"""Checking the parameters of GET /v1/logs and POST /v1/trace. No Ryu here."""
+"""Checking the parameters of GET /v1/logs, GET /v1/vms/{name}/connections and POST
+/v1/trace. No Ryu here."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ class LogQuery:
 
 
 @dataclass(frozen=True)
+class ConnQuery:
+    peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    port: int | None
+    rule: str | None
+    limit: int
+
+
+@dataclass(frozen=True)
 class TraceQuery:
     vm: str
     direction: str
@@ -32,9 +41,7 @@ class TraceQuery:
 
 
 def log_query(q: dict[str, str]) -> LogQuery:
-    limit = q.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 10000:
-        raise ApiError(400, "invalid", "limit must be 1-10000", "limit")
+    limit = _limit(q, 100)
     since = q.get("since")
     if since is not None:
         try:
@@ -46,7 +53,34 @@ def log_query(q: dict[str, str]) -> LogQuery:
     verdict = q.get("verdict")
     if verdict is not None and verdict not in ("allow", "deny", "reject"):
         raise ApiError(400, "invalid", "verdict must be allow, deny or reject", "verdict")
-    return LogQuery(q.get("vm"), verdict, since, int(limit))
+    return LogQuery(q.get("vm"), verdict, since, limit)
+
+
+def _limit(q: dict[str, str], default: int) -> int:
+    limit = q.get("limit", str(default))
+    if not limit.isdigit() or not 1 <= int(limit) <= 10000:
+        raise ApiError(400, "invalid", "limit must be 1-10000", "limit")
+    return int(limit)
+
+
+def conn_query(q: dict[str, str]) -> ConnQuery:
+    """The filters of a VM's connection listing: peer address, port, deciding rule."""
+    peer = None
+    if "peer" in q:
+        try:
+            peer = parse_ip(q["peer"])
+        except ValueError as e:
+            raise ApiError(400, "invalid", str(e)[:200], "peer") from None
+    port = q.get("port")
+    if port is not None and (not port.isdigit() or not 1 <= int(port) <= 65535):
+        raise ApiError(400, "invalid", f"{port[:40]!r} is not a port (1-65535)", "port")
+    rule = q.get("rule")
+    if rule is not None and rule != "default":
+        policy, _, rid = rule.partition("/")
+        if not (model.NAME_RE.fullmatch(policy) and model.NAME_RE.fullmatch(rid)):
+            raise ApiError(400, "invalid", f"rule must be POLICY/RULE_ID or default, not "
+                                           f"{rule[:80]!r}", "rule")
+    return ConnQuery(peer, int(port) if port is not None else None, rule, _limit(q, 1000))
 
 
 def trace_query(body: Any, st: State) -> TraceQuery:

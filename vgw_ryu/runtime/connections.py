@@ -86,6 +86,8 @@ def view(entries: Iterable[Entry], vm_ips: set[IpAddr], ids: Ids, *,
     total = 0
     for e in entries:
         src, dst = _addr(e.orig.get("src")), _addr(e.orig.get("dst"))
+        if src not in vm_ips and dst not in vm_ips:
+            continue   # not this VM's: a zone number another VM had (flushed or not)
         egress = src in vm_ips
         other = dst if egress else src
         admitted = None

@@ -26,6 +26,7 @@ from vgw_ryu.runtime.snapshot import Snapshot, SwitchInfo
 from vgw_ryu.runtime.store import Store
 
 LOG = logging.getLogger("vgw_ryu.runtime.engine")
+UNCAPPED = 50_000_000   # a zone limit no datapath reaches (OVS userspace: 3 M entries)
 TUNNEL_TYPES = {"patch", "vxlan", "geneve", "gre", "stt", "lisp", "erspan", "ip6gre",
                 "ip6erspan", "gtpu", "bareudp"}
 LOCAL_PORT = 0xFFFFFFFE  # OFPP_LOCAL
@@ -161,14 +162,15 @@ class Engine:
                 self.store.write_ids(self.ids.to_doc())
 
     def connection_limits(self) -> dict[int, int]:
-        """zone -> connection cap for every protected VM that has one."""
+        """zone -> datapath zone limit for every protected VM.
+
+        A VM without a cap still gets a limit, above anything the datapath holds
+        (UNCAPPED): the userspace datapath counts a zone's entries only when the zone
+        has a limit, and the count is what GET /v1/vms and /metrics show.
+        """
         with self._lock:
-            out = {}
-            for name, zone in self.ids.zones().items():
-                limit = connection_limit(self.state, name)
-                if limit:
-                    out[zone] = limit
-            return out
+            return {zone: connection_limit(self.state, name) or UNCAPPED
+                    for name, zone in self.ids.zones().items()}
 
     # --- switches ----------------------------------------------------------------
     def switch(self, dpid: int) -> SwitchView:

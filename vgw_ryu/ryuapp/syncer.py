@@ -138,8 +138,10 @@ class Syncer:
             self._limits_rev = rev
             return
         try:
-            for change in self.limits.apply(wanted):
-                LOG.info("connection limit %s", change)
+            changes = self.limits.apply(wanted)
+            if changes:
+                LOG.info("connection limits: %d zone(s) changed (%s%s)", len(changes),
+                         ", ".join(changes[:5]), ", ..." if len(changes) > 5 else "")
             self._limits_error = None
             self._limits_rev = rev
         except UnixctlError as e:

@@ -35,11 +35,13 @@ class RestController(ControllerBase):
     def dispatch(self, req, **_kwargs):
         length = req.content_length or 0
         if length > MAX_BODY:
-            resp = self.api.error_response(ApiError(413, "too_large", "body over 1 MiB"))
+            resp = self.api.error_response(
+                ApiError(413, "too_large", "body over 1 MiB"), req.method)
         else:
             body = req.body_file.read(MAX_BODY + 1) if req.method in ("PUT", "POST") else b""
             if len(body) > MAX_BODY:
-                resp = self.api.error_response(ApiError(413, "too_large", "body over 1 MiB"))
+                resp = self.api.error_response(
+                ApiError(413, "too_large", "body over 1 MiB"), req.method)
             else:
                 resp = self.api.handle(Request(
                     method=req.method, path=req.path_info, query=dict(req.GET),
