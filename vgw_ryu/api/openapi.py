@@ -80,9 +80,17 @@ SETTINGS = {
                    "uplinks": {"type": "array", "items": {"type": "string"}},
                    "max_connections": LIMIT, "log": _enum(LOG_LEVELS)},
 }
+EXPECTATION = {
+    "type": "object", "additionalProperties": False, "required": ["from", "to", "verdict"],
+    "properties": {"from": {"type": "string"}, "to": {"type": "string"},
+                   "protocol": _enum(("tcp", "udp", "icmp", "icmpv6")),
+                   "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                   "verdict": _enum(ACTIONS)},
+}
 STATE = {
     "type": "object", "additionalProperties": False,
     "properties": {"settings": SETTINGS,
+                   "expectations": {"type": "array", "items": EXPECTATION},
                    "vms": {"type": "object", "additionalProperties": VM},
                    "groups": {"type": "object", "additionalProperties": GROUP},
                    "policies": {"type": "object", "additionalProperties": POLICY},

@@ -56,4 +56,6 @@ def state_doc(s: State) -> dict[str, Any]:
     return {"settings": settings_doc(s.settings),
             "vms": {n: vm_doc(v) for n, v in s.vms.items()},
             "groups": {n: group_doc(g) for n, g in s.groups.items()},
-            "policies": {n: policy_doc(p) for n, p in s.policies.items()}}
+            "policies": {n: policy_doc(p) for n, p in s.policies.items()},
+            **({"expectations": [e.doc() for e in s.expectations]} if s.expectations
+               else {})}

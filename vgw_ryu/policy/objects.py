@@ -127,3 +127,4 @@ class State:
     vms: dict[str, Vm] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
+    expectations: tuple = ()     # policy.expectations.Expectation: what must hold

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from vgw_ryu.policy import expectations
 from vgw_ryu.policy.fields import (
     _bool,
     _choice,
@@ -238,7 +239,7 @@ def check_references(ctx: _Ctx, state: State) -> None:
             ips.setdefault(ip, name)
 
 
-STATE_KEYS = ("settings", "vms", "groups", "policies", "revision")
+STATE_KEYS = ("settings", "vms", "groups", "policies", "expectations", "revision")
 
 
 def parse_state(doc: Any) -> State:
@@ -250,9 +251,11 @@ def parse_state(doc: Any) -> State:
     state = State(_settings(ctx, d.get("settings")),
                   _section(ctx, d, "vms", parse_vm),
                   _section(ctx, d, "groups", parse_group),
-                  _section(ctx, d, "policies", parse_policy))
+                  _section(ctx, d, "policies", parse_policy),
+                  expectations.parse(ctx, d.get("expectations")))
     if not ctx.errors:
         check_references(ctx, state)
+        expectations.check_references(ctx, state, state.expectations)
     if ctx.errors:
         raise ValidationError(ctx.errors)
     return state

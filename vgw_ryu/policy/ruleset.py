@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from vgw_ryu.policy.model import PROTO_NUM as PROTO_NUM  # re-exported for the compiler
-from vgw_ryu.policy.model import IpAddr, IpNet, Rule, State
+from vgw_ryu.policy.objects import PROTO_NUM as PROTO_NUM  # re-exported for the compiler
+from vgw_ryu.policy.objects import IpAddr, IpNet, Rule, State
 
 # At equal priority deny beats reject beats allow: a rule that blocks wins a tie with one
 # that lets the connection through.
