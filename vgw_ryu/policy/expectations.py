@@ -109,7 +109,7 @@ def check_references(ctx: _Ctx, state: State, items: tuple[Expectation, ...]) ->
                 ctx.err(f"expectations[{i}].{key}", f"no {end.kind} named {end.value!r}")
 
 
-def _hosts(state: State, end: End) -> list[tuple[str | None, IpAddr | None]]:
+def hosts(state: State, end: End) -> list[tuple[str | None, IpAddr | None]]:
     """(VM name or None, an address) for each host an end stands for."""
     if end.kind == "cidr":
         net = ipaddress.ip_network(end.value)
@@ -136,8 +136,8 @@ def check(state: State, effective: dict[str, list[EffectiveRule]]) -> list[dict[
     """Every expectation, for every pair of hosts it stands for, that the state breaks."""
     out = []
     for i, e in enumerate(state.expectations):
-        for src, src_ip in _hosts(state, e.src):
-            for dst, dst_ip in _hosts(state, e.dst):
+        for src, src_ip in hosts(state, e.src):
+            for dst, dst_ip in hosts(state, e.dst):
                 if src is not None and src == dst:
                     continue
                 if src_ip is None or dst_ip is None or src_ip.version != dst_ip.version:

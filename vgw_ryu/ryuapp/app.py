@@ -28,6 +28,7 @@ from ryu.ofproto import ofproto_v1_3, ofproto_v1_4
 
 from vgw_ryu.api.handlers import Api
 from vgw_ryu.pipeline.tables import PUNTS
+from vgw_ryu.runtime.assertaudit import datapath_violations
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.fwlog import FirewallLog
 from vgw_ryu.runtime.metrics import Metrics
@@ -143,8 +144,28 @@ class VgwApp(app_manager.RyuApp):
             if self.conf.audit_interval > 0 and \
                     time.monotonic() - last_audit >= self.conf.audit_interval:
                 last_audit = time.monotonic()
+                # Assertions first: a flow changed by hand is reported before the
+                # full syncs below put it back.
+                self._check_assertions()
                 for dpid in list(self.dps):
                     self.schedule(dpid, full=True)
+
+    def _check_assertions(self) -> None:
+        """Trace every connectivity assertion through the installed flows."""
+        snap = self.engine.snapshot()
+        if not snap.state.expectations or self.ports is None:
+            return
+        names = self.ports.bridge_names()
+        try:
+            found = datapath_violations(snap, names.get)
+        except Exception:
+            LOG.exception("checking the connectivity assertions in the datapath failed")
+            return
+        for v in self.backend.assertions.update(found):
+            LOG.warning("assertion %d violated in the datapath: expected %s from %s to %s "
+                        "(%s %s), the installed flows %s it (%s)", v["expectation"],
+                        v["verdict"], v["pair"][0], v["pair"][1], v["protocol"],
+                        v.get("port") or "", v["got"], "; ".join(v["traced"]))
 
     def _check_meters(self) -> None:
         """Log when a punt meter dropped packets (events were suppressed)."""

@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vgw_ryu.policy.ruleset import connection_limit
+from vgw_ryu.policy import expectations
+from vgw_ryu.policy.model import State
+from vgw_ryu.policy.ruleset import connection_limit, effective_rules
 from vgw_ryu.runtime import connections as rconns
+from vgw_ryu.runtime import impact as rimpact
 from vgw_ryu.runtime import stats as rstats
 from vgw_ryu.runtime import trace as rtrace
+from vgw_ryu.runtime.assertaudit import AssertionWatch
 from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits, call
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.fwlog import FirewallLog
@@ -43,6 +47,7 @@ class AppBackend:
         self.state_file = state_file
         self.invalid = invalid if invalid is not None else InvalidWatch()
         self.metrics: Metrics | None = None   # set by the app once it has built them
+        self.assertions = AssertionWatch()     # the audit's datapath check
 
     def revision(self) -> int:
         return self.engine.snapshot().revision
@@ -57,6 +62,35 @@ class AppBackend:
         if self.state_file is not None:
             out += self.state_file.problems()
         out += self.invalid.problems()
+        snap = self.engine.snapshot()
+        for v in expectations.check(snap.state, snap.effective):
+            out.append({"code": "assertion_violated", "source": "model",
+                        "expectation": v["expectation"],
+                        "message": f"expected {v['verdict']} from {v['pair'][0]} to "
+                                   f"{v['pair'][1]}, the state gives {v['got']} "
+                                   f"({v['decided_by']})"})
+        out += self.assertions.problems()
+        return out
+
+    def impact(self, candidate: State) -> dict[str, Any] | None:
+        """What ``candidate`` would do to the live connections of the VMs on this host's
+        switches, and to the denials in the recent log; None if conntrack cannot be read."""
+        snap = self.engine.snapshot()
+        seen = snap.vm_locations()
+        zone_vm = {snap.ids.zone(n): n for n, v in snap.state.vms.items()
+                   if v.protected and seen.get(n)}
+        try:
+            entries = rconns.parse_dump(call("dpctl/dump-conntrack")) if zone_vm else []
+        except UnixctlError:
+            return None
+        tables: dict[str, list] = {}
+        for e in entries:
+            if e.zone in zone_vm:
+                tables.setdefault(zone_vm[e.zone], []).append(e)
+        new_eff = effective_rules(candidate)
+        out = rimpact.cuts(snap.state, candidate, snap.effective, new_eff, tables)
+        out.update(rimpact.newly_allowed(snap.state, candidate, new_eff,
+                                         self.fwlog.query(limit=10000)))
         return out
 
     def read_only_reason(self) -> str | None:
