@@ -31,6 +31,14 @@ STATE = {
          "ports": "25"},
         {"id": "v6", "direction": "ingress", "action": "deny", "protocol": "icmpv6",
          "peer": "cidr:fd00::/8"},
+        # Every kind of match the app must encode exactly as ovs-ofctl does.
+        {"id": "echo6", "direction": "ingress", "action": "allow", "protocol": "icmpv6",
+         "icmp_type": 128, "icmp_code": 0},
+        {"id": "mask", "direction": "egress", "action": "deny", "protocol": "icmp",
+         "icmp_type": 17},
+        {"id": "ntp", "direction": "ingress", "action": "allow", "protocol": "udp",
+         "src_ports": "123", "ports": "1024-65535", "stateful": False},
+        {"id": "gre", "direction": "ingress", "action": "allow", "protocol": 47},
     ]}},
 }
 

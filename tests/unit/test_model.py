@@ -65,7 +65,7 @@ CASES = [
      "policies.web-in.rules[1].ports", "need protocol tcp or udp"),
     (R1 + "/direction", "inbound", "policies.web-in.rules[1].direction", "not one of"),
     (R1 + "/action", "permit", "policies.web-in.rules[1].action", "not one of"),
-    (R1 + "/protocol", "sctp", "policies.web-in.rules[1].protocol", "not one of"),
+    (R1 + "/protocol", "quic", "policies.web-in.rules[1].protocol", "not a protocol"),
     (R1 + "/priority", 0, "policies.web-in.rules[1].priority", "not a priority (1-1000)"),
     (R1 + "/priority", 1001, "policies.web-in.rules[1].priority", "not a priority"),
     (R1 + "/priority", "high", "policies.web-in.rules[1].priority", "not a priority"),
@@ -180,3 +180,41 @@ def test_ports_as_a_yaml_list():
         with pytest.raises(ValidationError) as e:
             parse_state({"policies": {"p": {"rules": [{**rule, "ports": bad}]}}})
         assert e.value.field == "policies.p.rules[0].ports"
+
+
+@pytest.mark.parametrize("extra,field", [
+    ({"protocol": "tcp", "icmp_type": 8}, "icmp_type"),
+    ({"protocol": "icmp", "icmp_code": 0}, "icmp_code"),
+    ({"protocol": "icmp", "icmp_type": 256}, "icmp_type"),
+    ({"protocol": "icmp", "icmp_type": True}, "icmp_type"),
+    ({"protocol": "icmp", "src_ports": "53"}, "src_ports"),
+    ({"protocol": "udp", "src_ports": "70000"}, "src_ports"),
+    ({"protocol": 256}, "protocol"),
+    ({"protocol": "quic"}, "protocol"),
+    ({"protocol": True}, "protocol"),
+])
+def test_rich_match_errors_name_the_field(extra, field):
+    rule = {"id": "r", "direction": "ingress", "action": "allow", **extra}
+    with pytest.raises(ValidationError) as e:
+        parse_state({"policies": {"p": {"rules": [rule]}}})
+    assert e.value.field == f"policies.p.rules[0].{field}"
+
+
+@pytest.mark.parametrize("given,stored", [(6, "tcp"), ("17", "udp"), (47, "gre"),
+                                          ("132", "sctp"), (253, "253"), ("vrrp", "vrrp")])
+def test_protocols_by_number_or_name(given, stored):
+    rule = {"id": "r", "direction": "ingress", "action": "allow", "protocol": given}
+    st = parse_state({"policies": {"p": {"rules": [rule]}}})
+    assert st.policies["p"].rules[0].protocol == stored
+    assert parse_state(state_doc(st)) == st
+
+
+def test_icmp_type_and_source_ports_round_trip():
+    rules = [{"id": "e", "direction": "ingress", "action": "allow", "protocol": "icmpv6",
+              "icmp_type": 128, "icmp_code": 0},
+             {"id": "d", "direction": "ingress", "action": "allow", "protocol": "udp",
+              "src_ports": [53], "ports": "1024-65535"}]
+    st = parse_state({"policies": {"p": {"rules": rules}}})
+    doc = state_doc(st)["policies"]["p"]["rules"]
+    assert (doc[0]["icmp_type"], doc[0]["icmp_code"], doc[1]["src_ports"]) == (128, 0, "53")
+    assert parse_state(state_doc(st)) == st

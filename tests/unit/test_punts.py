@@ -128,7 +128,7 @@ def test_summary_tcp_udp_icmp():
     s = punt(frame(v6(58), icmpv6.icmpv6(type_=128, data=icmpv6.echo(id_=1, seq=1)))).summary()
     assert (s["protocol"], s["icmp_type"]) == ("icmpv6", 128)
     s = punt(frame(v4(47), None, b"\x00" * 8)).summary()
-    assert s["protocol"] == "47" and "sport" not in s
+    assert s["protocol"] == "gre" and "sport" not in s
 
 
 def test_summary_icmp_v4():

@@ -12,8 +12,8 @@ from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like
 from vgw_ryu.pipeline.cookies import KIND_PEER, KIND_RULE, KIND_VM
 from vgw_ryu.pipeline.ctstate import ct_state
 from vgw_ryu.pipeline.flows import Conjunction
-from vgw_ryu.policy.model import IpNet
-from vgw_ryu.policy.ruleset import ACTION_RANK, PROTO_NUM, EffectiveRule
+from vgw_ryu.policy.model import IpNet, proto_number
+from vgw_ryu.policy.ruleset import ACTION_RANK, EffectiveRule
 
 # Where the peer is, per rule direction: (IPv4 field, IPv6 field).
 PEER_FIELDS = {F.DIR_EGRESS: ("ipv4_dst", "ipv6_dst"), F.DIR_INGRESS: ("ipv4_src", "ipv6_src")}
@@ -46,23 +46,44 @@ def net_match(net: IpNet, field_v4: str, field_v6: str) -> Match:
     return {"eth_type": ETH_IPV6, field_v6: v}
 
 
-def proto_clause(eff: EffectiveRule) -> list[Match]:
-    """The protocol/port clause of a rule, per IP family its peers can be."""
+# ICMP type and code, per family (OXM names; ovs-ofctl says icmp_type for IPv4).
+ICMP_FIELDS = {"icmp": ("icmpv4_type", "icmpv4_code"), "icmpv6": ("icmpv6_type", "icmpv6_code")}
+
+
+def _bases(eff: EffectiveRule) -> list[Match]:
+    """eth_type and ip_proto of a rule, per IP family its peers can be."""
     r = eff.rule
-    if r.protocol in ("icmp", "icmpv6"):
-        eth = ETH_IP if r.protocol == "icmp" else ETH_IPV6
-        return [{"eth_type": eth, "ip_proto": PROTO_NUM[r.protocol]}]
+    if r.protocol in ICMP_FIELDS:
+        return [{"eth_type": ETH_IP if r.protocol == "icmp" else ETH_IPV6,
+                 "ip_proto": proto_number(r.protocol)}]
     families = {4, 6} if eff.peers is None else {n.version for n in eff.peers}
+    return [{"eth_type": ETH_IP if fam == 4 else ETH_IPV6, "ip_proto": proto_number(r.protocol)}
+            for fam in sorted(families)]
+
+
+def proto_clause(eff: EffectiveRule) -> list[Match]:
+    """The protocol clause of a rule: protocol, destination ports, ICMP type/code."""
+    r = eff.rule
     out: list[Match] = []
-    for fam in sorted(families):
-        base = {"eth_type": ETH_IP if fam == 4 else ETH_IPV6,
-                "ip_proto": PROTO_NUM[r.protocol]}
-        if not r.ports:
+    for base in _bases(eff):
+        if r.icmp_type is not None:
+            type_f, code_f = ICMP_FIELDS[r.protocol]
+            out.append({**base, type_f: r.icmp_type,
+                        **({code_f: r.icmp_code} if r.icmp_code is not None else {})})
+        elif r.ports:
+            out += [{**base, f"{r.protocol}_dst": m} for lo, hi in r.ports
+                    for m in port_masks(lo, hi)]
+        else:
             out.append(base)
-            continue
-        port_field = f"{r.protocol}_dst"
-        out += [{**base, port_field: m} for lo, hi in r.ports for m in port_masks(lo, hi)]
     return out
+
+
+def src_port_clause(eff: EffectiveRule) -> list[Match]:
+    """A rule's source ports: a clause of their own, so they add to the flows, not
+    multiply them."""
+    r = eff.rule
+    return [{**base, f"{r.protocol}_src": m} for base in _bases(eff)
+            for lo, hi in r.src_ports for m in port_masks(lo, hi)]
 
 
 def build_stateless(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) -> None:
@@ -75,6 +96,8 @@ def build_stateless(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int
         clauses.append([net_match(n, *PEER_FIELDS[stage.direction]) for n in eff.peers])
     clauses.append(proto_clause(eff) if r.protocol != "any" else
                    [{"eth_type": ETH_IP}, {"eth_type": ETH_IPV6}])
+    if r.src_ports:
+        clauses.append(src_port_clause(eff))
     n = len(clauses)
     for i, clause in enumerate(clauses, 1):
         for match in clause:
@@ -98,6 +121,8 @@ def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) ->
         clauses.append([net_match(n, *PEER_FIELDS[direction]) for n in eff.peers])
     if r.protocol != "any":
         clauses.append(proto_clause(eff))
+    if r.src_ports:
+        clauses.append(src_port_clause(eff))
     if len(clauses) == 1:
         clauses.append([{}])  # a conjunction needs two clauses; this one always holds
     n = len(clauses)

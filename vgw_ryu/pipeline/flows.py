@@ -24,15 +24,16 @@ from vgw_ryu.pipeline.ctstate import CT_FLAGS, ct_state_text  # noqa: F401 - re-
 FIELD_ORDER = (
     "in_port", "reg6", "reg0", "reg4", "reg5", "conj_id", "eth_src", "eth_dst", "eth_type",
     "ct_state", "ct_mark", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst",
-    "arp_spa", "arp_sha", "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv6_type",
-    "ipv6_nd_target",
+    "arp_spa", "arp_sha", "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type",
+    "icmpv4_code", "icmpv6_type", "icmpv6_code", "ipv6_nd_target",
 )
 _ORDER = {f: i for i, f in enumerate(FIELD_ORDER)}
 HEX_FIELDS = {"reg0", "reg4", "reg5", "reg6", "ct_mark", "eth_type", "conj_id", "tcp_dst",
               "udp_dst"}
 
 # Ryu/OXM field names are used everywhere; ovs-ofctl spells these differently.
-OFCTL_NAME = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "ipv6_nd_target": "nd_target"}
+OFCTL_NAME = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "ipv6_nd_target": "nd_target",
+              "icmpv4_type": "icmp_type", "icmpv4_code": "icmp_code"}
 
 MatchValue = int | str | tuple[int, int] | tuple[str, str]
 

@@ -57,8 +57,10 @@ MARK_BLOCKED = F.BLOCKED.mask    # ct_mark: a changed policy denied the original
 _REG0, _ZONE = F.VERDICT.reg, F.ZONE.reg
 CT_MATCH = "ct_state ct_mark"
 # Stateless rules are conjunctions in the ct tables: zone, peer and protocol/ports.
-STATELESS_MATCH = ("reg6 conj_id eth_type ip_proto ipv4_src ipv4_dst ipv6_src ipv6_dst tcp_dst "
-                   "udp_dst")
+# What a rule's clauses match: peers, protocol, ports (both ends), ICMP type/code.
+RULE_L3L4 = ("eth_type ip_proto ipv4_src ipv4_dst ipv6_src ipv6_dst tcp_src tcp_dst udp_src "
+             "udp_dst icmpv4_type icmpv4_code icmpv6_type icmpv6_code")
+STATELESS_MATCH = f"reg6 conj_id {RULE_L3L4}"
 TABLES = [
     _t("classify", 0, "in_port -> protected VM (load zone), unprotected/uplink, unknown",
        "in_port", "egress_guard ingress_classify forward punt_unknown"),
@@ -81,8 +83,7 @@ TABLES = [
     _t("ingress_action", 55, "act on the verdict: commit and output, drop, reject, log",
        f"{_ZONE} {_REG0} eth_type {CT_MATCH}", "punt_log punt_reject"),
     _t("rules", 60, "the policy: one conjunction per rule (VMs x peers x ports)",
-       f"{_ZONE} {_REG0} conj_id ct_state eth_type ip_proto ipv4_src ipv4_dst ipv6_src "
-       "ipv6_dst tcp_dst udp_dst", ""),
+       f"{_ZONE} {_REG0} conj_id ct_state {RULE_L3L4}", ""),
     _t("forward", 90, "plain L2 forwarding", "", ""),
     _t("punt_log", 100, "metered copy to the controller for the log, one meter per VM",
        "reg4", ""),

@@ -41,6 +41,11 @@ def rule_doc(r: Rule) -> dict[str, Any]:
                          "protocol": r.protocol}
     if r.ports:
         d["ports"] = r.ports_text()
+    if r.src_ports:
+        d["src_ports"] = r.ports_text(r.src_ports)
+    for key in ("icmp_type", "icmp_code"):
+        if getattr(r, key) is not None:
+            d[key] = getattr(r, key)
     d.update({"peer": str(r.peer), "priority": r.priority, "log": r.log})
     if not r.stateful:
         d["stateful"] = False

@@ -118,6 +118,17 @@ def hosts(state: State, end: End) -> list[tuple[str | None, IpAddr | None]]:
     return [(n, state.vms[n].ips[0] if state.vms[n].ips else None) for n in names]
 
 
+# The connection an assertion stands for is judged as ofproto/trace sends it (the audit
+# must agree with the model): an ephemeral source port, an echo request.
+PROBE_SPORT = 40000
+ECHO = {"icmp": (8, 0), "icmpv6": (128, 0)}
+
+
+def probe(proto: str) -> tuple[int | None, tuple[int, int] | None]:
+    """(source port, ICMP type/code) of the probe connection of a protocol."""
+    return (PROBE_SPORT if proto in ("tcp", "udp") else None), ECHO.get(proto)
+
+
 def verdict(state: State, effective: dict[str, list[EffectiveRule]], src: str | None,
             src_ip: IpAddr, dst: str | None, dst_ip: IpAddr, proto: str,
             port: int | None) -> tuple[str, str]:
@@ -125,7 +136,7 @@ def verdict(state: State, effective: dict[str, list[EffectiveRule]], src: str | 
     for name, direction, peer in ((src, "egress", dst_ip), (dst, "ingress", src_ip)):
         if name is None or not state.vms[name].protected:
             continue
-        v = evaluate(state, effective[name], direction, peer, proto, port)
+        v = evaluate(state, effective[name], direction, peer, proto, port, *probe(proto))
         if v.verdict != "allow":
             return v.verdict, f"{name} {direction}: " + \
                 (f"{v.policy}/{v.rule}" if v.policy else "default")

@@ -26,6 +26,7 @@ from vgw_ryu.policy.objects import (
     ACTIONS,
     DEFAULT_VERDICTS,
     DIRECTIONS,
+    ICMP_PROTOCOLS,
     LABEL_RE,
     LOG_LEVELS,
     MAC_RE,
@@ -46,6 +47,7 @@ from vgw_ryu.policy.objects import (
     State,
     ValidationError,
     Vm,
+    proto_number,
 )
 from vgw_ryu.policy.parse import (
     RULE_KEYS,
@@ -62,6 +64,7 @@ __all__ = [
     "ACTIONS",
     "DEFAULT_VERDICTS",
     "DIRECTIONS",
+    "ICMP_PROTOCOLS",
     "LABEL_RE",
     "LOG_LEVELS",
     "MAC_RE",
@@ -95,6 +98,7 @@ __all__ = [
     "parse_state",
     "parse_vm",
     "policy_doc",
+    "proto_number",
     "rule_doc",
     "settings_doc",
     "state_doc",

@@ -18,10 +18,18 @@ LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$")
 
 DIRECTIONS = ("ingress", "egress")
 ACTIONS = ("allow", "deny", "reject")
-# IP protocol numbers of the protocols a rule can name ("any" has none).
-PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+# IP protocol numbers of the protocols a rule can name ("any" has none); any other
+# protocol is named by its number ("132" and sctp are the same protocol).
+PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "igmp": 2, "gre": 47,
+             "esp": 50, "ah": 51, "ospf": 89, "pim": 103, "vrrp": 112, "sctp": 132}
 PROTO_NAME = {num: name for name, num in PROTO_NUM.items()}
 PROTOCOLS = (*PROTO_NUM, "any")
+ICMP_PROTOCOLS = ("icmp", "icmpv6")
+
+
+def proto_number(protocol: str) -> int:
+    """The IP protocol number of a rule's protocol (a name, or a number as text)."""
+    return PROTO_NUM[protocol] if protocol in PROTO_NUM else int(protocol)
 PORT_PROTOCOLS = ("tcp", "udp")
 # Settings values: what protected VMs get when no rule matches, and unknown ports.
 DEFAULT_VERDICTS = ("deny", "allow")
@@ -107,11 +115,15 @@ class Rule:
     priority: int = 100
     log: bool = False
     stateful: bool = True        # False: matching packets skip the connection table
+    src_ports: tuple[tuple[int, int], ...] = ()   # tcp/udp source ports
+    icmp_type: int | None = None                  # icmp/icmpv6 only
+    icmp_code: int | None = None                  # with icmp_type
 
-    def ports_text(self) -> str | None:
-        if not self.ports:
+    def ports_text(self, ports: tuple[tuple[int, int], ...] | None = None) -> str | None:
+        ranges = self.ports if ports is None else ports
+        if not ranges:
             return None
-        return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in self.ports)
+        return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,11 @@ from vgw_ryu.policy.objects import (
     ACTIONS,
     DEFAULT_VERDICTS,
     DIRECTIONS,
+    ICMP_PROTOCOLS,
     LOG_LEVELS,
     MAC_RE,
     PORT_PROTOCOLS,
+    PROTO_NAME,
     PROTOCOLS,
     UNKNOWN_PORT_ACTIONS,
     FieldError,
@@ -48,8 +50,8 @@ from vgw_ryu.policy.objects import (
     Vm,
 )
 
-RULE_KEYS = ("id", "direction", "action", "protocol", "ports", "peer", "priority", "log",
-             "stateful")
+RULE_KEYS = ("id", "direction", "action", "protocol", "ports", "src_ports", "icmp_type",
+             "icmp_code", "peer", "priority", "log", "stateful")
 MAX_CONNECTIONS = 10_000_000
 
 
@@ -73,16 +75,13 @@ def _rule(ctx: _Ctx, path: str, v: Any) -> Rule | None:
         _name(ctx, _join(path, "id"), rid)
     direction = _choice(ctx, _join(path, "direction"), d.get("direction"), DIRECTIONS, "ingress")
     action = _choice(ctx, _join(path, "action"), d.get("action"), ACTIONS, "deny")
-    protocol = _choice(ctx, _join(path, "protocol"), d.get("protocol"), PROTOCOLS, "any")
-    ports: tuple[tuple[int, int], ...] = ()
-    if d.get("ports") is not None:
-        if protocol not in PORT_PROTOCOLS:
-            ctx.err(_join(path, "ports"), f"ports need protocol tcp or udp, not {protocol}")
-        else:
-            try:
-                ports = parse_ports(d["ports"])
-            except ValueError as e:
-                ctx.err(_join(path, "ports"), str(e))
+    protocol = _protocol(ctx, _join(path, "protocol"), d.get("protocol"))
+    ports, src_ports = (_ports(ctx, path, key, d.get(key), protocol)
+                        for key in ("ports", "src_ports"))
+    icmp_type, icmp_code = (_icmp(ctx, path, key, d.get(key), protocol)
+                            for key in ("icmp_type", "icmp_code"))
+    if icmp_code is not None and icmp_type is None:
+        ctx.err(_join(path, "icmp_code"), "icmp_code needs an icmp_type")
     peer = _peer(ctx, _join(path, "peer"), d.get("peer"))
     if peer.kind == "cidr":
         fam = ipaddress.ip_network(peer.value).version
@@ -103,7 +102,47 @@ def _rule(ctx: _Ctx, path: str, v: Any) -> Rule | None:
                 "the datapath (use a stateful rule to log)")
     if len(ctx.errors) != n_before or not isinstance(rid, str):
         return None
-    return Rule(rid, direction, action, protocol, ports, peer, priority, log, stateful)
+    return Rule(rid, direction, action, protocol, ports, peer, priority, log, stateful,
+                src_ports, icmp_type, icmp_code)
+
+
+def _protocol(ctx: _Ctx, path: str, v: Any) -> str:
+    """A protocol name, or any IP protocol by number (a known number becomes its name)."""
+    if v is None:
+        return "any"
+    if isinstance(v, str) and v in PROTOCOLS:
+        return v
+    number = v if isinstance(v, int) and not isinstance(v, bool) else \
+        int(v) if isinstance(v, str) and v.isdigit() else None
+    if number is None or not 0 <= number <= 255:
+        ctx.err(path, f"{v!r} is not a protocol ({', '.join(PROTOCOLS)}, or a number 0-255)")
+        return "any"
+    return PROTO_NAME.get(number, str(number))
+
+
+def _ports(ctx: _Ctx, path: str, key: str, v: Any, protocol: str) -> tuple:
+    if v is None:
+        return ()
+    if protocol not in PORT_PROTOCOLS:
+        ctx.err(_join(path, key), f"{key} need protocol tcp or udp, not {protocol}")
+        return ()
+    try:
+        return parse_ports(v)
+    except ValueError as e:
+        ctx.err(_join(path, key), str(e))
+        return ()
+
+
+def _icmp(ctx: _Ctx, path: str, key: str, v: Any, protocol: str) -> int | None:
+    if v is None:
+        return None
+    if protocol not in ICMP_PROTOCOLS:
+        ctx.err(_join(path, key), f"{key} needs protocol icmp or icmpv6, not {protocol}")
+    elif isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 255:
+        ctx.err(_join(path, key), f"{v!r} is not an ICMP {key[5:]} (0-255)")
+    else:
+        return v
+    return None
 
 
 def _settings(ctx: _Ctx, v: Any) -> Settings:

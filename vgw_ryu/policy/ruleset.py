@@ -106,14 +106,23 @@ class Verdict:
                 "log": self.log, "default": self.policy is None}
 
 
+def _in(ranges: tuple[tuple[int, int], ...], value: int | None) -> bool:
+    return value is not None and any(lo <= value <= hi for lo, hi in ranges)
+
+
 def _matches(eff: EffectiveRule, direction: str, peer: IpAddr, proto: str,
-             port: int | None) -> bool:
+             port: int | None, sport: int | None, icmp: tuple[int, int] | None) -> bool:
     r = eff.rule
     if r.direction != direction:
         return False
     if r.protocol != "any" and r.protocol != proto:
         return False
-    if r.ports and (port is None or not any(lo <= port <= hi for lo, hi in r.ports)):
+    if r.ports and not _in(r.ports, port):
+        return False
+    if r.src_ports and not _in(r.src_ports, sport):
+        return False
+    if r.icmp_type is not None and (icmp is None or icmp[0] != r.icmp_type or (
+            r.icmp_code is not None and icmp[1] != r.icmp_code)):
         return False
     if eff.peers is not None and not any(peer in n for n in eff.peers):
         return False
@@ -121,14 +130,17 @@ def _matches(eff: EffectiveRule, direction: str, peer: IpAddr, proto: str,
 
 
 def evaluate(state: State, rules: list[EffectiveRule], direction: str, peer: IpAddr,
-             proto: str, port: int | None) -> Verdict:
+             proto: str, port: int | None, sport: int | None = None,
+             icmp: tuple[int, int] | None = None) -> Verdict:
     """The verdict for a new connection of a VM (direction as seen from the VM).
 
-    Stateless rules are judged before the connection table, so they come first.
+    ``sport`` and ``icmp`` (type, code) judge rules on source ports or ICMP types; a rule
+    that needs one does not match a connection given without it. Stateless rules are
+    judged before the connection table, so they come first.
     """
     ordered = [e for e in rules if not e.rule.stateful] + [e for e in rules if e.rule.stateful]
     for eff in ordered:
-        if _matches(eff, direction, peer, proto, port):
+        if _matches(eff, direction, peer, proto, port, sport, icmp):
             return Verdict(eff.rule.action, eff.policy, eff.rule.id, eff.rule.log)
     default = (state.settings.default_ingress if direction == "ingress"
                else state.settings.default_egress)

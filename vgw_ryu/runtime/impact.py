@@ -26,15 +26,20 @@ def _rule(v) -> str:
 
 
 def _judge(state: State, effective: Mapping[str, list[EffectiveRule]], vm: str,
-           direction: str, peer, proto: str, port: int | None) -> tuple[str, str]:
+           direction: str, peer, proto: str, port: int | None, sport: int | None = None,
+           icmp: tuple[int, int] | None = None) -> tuple[str, str]:
     """(verdict, deciding rule) for the VM's side of a connection in ``state``."""
     obj = state.vms.get(vm)
     if obj is None:
         return "deny", "vm deleted"
     if not obj.protected:
         return "allow", "unprotected"
-    v = evaluate(state, effective[vm], direction, peer, proto, port)
+    v = evaluate(state, effective[vm], direction, peer, proto, port, sport, icmp)
     return v.verdict, _rule(v)
+
+
+def _num(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
 
 
 def _ip(text: str | None):
@@ -63,11 +68,15 @@ def cuts(old: State, new: State, old_eff: Mapping[str, list[EffectiveRule]],
                 continue
             direction = "egress" if src in mine else "ingress"
             peer = dst if direction == "egress" else src
-            port = int(e.orig["dport"]) if e.protocol in ("tcp", "udp") and \
-                e.orig.get("dport", "").isdigit() else None
+            port = _num(e.orig.get("dport")) if e.protocol in ("tcp", "udp") else None
+            sport = _num(e.orig.get("sport")) if e.protocol in ("tcp", "udp") else None
+            icmp = (_num(e.orig.get("type")), _num(e.orig.get("code"))) \
+                if e.protocol in ("icmp", "icmpv6") else None
             judged += 1
-            now, now_rule = _judge(old, old_eff, vm, direction, peer, e.protocol, port)
-            after, after_rule = _judge(new, new_eff, vm, direction, peer, e.protocol, port)
+            now, now_rule = _judge(old, old_eff, vm, direction, peer, e.protocol, port,
+                                   sport, icmp)
+            after, after_rule = _judge(new, new_eff, vm, direction, peer, e.protocol, port,
+                                       sport, icmp)
             if now != "allow" or after == "allow":
                 continue
             total += 1
@@ -100,7 +109,9 @@ def newly_allowed(old: State, new: State, new_eff: Mapping[str, list[EffectiveRu
         if key in seen:
             seen[key]["records"] += 1
             continue
-        after, rule = _judge(new, new_eff, vm, direction, peer, r["protocol"], port)
+        icmp = (r.get("icmp_type"), r.get("icmp_code")) if "icmp_type" in r else None
+        after, rule = _judge(new, new_eff, vm, direction, peer, r["protocol"], port,
+                             r.get("sport"), icmp)
         if after == "allow":
             seen[key] = {"vm": vm, "direction": direction, "protocol": r["protocol"],
                          "peer": str(peer), "port": port, "denied_by": r.get("rule"),
