@@ -218,3 +218,21 @@ def test_icmp_type_and_source_ports_round_trip():
     doc = state_doc(st)["policies"]["p"]["rules"]
     assert (doc[0]["icmp_type"], doc[0]["icmp_code"], doc[1]["src_ports"]) == (128, 0, "53")
     assert parse_state(state_doc(st)) == st
+
+
+def test_address_pairs_round_trip_and_errors():
+    vm = {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1"],
+          "address_pairs": [{"ip": "10.0.0.100"}, {"ip": "10.0.1.0/28",
+                                                  "mac": "00:00:5E:00:01:07"}]}
+    st = parse_state({"vms": {"a": vm}})
+    assert state_doc(st)["vms"]["a"]["address_pairs"] == [
+        {"ip": "10.0.0.100"}, {"ip": "10.0.1.0/28", "mac": "00:00:5e:00:01:07"}]
+    assert parse_state(state_doc(st)) == st
+    for bad, field in (({"ip": "nope"}, "address_pairs[0].ip"),
+                       ({"ip": "10.0.0.5", "mac": "01:00:00:00:00:01"},
+                        "address_pairs[0].mac"),
+                       ({"mac": "02:00:00:00:00:09"}, "address_pairs[0].ip"),
+                       ({"ip": "10.0.0.5", "vip": True}, "address_pairs[0].vip")):
+        with pytest.raises(ValidationError) as e:
+            parse_state({"vms": {"a": {**vm, "address_pairs": [bad]}}})
+        assert e.value.field == f"vms.a.{field}"

@@ -82,6 +82,42 @@ def build_vm_logging(b: FlowSet, zone: int, level: str) -> None:
                    Resubmit(PUNT_BY_PURPOSE["log"].table)], **own)
 
 
+def _prefix(net) -> str | tuple[str, str]:
+    host = 32 if net.version == 4 else 128
+    return str(net.network_address) if net.prefixlen == host else \
+        (str(net.network_address), str(net.netmask))
+
+
+def build_address_pairs(b: FlowSet, vm: Vm, p: int, mac: str | None, own: dict) -> None:
+    """A VM's address pairs: more source addresses (and MACs) it may use, and more
+    MACs that reach it."""
+    for pair in vm.address_pairs:
+        pmac = pair.mac or mac
+        src = {"in_port": p, **({"eth_src": pmac} if pmac else {})}
+        net = _prefix(pair.net)
+        # egress_guard: the pair's addresses are the VM's own, from the pair's MAC.
+        if pair.net.version == 4:
+            b.add("egress_guard", P.GUARD_OWN_IP, {**src, "eth_type": ETH_IP, "ipv4_src": net},
+                  goto="egress_ct", **own)
+            arp = {**src, "eth_type": ETH_ARP, "arp_spa": net,
+                   **({"arp_sha": pmac} if pmac else {})}
+            b.add("egress_guard", P.GUARD_CONTROL, arp, goto="ingress_classify", **own)
+        else:
+            b.add("egress_guard", P.GUARD_OWN_IP,
+                  {**src, "eth_type": ETH_IPV6, "ipv6_src": net}, goto="egress_ct", **own)
+            if pair.net.num_addresses == 1:
+                b.add("egress_guard", P.GUARD_CONTROL,
+                      {**src, "eth_type": ETH_IPV6, "ip_proto": IPPROTO_ICMPV6,
+                       "icmpv6_type": ICMPV6_NA, "ipv6_nd_target": net},
+                      goto="ingress_classify", **own)
+        if pair.mac and pair.mac != mac:
+            # ingress_classify: traffic to the pair's own MAC is this VM's too.
+            for eth in IP_FAMILIES:
+                b.add("ingress_classify", P.INGRESS_VM, {"eth_dst": pair.mac, "eth_type": eth},
+                      [F.ZONE.load(own["owner"]), F.OUT_PORT.load(p), CtClear()],
+                      goto="ingress_ct", **own)
+
+
 def build_vm(b: FlowSet, vm: Vm, port: PortFacts, zone: int, log: str = "none") -> None:
     """All flows owned by one protected VM (cookie kind vm, owner its zone)."""
     mac = vm.mac or port.mac
@@ -108,6 +144,7 @@ def build_vm(b: FlowSet, vm: Vm, port: PortFacts, zone: int, log: str = "none") 
     for ip in v6:
         b.add("egress_guard", P.GUARD_OWN_IP,
               {**src, "eth_type": ETH_IPV6, "ipv6_src": str(ip)}, goto="egress_ct", **own)
+    build_address_pairs(b, vm, p, mac, own)
     # *_state: what conntrack finds invalid in this VM's zone is dropped by the VM's own
     # flow, so the controller can count it per VM and name the port (a veth or tap on a
     # netdev bridge with TX checksum offload on sends nothing but invalid TCP).

@@ -28,6 +28,10 @@ def vm_doc(vm: Vm) -> dict[str, Any]:
         d["max_connections"] = vm.max_connections
     if vm.log is not None:
         d["log"] = vm.log
+    if vm.address_pairs:
+        d["address_pairs"] = [
+            {"ip": str(a.net.network_address) if a.net.num_addresses == 1 else str(a.net),
+             **({"mac": a.mac} if a.mac else {})} for a in vm.address_pairs]
     return d
 
 

@@ -74,6 +74,14 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class AddressPair:
+    """An extra address a VM may use (a VIP, a service prefix), optionally with its own
+    MAC (e.g. VRRP's virtual MAC); Neutron calls these allowed address pairs."""
+    net: IpNet
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
 class Vm:
     name: str
     mac: str | None = None
@@ -82,6 +90,7 @@ class Vm:
     protected: bool = True
     max_connections: int | None = None  # None: settings.max_connections
     log: str | None = None              # None: settings.log
+    address_pairs: tuple[AddressPair, ...] = ()
 
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)

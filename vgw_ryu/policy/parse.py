@@ -39,6 +39,7 @@ from vgw_ryu.policy.objects import (
     PROTO_NAME,
     PROTOCOLS,
     UNKNOWN_PORT_ACTIONS,
+    AddressPair,
     FieldError,
     Group,
     IpAddr,
@@ -171,7 +172,8 @@ def _settings(ctx: _Ctx, v: Any) -> Settings:
 
 
 def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
-    d = _obj(ctx, path, v, ("mac", "ips", "labels", "protected", "max_connections", "log"))
+    d = _obj(ctx, path, v, ("mac", "ips", "labels", "protected", "max_connections", "log",
+                            "address_pairs"))
     if d is None:
         return None
     mac = d.get("mac")
@@ -188,7 +190,44 @@ def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
               _bool(ctx, _join(path, "protected"), d.get("protected"), True),
               _limit(ctx, _join(path, "max_connections"), d.get("max_connections")),
               _choice(ctx, _join(path, "log"), d.get("log"), LOG_LEVELS, None)
-              if d.get("log") is not None else None)
+              if d.get("log") is not None else None,
+              _address_pairs(ctx, _join(path, "address_pairs"), d.get("address_pairs")))
+
+
+def _mac(ctx: _Ctx, path: str, mac: Any) -> str | None:
+    if not isinstance(mac, str) or not MAC_RE.match(mac.lower()):
+        ctx.err(path, f"{mac!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+        return None
+    if int(mac[:2], 16) & 1:
+        ctx.err(path, f"{mac.lower()} is a multicast MAC")
+        return None
+    return mac.lower()
+
+
+def _address_pairs(ctx: _Ctx, path: str, v: Any) -> tuple[AddressPair, ...]:
+    """[{ip: ADDRESS or PREFIX, mac: optional}]: extra addresses the VM may use."""
+    if v is None:
+        return ()
+    if not isinstance(v, list):
+        ctx.err(path, "must be a list of {ip, mac}")
+        return ()
+    out = []
+    for i, item in enumerate(v):
+        p = f"{path}[{i}]"
+        d = _obj(ctx, p, item, ("ip", "mac"), ("ip",))
+        if d is None or "ip" not in d:
+            continue
+        try:
+            net = ipaddress.ip_network(d["ip"], strict=False) if isinstance(d["ip"], str) \
+                else None
+        except ValueError:
+            net = None
+        if net is None:
+            ctx.err(_join(p, "ip"), f"{d['ip']!r} is not an IP address or prefix")
+            continue
+        mac = _mac(ctx, _join(p, "mac"), d["mac"]) if d.get("mac") is not None else None
+        out.append(AddressPair(net, mac))
+    return tuple(out)
 
 
 def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:

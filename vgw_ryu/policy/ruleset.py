@@ -49,6 +49,11 @@ def _host_net(ip: IpAddr) -> IpNet:
     return ipaddress.ip_network(ip)
 
 
+def vm_nets(vm) -> list[IpNet]:
+    """A VM's addresses as prefixes: its IPs and its address pairs."""
+    return [_host_net(ip) for ip in vm.ips] + [a.net for a in vm.address_pairs]
+
+
 def resolve_peer(state: State, rule: Rule) -> tuple[IpNet, ...] | None:
     """The prefixes a rule's peer stands for (None = any), filtered to its IP family."""
     p = rule.peer
@@ -57,9 +62,9 @@ def resolve_peer(state: State, rule: Rule) -> tuple[IpNet, ...] | None:
     if p.kind == "cidr":
         nets = [ipaddress.ip_network(p.value)]
     elif p.kind == "vm":
-        nets = [_host_net(ip) for ip in state.vms[p.value].ips]
+        nets = vm_nets(state.vms[p.value])
     else:
-        nets = [_host_net(ip) for m in group_members(state, p.value) for ip in state.vms[m].ips]
+        nets = [n for m in group_members(state, p.value) for n in vm_nets(state.vms[m])]
         nets += list(state.groups[p.value].cidrs)
     if rule.protocol == "icmp":
         nets = [n for n in nets if n.version == 4]
