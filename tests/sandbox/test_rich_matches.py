@@ -28,6 +28,8 @@ RULES = [
      "src_ports": "53", "ports": "1024-65535"},
     {"id": "no-low-src", "direction": "egress", "action": "deny", "protocol": "tcp",
      "src_ports": [1, "2-1023"]},
+    {"id": "from-nets", "direction": "ingress", "action": "allow", "protocol": "tcp",
+     "ports": "8443", "peer": "group:nets"},
 ]
 
 
@@ -35,6 +37,9 @@ RULES = [
 def bridge(tmp_path_factory, ovs):
     st = parse_state({"settings": {"default_ingress": "deny", "default_egress": "allow"},
                       "vms": {"vm": {"mac": VM_MAC, "ips": [VM4, VM6]}},
+                      "groups": {"nets": {"cidrs": ["198.18.0.0/24", "2001:db8:18::/48"],
+                                          "except": ["198.18.0.128/25", "198.18.0.5/32",
+                                                     "2001:db8:18:1::/64"]}},
                       "policies": {"p": {"applied_to": ["vm:vm"], "rules": RULES}}})
     ids = Ids()
     ids.sync(st)
@@ -52,9 +57,9 @@ def bridge(tmp_path_factory, ovs):
         delete_bridge(br)
 
 
-def _in(l4: str, v6: bool = False) -> str:
+def _in(l4: str, v6: bool = False, src: str | None = None) -> str:
     fam = "ipv6" if v6 else "nw"
-    src, dst = ("2001:db8::7", VM6) if v6 else ("198.51.100.7", VM4)
+    src, dst = (src or "2001:db8::7", VM6) if v6 else (src or "198.51.100.7", VM4)
     return f"in_port={UPLINK},{l4},dl_src={EXT_MAC},dl_dst={VM_MAC},{fam}_src={src},{fam}_dst={dst}"
 
 
@@ -78,6 +83,13 @@ def _out(l4: str) -> str:
     (_out("ip") + ",nw_proto=112", False, "vrrp"),
     (_out("tcp") + ",tp_src=22,tp_dst=443", False, "no-low-src"),
     (_out("tcp") + ",tp_src=1024,tp_dst=443", True, None),
+    (_in("tcp", src="198.18.0.10") + ",tp_src=40000,tp_dst=8443", True, "from-nets"),
+    (_in("tcp", src="198.18.0.5") + ",tp_src=40000,tp_dst=8443", False, None),
+    (_in("tcp", src="198.18.0.200") + ",tp_src=40000,tp_dst=8443", False, None),
+    (_in("tcp6", v6=True, src="2001:db8:18::9") + ",tp_src=40000,tp_dst=8443", True,
+     "from-nets"),
+    (_in("tcp6", v6=True, src="2001:db8:18:1::9") + ",tp_src=40000,tp_dst=8443", False,
+     None),
 ])
 def test_verdicts(bridge, flow, allowed, rule):
     br, ids = bridge

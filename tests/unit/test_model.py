@@ -236,3 +236,15 @@ def test_address_pairs_round_trip_and_errors():
         with pytest.raises(ValidationError) as e:
             parse_state({"vms": {"a": {**vm, "address_pairs": [bad]}}})
         assert e.value.field == f"vms.a.{field}"
+
+
+def test_group_except_prefixes():
+    st = parse_state({"groups": {"g": {"cidrs": ["10.0.0.0/24"],
+                                       "except": ["10.0.0.0/25"]}}})
+    assert [str(n) for n in st.groups["g"].resolved_cidrs()] == ["10.0.0.128/25"]
+    assert state_doc(st)["groups"]["g"]["except"] == ["10.0.0.0/25"]
+    assert parse_state(state_doc(st)) == st
+    for outside in ("10.1.0.0/24", "10.0.0.0/16"):   # elsewhere, or larger than the cidr
+        with pytest.raises(ValidationError) as e:
+            parse_state({"groups": {"g": {"cidrs": ["10.0.0.0/24"], "except": [outside]}}})
+        assert e.value.field == "groups.g.except[0]"

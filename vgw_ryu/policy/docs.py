@@ -37,7 +37,8 @@ def vm_doc(vm: Vm) -> dict[str, Any]:
 
 def group_doc(g: Group) -> dict[str, Any]:
     return {"match_labels": dict(g.match_labels), "members": list(g.members),
-            "cidrs": [str(c) for c in g.cidrs]}
+            "cidrs": [str(c) for c in g.cidrs],
+            **({"except": [str(c) for c in g.excepts]} if g.excepts else {})}
 
 
 def rule_doc(r: Rule) -> dict[str, Any]:

@@ -102,6 +102,26 @@ class Group:
     match_labels: tuple[tuple[str, str], ...] = ()
     members: tuple[str, ...] = ()
     cidrs: tuple[IpNet, ...] = ()
+    excepts: tuple[IpNet, ...] = ()   # carved out of the cidrs (each inside one of them)
+
+    def resolved_cidrs(self) -> tuple[IpNet, ...]:
+        """The cidrs with the except prefixes taken out, as plain prefixes."""
+        out: list[IpNet] = []
+        for net in self.cidrs:
+            parts = [net]
+            for ex in self.excepts:
+                nxt: list[IpNet] = []
+                for part in parts:
+                    if ex.version == part.version and ex.subnet_of(part):
+                        nxt += list(part.address_exclude(ex))
+                    elif ex.version == part.version and part.subnet_of(ex):
+                        continue   # wholly excepted
+                    else:
+                        nxt.append(part)
+                parts = nxt
+            out += parts
+        return tuple(sorted(set(out), key=lambda n: (n.version, n.network_address,
+                                                     n.prefixlen)))
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ def _address_pairs(ctx: _Ctx, path: str, v: Any) -> tuple[AddressPair, ...]:
 
 
 def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:
-    d = _obj(ctx, path, v, ("match_labels", "members", "cidrs"))
+    d = _obj(ctx, path, v, ("match_labels", "members", "cidrs", "except"))
     if d is None:
         return None
     members = []
@@ -239,8 +239,14 @@ def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:
         if _name(ctx, f"{path}.members[{i}]", m):
             members.append(m)
     cidrs = _parsed_items(ctx, path, "cidrs", d, parse_net)
+    excepts = _parsed_items(ctx, path, "except", d, parse_net)
+    for i, ex in enumerate(excepts):
+        if not any(ex.version == c.version and ex.subnet_of(c) for c in cidrs):
+            ctx.err(f"{path}.except[{i}]", f"{ex} is inside none of the group's cidrs: an "
+                    "except prefix carves a part out of one of them")
     return Group(name, _labels(ctx, _join(path, "match_labels"), d.get("match_labels")),
-                 tuple(sorted(set(members))), tuple(sorted(set(cidrs), key=str)))
+                 tuple(sorted(set(members))), tuple(sorted(set(cidrs), key=str)),
+                 tuple(sorted(set(excepts), key=str)))
 
 
 def parse_policy(ctx: _Ctx, path: str, name: str, v: Any) -> Policy | None:

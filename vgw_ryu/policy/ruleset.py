@@ -65,7 +65,7 @@ def resolve_peer(state: State, rule: Rule) -> tuple[IpNet, ...] | None:
         nets = vm_nets(state.vms[p.value])
     else:
         nets = [n for m in group_members(state, p.value) for n in vm_nets(state.vms[m])]
-        nets += list(state.groups[p.value].cidrs)
+        nets += list(state.groups[p.value].resolved_cidrs())
     if rule.protocol == "icmp":
         nets = [n for n in nets if n.version == 4]
     elif rule.protocol == "icmpv6":
