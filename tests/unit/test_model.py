@@ -248,3 +248,37 @@ def test_group_except_prefixes():
         with pytest.raises(ValidationError) as e:
             parse_state({"groups": {"g": {"cidrs": ["10.0.0.0/24"], "except": [outside]}}})
         assert e.value.field == "groups.g.except[0]"
+
+
+TIERED = {"tiers": ["admin", "application", "baseline"], "default_tier": "application"}
+
+
+@pytest.mark.parametrize("doc,field", [
+    ({"settings": TIERED, "policies": {"p": {"tier": "nope"}}}, "policies.p.tier"),
+    ({"settings": TIERED, "policies": {"p": {"tier": "baseline", "rules": [
+        {"id": "r", "direction": "ingress", "action": "pass"}]}}}, "policies.p.rules[0].action"),
+    ({"policies": {"p": {"rules": [{"id": "r", "direction": "ingress", "action": "pass"}]}}},
+     "policies.p.rules[0].action"),   # one tier: pass has nowhere to go
+    ({"settings": TIERED, "policies": {"p": {"rules": [
+        {"id": "r", "direction": "ingress", "action": "pass", "log": True}]}}},
+     "policies.p.rules[0].log"),
+    ({"settings": {"tiers": [f"t{i}" for i in range(9)]}}, "settings.tiers"),
+    ({"settings": {"tiers": ["a", "a"]}}, "settings.tiers"),
+    ({"settings": {"tiers": ["a", "B"]}}, "settings.tiers[1]"),
+    ({"settings": {"tiers": ["a", "b"], "default_tier": "c"}}, "settings.default_tier"),
+])
+def test_tier_errors_name_the_field(doc, field):
+    with pytest.raises(ValidationError) as e:
+        parse_state(doc)
+    assert e.value.field == field
+
+
+def test_tiers_round_trip_and_defaults():
+    st = parse_state({"settings": TIERED, "policies": {
+        "a": {"tier": "admin", "rules": [{"id": "r", "direction": "ingress",
+                                          "action": "pass"}]},
+        "b": {}}})
+    assert st.settings.tier_of(st.policies["a"].tier) == 0
+    assert st.settings.tier_of(st.policies["b"].tier) == 1     # default_tier
+    assert parse_state(state_doc(st)) == st
+    assert parse_state({}).settings.tiers == ("default",)

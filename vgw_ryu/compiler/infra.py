@@ -13,7 +13,7 @@ from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like
 from vgw_ryu.pipeline.cookies import KIND_DEFAULT
 from vgw_ryu.pipeline.ctstate import ct_state
 from vgw_ryu.pipeline.flows import Action, Controller, Ct, Normal, Resubmit
-from vgw_ryu.pipeline.tables import PUNT_BY_PURPOSE, PUNTS, T
+from vgw_ryu.pipeline.tables import PUNT_BY_PURPOSE, PUNTS, T, tier_table
 from vgw_ryu.policy.model import Settings
 
 NEW = ct_state("+new+trk")
@@ -119,12 +119,21 @@ def build_rule_default(b: FlowSet, stage: Stage, settings: Settings) -> None:
     """rules: the stage's default verdict from settings, below every rule."""
     verdict = getattr(settings, stage.default)
     log = verdict == "deny" and settings.log_default_deny
-    # rules: rule number 0 tells a punt that no rule decided. New and established
-    # packets count apart: the new ones are the connection decisions (sessions).
+    # rules (the last tier's table): rule number 0 tells a punt that no rule decided.
+    # New and established packets count apart: the new ones are the connection
+    # decisions (sessions).
+    last = tier_table(len(settings.tiers) - 1)
     for state in (ct_state("+new+trk"), ct_state("-new+trk")):
-        b.add("rules", P.RULES_DEFAULT, F.match(F.DIRECTION.match(stage.direction), state),
+        b.add(last, P.RULES_DEFAULT, F.match(F.DIRECTION.match(stage.direction), state),
               [F.load((F.VERDICT, F.VERDICTS[verdict]), (F.LOG, int(log))), F.RULE.load(0)],
               kind=KIND_DEFAULT)
+
+
+def build_tiers(b: FlowSet, settings: Settings) -> None:
+    """rules_t*: a tier where no rule decided hands the packet to the next one."""
+    for i in range(len(settings.tiers) - 1):
+        # rules (tier i): nothing here decided; the next tier judges.
+        b.add(tier_table(i), P.RULES_TIER_MISS, {}, [Resubmit(T[tier_table(i + 1)])])
 
 
 def build_forward_and_punts(b: FlowSet) -> None:
@@ -147,4 +156,5 @@ def build_infra(b: FlowSet, settings: Settings) -> None:
         build_allow(b, stage)
         build_deny_and_reject(b, stage)
         build_rule_default(b, stage, settings)
+    build_tiers(b, settings)
     build_forward_and_punts(b)

@@ -11,7 +11,8 @@ from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a 
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_PEER, KIND_RULE, KIND_VM
 from vgw_ryu.pipeline.ctstate import ct_state
-from vgw_ryu.pipeline.flows import Conjunction
+from vgw_ryu.pipeline.flows import Conjunction, Resubmit
+from vgw_ryu.pipeline.tables import T, tier_table
 from vgw_ryu.policy.model import IpNet, proto_number
 from vgw_ryu.policy.ruleset import ACTION_RANK, EffectiveRule
 
@@ -113,6 +114,7 @@ def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) ->
     """rules: the clause flows of one rule and its ``conj_id`` flow."""
     r = eff.rule
     prio = rules_priority(eff)
+    table = tier_table(eff.tier)
     direction = F.DIR_INGRESS if r.direction == "ingress" else F.DIR_EGRESS
     # rules, clause 1: the VMs the rule applies to, in the stage of its direction.
     clauses: list[list[Match]] = [
@@ -130,10 +132,12 @@ def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) ->
         for match in clause:
             # Clause 1 names one VM (its zone): owned by it, like the rest of its flows.
             kind, owner = (KIND_VM, match[F.ZONE.reg]) if i == 1 else (KIND_PEER, 0)
-            b.add_conj(prio, match, Conjunction(number, i, n), kind, owner)
+            b.add_conj(prio, match, Conjunction(number, i, n), kind, owner, table=table)
     # rules: the conjunction's verdict, with the rule number for the controller; new
     # and established packets apart, so the flow counters tell connections from packets.
+    # A pass rule decides nothing: the packet goes on to the next tier's table.
+    decide = [Resubmit(T[tier_table(eff.tier + 1)])] if r.action == "pass" else \
+        [F.load((F.VERDICT, F.VERDICTS[r.action]), (F.LOG, int(r.log))), F.RULE.load(number)]
     for state in (ct_state("+new+trk"), ct_state("-new+trk")):
-        b.add("rules", prio, F.match(("conj_id", number), state),
-              [F.load((F.VERDICT, F.VERDICTS[r.action]), (F.LOG, int(r.log))),
-               F.RULE.load(number)], kind=KIND_RULE, owner=number)
+        b.add(table, prio, F.match(("conj_id", number), state), decide, kind=KIND_RULE,
+              owner=number)

@@ -80,11 +80,15 @@ INGRESS_OTHER = _p("INGRESS_OTHER", "ingress_classify", 1, "anything else: forwa
 
 RULES_BASE = 1000  # the rule band starts above every default
 RULE_PRIORITY_MAX = 1000  # highest priority a policy rule may have (policy.parse checks it)
-ACTION_RANKS = 4  # room per rule priority for deny (2) > reject (1) > allow (0)
-RULES_DEFAULT = _p("RULES_DEFAULT", "rules", 1, "the defaults from settings, per direction")
-RULES_BAND = _p("RULES_BAND", "rules", RULES_BASE,
+ACTION_RANKS = 4  # room per rule priority for deny (3) > reject (2) > pass (1) > allow (0)
+RULE_TABLES = "rules " + " ".join(f"rules_t{i}" for i in range(1, 8))
+RULES_DEFAULT = _p("RULES_DEFAULT", RULE_TABLES, 1,
+                   "the defaults from settings, per direction (in the last tier's table)")
+RULES_TIER_MISS = _p("RULES_TIER_MISS", RULE_TABLES, 0,
+                     "nothing in this tier decided: on to the next tier's table")
+RULES_BAND = _p("RULES_BAND", RULE_TABLES, RULES_BASE,
                 "base of the rule band: a rule gets 1000 + 4 x its priority (1-1000) + "
-                "(2 deny, 1 reject, 0 allow), so 1004-5003")
+                "(3 deny, 2 reject, 1 pass, 0 allow), so 1004-5003")
 
 FORWARD = _p("FORWARD", "forward", 1, "`NORMAL`")
 PUNT_VM = _p("PUNT_VM", "punt_log", 10, "a VM's log copy through its own meter "

@@ -55,6 +55,7 @@ DIR_BIT = F.DIRECTION.mask       # set: the connection was opened by the peer (i
 MARK_BLOCKED = F.BLOCKED.mask    # ct_mark: a changed policy denied the original direction
 
 _REG0, _ZONE = F.VERDICT.reg, F.ZONE.reg
+TIER_TABLES = 8   # one rules table per policy tier (policy.objects.MAX_TIERS says the same)
 CT_MATCH = "ct_state ct_mark"
 # Stateless rules are conjunctions in the ct tables: zone, peer and protocol/ports.
 # What a rule's clauses match: peers, protocol, ports (both ends), ICMP type/code.
@@ -82,8 +83,11 @@ TABLES = [
        f"{CT_MATCH} {_ZONE}", "rules ingress_action"),
     _t("ingress_action", 55, "act on the verdict: commit and output, drop, reject, log",
        f"{_ZONE} {_REG0} eth_type {CT_MATCH}", "punt_log punt_reject"),
-    _t("rules", 60, "the policy: one conjunction per rule (VMs x peers x ports)",
-       f"{_ZONE} {_REG0} conj_id ct_state {RULE_L3L4}", ""),
+    _t("rules", 60, "the policy: one conjunction per rule (VMs x peers x ports); the "
+       "first tier", f"{_ZONE} {_REG0} conj_id ct_state {RULE_L3L4}", "rules_t1"),
+    *(_t(f"rules_t{i}", 60 + i, f"tier {i} of the policy (settings.tiers), as 60",
+         f"{_ZONE} {_REG0} conj_id ct_state {RULE_L3L4}",
+         f"rules_t{i + 1}" if i + 1 < TIER_TABLES else "") for i in range(1, TIER_TABLES)),
     _t("forward", 90, "plain L2 forwarding", "", ""),
     _t("punt_log", 100, "metered copy to the controller for the log, one meter per VM",
        "reg4", ""),
@@ -132,6 +136,14 @@ LOG_METER_BASE = 1024
 def log_meter(zone: int) -> int:
     """The meter of one VM's log copies."""
     return LOG_METER_BASE + zone
+
+
+RULE_TABLES: tuple[str, ...] = tuple(["rules"] + [f"rules_t{i}" for i in range(1, TIER_TABLES)])
+
+
+def tier_table(tier: int) -> str:
+    """The rules table of a tier (0: table 60)."""
+    return RULE_TABLES[tier]
 
 
 def check(flows: list[Flow]) -> list[str]:

@@ -14,7 +14,8 @@ from vgw_ryu.policy.objects import Group, Policy, Rule, Settings, State, Vm
 def settings_doc(s: Settings) -> dict[str, Any]:
     return {"default_ingress": s.default_ingress, "default_egress": s.default_egress,
             "log_default_deny": s.log_default_deny, "unknown_ports": s.unknown_ports,
-            "uplinks": list(s.uplinks), "max_connections": s.max_connections, "log": s.log}
+            "uplinks": list(s.uplinks), "max_connections": s.max_connections, "log": s.log,
+            "tiers": list(s.tiers), "default_tier": s.default_tier}
 
 
 def vm_doc(vm: Vm) -> dict[str, Any]:
@@ -58,7 +59,8 @@ def rule_doc(r: Rule) -> dict[str, Any]:
 
 
 def policy_doc(p: Policy) -> dict[str, Any]:
-    return {"applied_to": list(p.applied_to), "rules": [rule_doc(r) for r in p.rules]}
+    return {"applied_to": list(p.applied_to), "rules": [rule_doc(r) for r in p.rules],
+            **({"tier": p.tier} if p.tier is not None else {})}
 
 
 def state_doc(s: State) -> dict[str, Any]:

@@ -18,6 +18,8 @@ LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$")
 
 DIRECTIONS = ("ingress", "egress")
 ACTIONS = ("allow", "deny", "reject")
+RULE_ACTIONS = (*ACTIONS, "pass")   # pass: leave the rest of this tier to the next one
+MAX_TIERS = 8
 # IP protocol numbers of the protocols a rule can name ("any" has none); any other
 # protocol is named by its number ("132" and sctp are the same protocol).
 PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "igmp": 2, "gre": 47,
@@ -71,6 +73,13 @@ class Settings:
     uplinks: tuple[str, ...] = ()
     max_connections: int = 0     # per protected VM; 0: no limit
     log: str = "none"            # LOG_LEVELS, for VMs that do not say
+    tiers: tuple[str, ...] = ("default",)   # evaluated in this order
+    default_tier: str | None = None         # of policies that name none (None: the last)
+
+    def tier_of(self, policy_tier: str | None) -> int:
+        """Index of the tier a policy belongs to."""
+        name = policy_tier or self.default_tier or self.tiers[-1]
+        return self.tiers.index(name)
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,7 @@ class Policy:
     name: str
     applied_to: tuple[str, ...] = ()
     rules: tuple[Rule, ...] = ()
+    tier: str | None = None      # None: settings.default_tier
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,16 @@ from vgw_ryu.policy.fields import (
     parse_ports,
 )
 from vgw_ryu.policy.objects import (
-    ACTIONS,
     DEFAULT_VERDICTS,
     DIRECTIONS,
     ICMP_PROTOCOLS,
     LOG_LEVELS,
     MAC_RE,
+    MAX_TIERS,
     PORT_PROTOCOLS,
     PROTO_NAME,
     PROTOCOLS,
+    RULE_ACTIONS,
     UNKNOWN_PORT_ACTIONS,
     AddressPair,
     FieldError,
@@ -75,7 +76,7 @@ def _rule(ctx: _Ctx, path: str, v: Any) -> Rule | None:
     if rid is not None:
         _name(ctx, _join(path, "id"), rid)
     direction = _choice(ctx, _join(path, "direction"), d.get("direction"), DIRECTIONS, "ingress")
-    action = _choice(ctx, _join(path, "action"), d.get("action"), ACTIONS, "deny")
+    action = _choice(ctx, _join(path, "action"), d.get("action"), RULE_ACTIONS, "deny")
     protocol = _protocol(ctx, _join(path, "protocol"), d.get("protocol"))
     ports, src_ports = (_ports(ctx, path, key, d.get(key), protocol)
                         for key in ("ports", "src_ports"))
@@ -95,6 +96,8 @@ def _rule(ctx: _Ctx, path: str, v: Any) -> Rule | None:
         priority = 100
     log = _bool(ctx, _join(path, "log"), d.get("log"), False)
     stateful = _bool(ctx, _join(path, "stateful"), d.get("stateful"), True)
+    if action == "pass" and log:
+        ctx.err(_join(path, "log"), "a pass rule decides nothing, so there is nothing to log")
     if not stateful and action != "allow":
         ctx.err(_join(path, "stateful"), "only allow rules can be stateless (stateful: false); "
                 "deny and reject always use the connection table")
@@ -148,7 +151,8 @@ def _icmp(ctx: _Ctx, path: str, key: str, v: Any, protocol: str) -> int | None:
 
 def _settings(ctx: _Ctx, v: Any) -> Settings:
     d = _obj(ctx, "settings", v, ("default_ingress", "default_egress", "log_default_deny",
-                                  "unknown_ports", "uplinks", "max_connections", "log"))
+                                  "unknown_ports", "uplinks", "max_connections", "log",
+                                  "tiers", "default_tier"))
     if d is None:
         return Settings()
     uplinks = []
@@ -168,7 +172,28 @@ def _settings(ctx: _Ctx, v: Any) -> Settings:
                               UNKNOWN_PORT_ACTIONS, "drop"),
         uplinks=tuple(uplinks),
         max_connections=_limit(ctx, "settings.max_connections", d.get("max_connections")) or 0,
-        log=_choice(ctx, "settings.log", d.get("log"), LOG_LEVELS, "none"))
+        log=_choice(ctx, "settings.log", d.get("log"), LOG_LEVELS, "none"),
+        **_tiers(ctx, d.get("tiers"), d.get("default_tier")))
+
+
+def _tiers(ctx: _Ctx, tiers: Any, default: Any) -> dict[str, Any]:
+    """settings.tiers (ordered names) and settings.default_tier."""
+    out: dict[str, Any] = {}
+    if tiers is not None:
+        names = _list(ctx, "settings.tiers", tiers)
+        ok = [t for i, t in enumerate(names) if _name(ctx, f"settings.tiers[{i}]", t)]
+        if len(ok) == len(names):
+            if not ok or len(ok) > MAX_TIERS or len(set(ok)) != len(ok):
+                ctx.err("settings.tiers", f"must name 1 to {MAX_TIERS} distinct tiers, in "
+                        "the order they are evaluated")
+            else:
+                out["tiers"] = tuple(ok)
+    if default is not None:
+        if default not in out.get("tiers", ("default",)):
+            ctx.err("settings.default_tier", f"{default!r} is not one of settings.tiers")
+        else:
+            out["default_tier"] = default
+    return out
 
 
 def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
@@ -250,7 +275,7 @@ def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:
 
 
 def parse_policy(ctx: _Ctx, path: str, name: str, v: Any) -> Policy | None:
-    d = _obj(ctx, path, v, ("applied_to", "rules"))
+    d = _obj(ctx, path, v, ("applied_to", "rules", "tier"))
     if d is None:
         return None
     applied = []
@@ -272,7 +297,10 @@ def parse_policy(ctx: _Ctx, path: str, name: str, v: Any) -> Policy | None:
             continue
         seen[rule.id] = i
         rules.append(rule)
-    return Policy(name, tuple(dict.fromkeys(applied)), tuple(rules))
+    tier = d.get("tier")
+    if tier is not None and not _name(ctx, _join(path, "tier"), tier):
+        tier = None
+    return Policy(name, tuple(dict.fromkeys(applied)), tuple(rules), tier)
 
 
 def _section(ctx: _Ctx, doc: dict[str, Any], key: str, parse) -> dict[str, Any]:
@@ -298,7 +326,16 @@ def check_references(ctx: _Ctx, state: State) -> None:
         for i, m in enumerate(g.members):
             if m not in state.vms:
                 ctx.err(f"groups.{gname}.members[{i}]", f"vm {m!r} does not exist")
+    tiers = state.settings.tiers
     for pname, pol in state.policies.items():
+        if pol.tier is not None and pol.tier not in tiers:
+            ctx.err(f"policies.{pname}.tier", f"{pol.tier!r} is not one of settings.tiers "
+                    f"({', '.join(tiers)})")
+        elif state.settings.tier_of(pol.tier) == len(tiers) - 1:
+            for i, r in enumerate(pol.rules):
+                if r.action == "pass":
+                    ctx.err(f"policies.{pname}.rules[{i}].action", "pass in the last tier: "
+                            "there is no next tier to hand the decision to")
         for i, a in enumerate(pol.applied_to):
             kind, _, name = a.partition(":")
             table = state.vms if kind == "vm" else state.groups

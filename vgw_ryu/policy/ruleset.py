@@ -14,7 +14,7 @@ from vgw_ryu.policy.objects import IpAddr, IpNet, Rule, State
 
 # At equal priority deny beats reject beats allow: a rule that blocks wins a tie with one
 # that lets the connection through.
-ACTION_RANK = {"deny": 2, "reject": 1, "allow": 0}
+ACTION_RANK = {"deny": 3, "reject": 2, "pass": 1, "allow": 0}
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,15 @@ class EffectiveRule:
     policy: str
     rule: Rule
     peers: tuple[IpNet, ...] | None  # None: any peer
+    tier: int = 0                    # index in settings.tiers: earlier tiers decide first
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.policy, self.rule.id)
 
     def sort_key(self) -> tuple:
-        return (-self.rule.priority, -ACTION_RANK[self.rule.action], self.policy, self.rule.id)
+        return (self.tier, -self.rule.priority, -ACTION_RANK[self.rule.action], self.policy,
+                self.rule.id)
 
 
 def group_members(state: State, group: str) -> list[str]:
@@ -90,8 +92,9 @@ def effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
     out: dict[str, list[EffectiveRule]] = {name: [] for name in state.vms}
     for pname, pol in state.policies.items():
         targets = applied_vms(state, pname)
+        tier = state.settings.tier_of(pol.tier)
         for rule in pol.rules:
-            eff = EffectiveRule(pname, rule, resolve_peer(state, rule))
+            eff = EffectiveRule(pname, rule, resolve_peer(state, rule), tier)
             for vm in targets:
                 out[vm].append(eff)
     for rules in out.values():
@@ -144,8 +147,14 @@ def evaluate(state: State, rules: list[EffectiveRule], direction: str, peer: IpA
     judged before the connection table, so they come first.
     """
     ordered = [e for e in rules if not e.rule.stateful] + [e for e in rules if e.rule.stateful]
+    passed = -1   # a pass rule matched in this tier: skip the rest of it
     for eff in ordered:
+        if eff.rule.stateful and eff.tier == passed:
+            continue
         if _matches(eff, direction, peer, proto, port, sport, icmp):
+            if eff.rule.action == "pass":
+                passed = eff.tier
+                continue
             return Verdict(eff.rule.action, eff.policy, eff.rule.id, eff.rule.log)
     default = (state.settings.default_ingress if direction == "ingress"
                else state.settings.default_egress)

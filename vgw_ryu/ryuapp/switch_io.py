@@ -50,9 +50,10 @@ class SwitchIO:
             for s in self._flow_stats(dp, dp.ofproto.OFPTT_ALL))
 
     def rule_flow_stats(self, dp: Any) -> list[FlowSample]:
-        """(cookie, reg0, packets, bytes, +new) of every flow in the rules table."""
+        """(cookie, reg0, packets, bytes, +new) of every flow in the rules tables (tiers)."""
         out = []
-        for s in self._flow_stats(dp, pl.T["rules"]):
+        stats = [s for name in pl.RULE_TABLES for s in self._flow_stats(dp, pl.T[name])]
+        for s in stats:
             match = dict(s.match.items())
             out.append((s.cookie, reg_value(match, "reg0"), s.packet_count, s.byte_count,
                         bool(reg_value(match, "ct_state") & CT_NEW)))
