@@ -64,6 +64,10 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["", f"Compiler alone: {cp['vms']:,} VMs x {cp['rules']} rules (groups of "
                       f"{cp['group_size']}): {cp['flows']:,} flows ({cp['flows_per_vm']:.1f}/VM)"
                       f" in {cp['seconds']:.2f} s."]
+        if "analysis_seconds" in cp:
+            lines += ["", f"Rule analysis of the same state (shadowed, overlapping, never "
+                          f"matching rules): {cp['analysis_seconds'] * 1000:.0f} ms "
+                          f"(target <= 100 ms), {cp['analysis_warnings']} warnings."]
     return "\n".join(lines) + "\n"
 
 

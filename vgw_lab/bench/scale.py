@@ -12,6 +12,7 @@ from typing import Any
 from vgw_lab import netlab
 from vgw_lab.bench.common import say
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch
+from vgw_ryu.policy.analysis import analyze
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import parse_state
 from vgw_ryu.runtime.ovstrace import trace
@@ -46,8 +47,13 @@ def run_compile(n: int = 1000) -> dict[str, Any]:
     flows = compile_switch(state, facts, ids)
     dt = time.perf_counter() - t0
     say(f"compile {n} VMs x 20 rules: {len(flows)} flows in {dt:.2f} s")
+    t0 = time.perf_counter()
+    warnings = analyze(state)
+    da = time.perf_counter() - t0
+    say(f"rule analysis of the same state: {len(warnings)} warnings in {da * 1000:.0f} ms")
     return {"vms": n, "rules": 20, "group_size": 100, "seconds": dt, "flows": len(flows),
-            "flows_per_vm": len(flows) / n}
+            "flows_per_vm": len(flows) / n, "analysis_seconds": da,
+            "analysis_warnings": len(warnings)}
 
 
 def _add_vm_ports(br: str, names: list[tuple[str, int]]) -> None:
