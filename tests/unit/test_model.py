@@ -282,3 +282,28 @@ def test_tiers_round_trip_and_defaults():
     assert st.settings.tier_of(st.policies["b"].tier) == 1     # default_tier
     assert parse_state(state_doc(st)) == st
     assert parse_state({}).settings.tiers == ("default",)
+
+
+@pytest.mark.parametrize("vm_says,groups,default,want", [
+    (None, {}, True, True),
+    (None, {}, False, False),
+    (None, {"g": {"members": ["a"], "protected": True}}, False, True),
+    (None, {"g": {"match_labels": {"t": "x"}, "protected": True}}, False, True),
+    (None, {"g": {"cidrs": ["10.0.0.0/24"], "protected": True}}, False, True),
+    (None, {"g": {"cidrs": ["10.9.0.0/24"], "protected": True}}, False, False),
+    (None, {"g": {"members": ["a"], "protected": False}}, True, False),
+    (None, {"g": {"members": ["a"], "protected": False},
+            "h": {"members": ["a"], "protected": True}}, True, True),   # protect wins
+    (False, {"g": {"members": ["a"], "protected": True}}, True, False),  # the VM's own word
+    (True, {"g": {"members": ["a"], "protected": False}}, False, True),
+])
+def test_protection_by_group(vm_says, groups, default, want):
+    vm = {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1"], "labels": {"t": "x"}}
+    if vm_says is not None:
+        vm["protected"] = vm_says
+    st = parse_state({"settings": {"default_protected": default}, "vms": {"a": vm},
+                      "groups": groups})
+    assert st.vms["a"].protected is want
+    doc = state_doc(st)
+    assert doc["vms"]["a"].get("protected") == vm_says   # only what the VM itself said
+    assert parse_state(doc) == st

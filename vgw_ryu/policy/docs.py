@@ -15,7 +15,8 @@ def settings_doc(s: Settings) -> dict[str, Any]:
     return {"default_ingress": s.default_ingress, "default_egress": s.default_egress,
             "log_default_deny": s.log_default_deny, "unknown_ports": s.unknown_ports,
             "uplinks": list(s.uplinks), "max_connections": s.max_connections, "log": s.log,
-            "tiers": list(s.tiers), "default_tier": s.default_tier}
+            "tiers": list(s.tiers), "default_tier": s.default_tier,
+            "default_protected": s.default_protected}
 
 
 def vm_doc(vm: Vm) -> dict[str, Any]:
@@ -24,7 +25,8 @@ def vm_doc(vm: Vm) -> dict[str, Any]:
         d["mac"] = vm.mac
     d["ips"] = [str(i) for i in vm.ips]
     d["labels"] = dict(vm.labels)
-    d["protected"] = vm.protected
+    if vm.protected_set is not None:
+        d["protected"] = vm.protected_set
     if vm.max_connections is not None:
         d["max_connections"] = vm.max_connections
     if vm.log is not None:
@@ -39,7 +41,8 @@ def vm_doc(vm: Vm) -> dict[str, Any]:
 def group_doc(g: Group) -> dict[str, Any]:
     return {"match_labels": dict(g.match_labels), "members": list(g.members),
             "cidrs": [str(c) for c in g.cidrs],
-            **({"except": [str(c) for c in g.excepts]} if g.excepts else {})}
+            **({"except": [str(c) for c in g.excepts]} if g.excepts else {}),
+            **({"protected": g.protected} if g.protected is not None else {})}
 
 
 def rule_doc(r: Rule) -> dict[str, Any]:

@@ -73,6 +73,7 @@ class Settings:
     uplinks: tuple[str, ...] = ()
     max_connections: int = 0     # per protected VM; 0: no limit
     log: str = "none"            # LOG_LEVELS, for VMs that do not say
+    default_protected: bool = True   # VMs that neither they nor a group say
     tiers: tuple[str, ...] = ("default",)   # evaluated in this order
     default_tier: str | None = None         # of policies that name none (None: the last)
 
@@ -100,6 +101,7 @@ class Vm:
     max_connections: int | None = None  # None: settings.max_connections
     log: str | None = None              # None: settings.log
     address_pairs: tuple[AddressPair, ...] = ()
+    protected_set: bool | None = None   # what the VM itself says (protected is the result)
 
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)
@@ -112,6 +114,7 @@ class Group:
     members: tuple[str, ...] = ()
     cidrs: tuple[IpNet, ...] = ()
     excepts: tuple[IpNet, ...] = ()   # carved out of the cidrs (each inside one of them)
+    protected: bool | None = None     # protect (or not) every VM in the group at once
 
     def resolved_cidrs(self) -> tuple[IpNet, ...]:
         """The cidrs with the except prefixes taken out, as plain prefixes."""

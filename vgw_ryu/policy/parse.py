@@ -8,6 +8,7 @@ does the same for one VM, group or policy. No Ryu here.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from typing import Any
 
@@ -51,6 +52,7 @@ from vgw_ryu.policy.objects import (
     ValidationError,
     Vm,
 )
+from vgw_ryu.policy.ruleset import group_members
 
 RULE_KEYS = ("id", "direction", "action", "protocol", "ports", "src_ports", "icmp_type",
              "icmp_code", "peer", "priority", "log", "stateful")
@@ -152,7 +154,7 @@ def _icmp(ctx: _Ctx, path: str, key: str, v: Any, protocol: str) -> int | None:
 def _settings(ctx: _Ctx, v: Any) -> Settings:
     d = _obj(ctx, "settings", v, ("default_ingress", "default_egress", "log_default_deny",
                                   "unknown_ports", "uplinks", "max_connections", "log",
-                                  "tiers", "default_tier"))
+                                  "tiers", "default_tier", "default_protected"))
     if d is None:
         return Settings()
     uplinks = []
@@ -173,6 +175,8 @@ def _settings(ctx: _Ctx, v: Any) -> Settings:
         uplinks=tuple(uplinks),
         max_connections=_limit(ctx, "settings.max_connections", d.get("max_connections")) or 0,
         log=_choice(ctx, "settings.log", d.get("log"), LOG_LEVELS, "none"),
+        default_protected=_bool(ctx, "settings.default_protected", d.get("default_protected"),
+                                True),
         **_tiers(ctx, d.get("tiers"), d.get("default_tier")))
 
 
@@ -212,11 +216,12 @@ def parse_vm(ctx: _Ctx, path: str, name: str, v: Any) -> Vm | None:
                 ctx.err(_join(path, "mac"), f"{mac} is a multicast MAC")
     ips = _parsed_items(ctx, path, "ips", d, parse_ip)
     return Vm(name, mac, tuple(ips), _labels(ctx, _join(path, "labels"), d.get("labels")),
-              _bool(ctx, _join(path, "protected"), d.get("protected"), True),
+              d.get("protected") is not False,
               _limit(ctx, _join(path, "max_connections"), d.get("max_connections")),
               _choice(ctx, _join(path, "log"), d.get("log"), LOG_LEVELS, None)
               if d.get("log") is not None else None,
-              _address_pairs(ctx, _join(path, "address_pairs"), d.get("address_pairs")))
+              _address_pairs(ctx, _join(path, "address_pairs"), d.get("address_pairs")),
+              _bool(ctx, _join(path, "protected"), d.get("protected"), None))
 
 
 def _mac(ctx: _Ctx, path: str, mac: Any) -> str | None:
@@ -256,7 +261,7 @@ def _address_pairs(ctx: _Ctx, path: str, v: Any) -> tuple[AddressPair, ...]:
 
 
 def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:
-    d = _obj(ctx, path, v, ("match_labels", "members", "cidrs", "except"))
+    d = _obj(ctx, path, v, ("match_labels", "members", "cidrs", "except", "protected"))
     if d is None:
         return None
     members = []
@@ -271,7 +276,8 @@ def parse_group(ctx: _Ctx, path: str, name: str, v: Any) -> Group | None:
                     "except prefix carves a part out of one of them")
     return Group(name, _labels(ctx, _join(path, "match_labels"), d.get("match_labels")),
                  tuple(sorted(set(members))), tuple(sorted(set(cidrs), key=str)),
-                 tuple(sorted(set(excepts), key=str)))
+                 tuple(sorted(set(excepts), key=str)),
+                 _bool(ctx, _join(path, "protected"), d.get("protected"), None))
 
 
 def parse_policy(ctx: _Ctx, path: str, name: str, v: Any) -> Policy | None:
@@ -375,11 +381,30 @@ def parse_state(doc: Any) -> State:
                   _section(ctx, d, "policies", parse_policy),
                   expectations.parse(ctx, d.get("expectations")))
     if not ctx.errors:
+        state = resolve_protection(state)
         check_references(ctx, state)
         expectations.check_references(ctx, state, state.expectations)
     if ctx.errors:
         raise ValidationError(ctx.errors)
     return state
+
+
+def resolve_protection(state: State) -> State:
+    """Each VM's protection: its own setting, else its groups' (members, labels or an
+    address in the group's cidrs; any group that protects wins), else the default."""
+    by_group = [(g, set(group_members(state, name))) for name, g in state.groups.items()
+                if g.protected is not None]
+    vms = {}
+    for name, vm in state.vms.items():
+        says = vm.protected_set
+        if says is None:
+            votes = {g.protected for g, members in by_group
+                     if name in members or any(ip in net for ip in vm.ips
+                                               for net in g.resolved_cidrs())}
+            says = True if True in votes else False if False in votes else \
+                state.settings.default_protected
+        vms[name] = vm if vm.protected == says else dataclasses.replace(vm, protected=says)
+    return dataclasses.replace(state, vms=vms)
 
 
 def parse_object(kind: str, name: str, body: Any) -> Vm | Group | Policy:
