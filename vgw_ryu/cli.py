@@ -1,8 +1,8 @@
 """vgwctl: manage a vgw_ryu controller over its REST API.
 
-    vgwctl apply -f policy.yaml [--dry-run]
+    vgwctl apply -f policy.yaml [--dry-run] [--impact] [--yes] [--force]
     vgwctl get state | vm[s] | group[s] | polic(y|ies) | switch[es] [NAME]
-    vgwctl delete vm[s]|group[s]|polic(y|ies) NAME
+    vgwctl delete vm[s]|group[s]|polic(y|ies) NAME [--force]
     vgwctl stats [--vm VM] | conns VM [--peer IP] [--port N] [--rule P/ID] | metrics
     vgwctl logs [--since 5m] [--follow] | trace VM DIRECTION PEER_IP PROTOCOL [PORT]
 
@@ -21,22 +21,15 @@ import time
 import urllib.parse
 from typing import Any
 
-from vgw_ryu.api import cliout
+from vgw_ryu.api import cliapply, cliinput, cliout
+from vgw_ryu.api.cliapply import cmd_apply
 from vgw_ryu.api.client import DEFAULT_URL, ApiError, Client
-from vgw_ryu.api.cliinput import (
-    APPLY_HELP,
-    COLLECTIONS,
-    SINCE_HELP,
-    CliError,
-    diff_state,
-    load_documents,
-    plan,
-    since_value,
-)
+from vgw_ryu.api.cliinput import APPLY_HELP, COLLECTIONS, SINCE_HELP, CliError, since_value
 from vgw_ryu.api.cliout import find_switch, log_line, switch_rows
 from vgw_ryu.api.cliout import print_doc as _print
 from vgw_ryu.api.cliout import table as _table
 from vgw_ryu.policy import model
+from vgw_ryu.policy.analysis import analyze
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -59,38 +52,6 @@ def _choice(table: dict[str, str], what: str):
             raise argparse.ArgumentTypeError(
                 f"{what} must be one of {', '.join(table)}, not {text!r}") from None
     return convert
-
-
-# --- apply -------------------------------------------------------------------------------
-def cmd_apply(c: Client, a: argparse.Namespace) -> int:
-    state, objects = plan(load_documents(a.file))
-    current = c.call("GET", "/v1/state")
-    if state is not None:
-        lines = diff_state(current, state)
-        if a.dry_run:
-            print("\n".join(lines) if lines else "no changes")
-            return 0
-        r = c.call("PUT", "/v1/state", state)
-        if r.get("changed", True):
-            print(f"applied: revision {r['revision']}")
-        else:
-            print(f"no changes: revision {r['revision']}")
-        return 0
-    lines = diff_state(current, None, objects)
-    if a.dry_run:
-        print("\n".join(lines) if lines else "no changes")
-        return 0
-    rev, changed = None, 0
-    for coll, name, body in objects:
-        r = c.call("PUT", f"/v1/{coll}/{urllib.parse.quote(name, safe='')}", body)
-        rev, changed = r["revision"], changed + bool(r.get("changed", True))
-    if not changed:
-        print(f"no changes: revision {rev}")
-    else:
-        same = len(objects) - changed
-        print(f"applied {len(objects)} object(s)"
-              + (f" ({same} unchanged)" if same else "") + f": revision {rev}")
-    return 0
 
 
 # --- get ---------------------------------------------------------------------------------
@@ -117,7 +78,10 @@ def cmd_get(c: Client, a: argparse.Namespace) -> int:
     if a.json:
         _print(data, True)
     elif what == "vms":
-        rows = [[n, v.get("mac"), ",".join(v["ips"]), "yes" if v["protected"] else "no",
+        # protection: the result of the VM's own word, its groups' and the default.
+        rows = [[n, v.get("mac"), ",".join(v["ips"]),
+                 "yes" if v.get("protection", {}).get("protected", v.get("zone") is not None)
+                 else "no",
                  v.get("zone"), ",".join(f"{s['switch']}:{s['ofport']}" for s in v["seen"])
                  or "-"] for n, v in data["vms"].items()]
         print(_table(rows, ["NAME", "MAC", "IPS", "PROTECTED", "ZONE", "SEEN"]))
@@ -133,8 +97,10 @@ def cmd_get(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_delete(c: Client, a: argparse.Namespace) -> int:
-    r = c.call("DELETE", f"/v1/{a.kind}/{urllib.parse.quote(a.name, safe='')}")
+    r = c.call("DELETE", f"/v1/{a.kind}/{urllib.parse.quote(a.name, safe='')}"
+               + ("?force=true" if a.force else ""))
     print(f"deleted {SINGULAR[a.kind]} {a.name}: revision {r['revision']}")
+    cliapply.report_forced(r)
     return 0
 
 
@@ -148,7 +114,7 @@ def cmd_stats(c: Client, a: argparse.Namespace) -> int:
         pols = c.call("GET", "/v1/policies")["policies"]
         data = cliout.filter_stats(
             data, {p for p, v in pols.items() if a.vm in v.get("applies_to_vms", [])},
-            bool(vm.get("protected", True)))
+            bool(vm.get("protection", {}).get("protected", vm.get("protected", True))))
     if a.json:
         _print(data, True)
         return 0
@@ -232,6 +198,26 @@ def cmd_trace(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lint(c: Client | None, a: argparse.Namespace) -> int:
+    """Validate a state file and analyse its rules, offline (no server needed)."""
+    docs = [d for d in cliinput.load_documents(a.file) if d is not None]
+    states = [d for d in docs if cliinput.is_state(d)]
+    if len(states) != 1 or len(docs) != 1:
+        raise CliError(f"{a.file}: lint takes one whole state document")
+    try:
+        state = model.parse_state(states[0])
+    except model.ValidationError as e:
+        raise CliError(f"{a.file}: invalid: {e}") from None
+    warnings = analyze(state)
+    if a.json:
+        print(json.dumps({"valid": True, "warnings": warnings}, indent=2))
+    else:
+        for w in warnings:
+            print(f"{w['field']}: {w['code']}: {w['message']}")
+        print(f"{a.file}: valid, {len(warnings)} warning(s)")
+    return 1 if warnings and a.strict else 0
+
+
 # --- parser ----------------------------------------------------------------------------
 def _common(top: bool) -> argparse.ArgumentParser:
     """--url, --token and --json: on the top parser with defaults, and on every command
@@ -260,10 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
                                  parents=[_common(True)], epilog=ENV_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    p = _command(sub, "apply", "apply a state or object file (diff with --dry-run)",
-                 APPLY_HELP, cmd_apply)
-    p.add_argument("-f", "--file", required=True, help="YAML or JSON file; - for stdin")
-    p.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    p = _command(sub, "apply", "apply a state or object file (previewed; --dry-run: "
+                 "diff only)", APPLY_HELP, cmd_apply)
+    cliapply.add_arguments(p)
+    p = _command(sub, "lint", "validate a state file and analyse its rules, offline", (
+        "Checks FILE as the server would (every error with its field path), then reports\n"
+        "rules an earlier rule shadows, equal-priority overlaps with different actions,\n"
+        "rules that never match and policies applied to no VM. Exit 0 when valid (1 with\n"
+        "--strict and any warning), 1 when invalid. Needs no server."), cmd_lint)
+    p.add_argument("file", metavar="FILE", help="a state file (YAML or JSON; - for stdin)")
+    p.add_argument("--strict", action="store_true", help="exit 1 on any warning")
     p = _command(sub, "get", "list or show objects, switches or the whole state", (
         "WHAT: state, vm|vms, group|groups, policy|policies, switch|switches.\n"
         "Without NAME: a table (or the JSON collection with --json). With NAME: that\n"
@@ -273,10 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", metavar="NAME")
     p = _command(sub, "delete", "delete a VM, group or policy", (
         "KIND: vm|vms, group|groups, policy|policies. A VM or group still referenced\n"
-        "(group members, applied_to, rule peers) is refused with 409 and the reference."),
+        "(group members, applied_to, rule peers, assertions) is refused with 409 and the\n"
+        "reference; so is a delete that breaks connectivity assertions, unless --force."),
         cmd_delete)
     p.add_argument("kind", type=_choice(COLLECTIONS, "KIND"), metavar="KIND")
     p.add_argument("name", metavar="NAME")
+    p.add_argument("--force", action="store_true",
+                   help="delete even though connectivity assertions would break")
     p = _command(sub, "stats", "per-rule counters (sessions, packets, bytes)", (
         "Table of POLICY RULE SESSIONS PACKETS BYTES, the busiest rule (most sessions)\n"
         "first, then by name; the default verdicts are policy (default). SESSIONS counts\n"

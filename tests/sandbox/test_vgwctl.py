@@ -244,3 +244,67 @@ def test_conns_of_a_vm_on_a_local_switch(api, bridges):
     assert re.fullmatch(r"\d+ connections?|\d+ of \d+ connections shown \(raise --limit "
                         r"for more\)", lines[-1]), lines[-1]
     assert len(lines) <= 12
+
+
+# --- safe changes: impact preview and connectivity assertions --------------------------------
+SSH_ASSERTION = {"from": "jump1", "to": "web1", "protocol": "tcp", "port": 22,
+                 "verdict": "allow"}
+
+
+def _guarded(api, tmp_path):
+    """The controller holds DOC plus an assertion that holds; returns a state file that
+    breaks it (web-in without its ssh rule) and that revision."""
+    guarded = {**DOC, "expectations": [SSH_ASSERTION]}
+    s, b = api.request("PUT", "/v1/state", guarded)
+    assert s == 200, b
+    broken = json.loads(json.dumps(guarded))
+    broken["policies"]["web-in"]["rules"] = broken["policies"]["web-in"]["rules"][:1]
+    f = tmp_path / "broken.yaml"
+    f.write_text(yaml.safe_dump(broken))
+    return f, b["revision"]
+
+
+def test_apply_impact_previews_and_writes_nothing(api, tmp_path):
+    f, rev = _guarded(api, tmp_path)
+    before = api.get("/v1/state")[1]
+    p = vgwctl(api, "apply", "-f", str(f), "--impact", stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stdout + p.stderr          # it would be refused
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("impact: "), p.stdout       # a count, or why it is unknown
+    assert "assertions: 1 of 1 would break:" in p.stdout
+    assert "jump1 -> web1 tcp/22: expected allow, got deny (web1 ingress: default)" \
+        in p.stdout
+    assert api.get("/v1/state")[1] == before and revision(api) == rev
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump({**DOC, "expectations": [SSH_ASSERTION],
+                                  "vms": {**DOC["vms"], "db1": {"ips": ["10.0.0.31"]}}}))
+    p = vgwctl(api, "apply", "-f", str(ok), "--impact", stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "assertions: all 1 hold"
+    assert revision(api) == rev
+    # The API's preview answer, through Ryu's WSGI adapter.
+    s, b = api.request("PUT", "/v1/vms/db1?preview=impact", {"ips": ["10.0.0.31"]})
+    assert s == 200 and (b["preview"], b["revision"], b["changed"]) == ("impact", rev, True)
+    assert b["violations"] == [] and ("impact_unavailable" in b) == (b["impact"] is None)
+    s, b = api.request("PUT", "/v1/vms/db1?preview=bogus", {"ips": []})
+    assert s == 400 and b["error"]["field"] == "preview"
+    assert revision(api) == rev
+
+
+def test_apply_breaking_an_assertion_is_refused_unless_forced(api, tmp_path):
+    f, rev = _guarded(api, tmp_path)
+    p = vgwctl(api, "apply", "-f", str(f), stdin=subprocess.DEVNULL)
+    assert p.returncode == 1 and p.stdout == "", p.stdout
+    assert "assertions: 1 of 1 would break:" in p.stderr and "not applied" in p.stderr
+    assert revision(api) == rev
+    # The server refuses it too (not only vgwctl): 409 with the violations.
+    body = yaml.safe_load(f.read_text())
+    s, b = api.request("PUT", "/v1/state", body)
+    assert s == 409 and b["error"]["code"] == "assertion_failed"
+    assert b["error"]["violations"][0]["pair"] == ["jump1", "web1"]
+    assert revision(api) == rev
+    p = vgwctl(api, "apply", "-f", str(f), "--force", stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"applied: revision {rev + 1}"
+    assert "applied with --force: 1 connectivity assertion(s) broken" in p.stderr
+    assert [r["id"] for r in api.get("/v1/policies/web-in")[1]["rules"]] == ["http"]

@@ -20,6 +20,19 @@ from vgw_ryu.api.handlers import Api, Request, Response
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.store import Store
 
+# What StubBackend.impact answers unless told otherwise: the shape of
+# vgw_ryu.runtime.impact's report, one connection cut and one denial newly allowed.
+IMPACT: dict[str, Any] = {
+    "connections_judged": 3, "cut_total": 1,
+    "cut": [{"vm": "web1", "direction": "ingress", "protocol": "tcp", "src": "192.0.2.7",
+             "dst": "10.0.0.11", "sport": "40000", "dport": "22", "state": "ESTABLISHED",
+             "rule_now": "web-in/ssh", "verdict_after": "deny", "rule_after": "default"}],
+    "cut_truncated": False, "newly_allowed_total": 1,
+    "newly_allowed": [{"vm": "web1", "direction": "ingress", "protocol": "tcp",
+                       "peer": "198.51.100.4", "port": 8080, "denied_by": "default",
+                       "allowed_by": "web-in/alt", "records": 2}],
+    "newly_allowed_truncated": False}
+
 
 @dataclass
 class StubBackend:
@@ -39,6 +52,10 @@ class StubBackend:
     conn_queries: list[tuple] = field(default_factory=list)
     counted: list[tuple[str, int]] = field(default_factory=list)
     count_error: Exception | None = None
+    # impact(): answers impact_result (None: the live connections cannot be read) and
+    # records the candidate states it was asked about.
+    impact_result: dict[str, Any] | None = field(default_factory=lambda: dict(IMPACT))
+    impact_calls: list[Any] = field(default_factory=list)
 
     def switch_count(self) -> int:
         return self.switches
@@ -65,6 +82,10 @@ class StubBackend:
     def connections(self, vm, peer, port, rule, limit):
         self.conn_queries.append((vm, peer, port, rule, limit))
         return self.conn_result
+
+    def impact(self, candidate) -> dict[str, Any] | None:
+        self.impact_calls.append(candidate)
+        return self.impact_result
 
     def count_request(self, method: str, status: int) -> None:
         self.counted.append((method, status))
@@ -93,7 +114,7 @@ class Client:
         split = urllib.parse.urlsplit(path)
         return self.api.handle(Request(
             method=method, path=urllib.parse.unquote(split.path),
-            query=dict(urllib.parse.parse_qsl(split.query)),
+            query=dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True)),
             headers={k.lower(): v for k, v in hdrs.items()}, body=data,
             remote_addr=remote_addr))
 

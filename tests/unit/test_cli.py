@@ -40,16 +40,27 @@ def canonical(doc):
     return model.state_doc(model.parse_state(doc))
 
 
+NO_IMPACT = {"connections_judged": 0, "cut_total": 0, "cut": [], "cut_truncated": False,
+             "newly_allowed_total": 0, "newly_allowed": [], "newly_allowed_truncated": False}
+
+
 class FakeClient:
     """Answers GETs from ``answers`` (path -> body); records writes; a write answers
-    ``write_answer`` (``{"revision": 5}`` unless set)."""
+    ``write_answer`` (``{"revision": 5}`` unless set). A ``?preview=impact`` PUT is
+    recorded in ``previews`` and answers ``preview_answer`` (by default: nothing cut,
+    no violations, ``changed`` as ``write_answer`` says)."""
 
-    def __init__(self, state=STATE, write_answer=None):
+    def __init__(self, state=STATE, write_answer=None, preview_answer=None):
         self.answers = {"/v1/state": {**canonical(state), "revision": 4},
                         "/v1/switches": SWITCHES,
                         "/v1/vms/web1": {"name": "web1", "ips": ["10.0.0.11"], "revision": 4}}
         self.write_answer = write_answer or {"revision": 5}
+        self.preview_answer = preview_answer or {
+            "preview": "impact", "revision": 4,
+            "changed": self.write_answer.get("changed", True), "impact": NO_IMPACT,
+            "violations": []}
         self.writes = []
+        self.previews = []
         self.gets = []
 
     def call(self, method, path, body=None):
@@ -58,6 +69,9 @@ class FakeClient:
             if path not in self.answers:
                 raise ApiError(404, "not_found", f"no such path: {path}")
             return self.answers[path]
+        if path.endswith("?preview=impact"):
+            self.previews.append((method, path, body))
+            return self.preview_answer
         self.writes.append((method, path, body))
         return self.write_answer
 
@@ -91,7 +105,9 @@ def test_apply_state_that_changes_nothing_says_so(tmp_path, capsys):
     c = FakeClient(write_answer={"revision": 4, "changed": False})
     assert run(c, "apply", "-f", str(f)) == 0
     assert capsys.readouterr().out == "no changes: revision 4\n"
-    assert [(m, p) for m, p, _ in c.writes] == [("PUT", "/v1/state")]
+    # The preview said nothing would change: nothing is written.
+    assert [(m, p) for m, p, _ in c.previews] == [("PUT", "/v1/state?preview=impact")]
+    assert c.writes == []
 
 
 def test_apply_state_sends_the_canonical_state_without_revision(tmp_path, capsys):

@@ -140,7 +140,7 @@ def test_diff_state_of_objects_and_of_a_state():
 
 def test_canonical_fills_defaults_and_validates():
     assert ci.canonical("vms", "a", {"ips": ["10.0.0.1"]}) == \
-        {"ips": ["10.0.0.1"], "labels": {}, "protected": True}
+        {"ips": ["10.0.0.1"], "labels": {}}
     with pytest.raises(CliError, match=r"^invalid: vms\.a\.ips\[0\]"):
         ci.canonical("vms", "a", {"ips": ["nope"]})
 

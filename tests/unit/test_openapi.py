@@ -39,8 +39,8 @@ def test_rule_enums_are_the_models():
     rule = _state_schema()["properties"]["policies"]["additionalProperties"]["properties"][
         "rules"]["items"]["properties"]
     assert rule["direction"]["enum"] == list(model.DIRECTIONS)
-    assert rule["action"]["enum"] == list(model.ACTIONS)
-    assert rule["protocol"]["enum"] == list(model.PROTOCOLS)
+    assert rule["action"]["enum"] == list(model.RULE_ACTIONS)
+    assert rule["protocol"]["oneOf"][0]["enum"] == list(model.PROTOCOLS)
     assert rule["priority"]["minimum"] == 1 and rule["priority"]["maximum"] == 1000
 
 
@@ -87,7 +87,8 @@ def test_name_pattern_is_the_models():
 def test_protocol_numbers_are_consistent():
     assert model.PROTOCOLS == (*model.PROTO_NUM, "any")
     assert {model.PROTO_NAME[n]: n for n in model.PROTO_NAME} == model.PROTO_NUM
-    assert model.PROTO_NUM == {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+    assert {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "gre": 47, "vrrp": 112}.items() \
+        <= model.PROTO_NUM.items()
 
 
 def _routes() -> list[tuple[str, str]]:
@@ -218,7 +219,8 @@ def test_real_answers_match_their_schemas(api):
 
 
 def test_schemas_refuse_what_the_handlers_never_send():
-    vm = {"name": "a", "ips": [], "labels": {}, "protected": True, "zone": 1, "seen": [],
+    vm = {"name": "a", "ips": [], "labels": {}, "protected": True,
+          "protection": {"protected": True, "by": "vm"}, "zone": 1, "seen": [],
           "connections": {"limit": None, "count": None}, "revision": 1}
     _check("/v1/vms/{name}", "get", vm)
     with pytest.raises(AssertionError):
@@ -290,3 +292,42 @@ def test_connections_answer_matches_its_schema(api):
     with pytest.raises(AssertionError):
         _check("/v1/vms/{name}/connections", "get", {k: v for k, v in body.items()
                                                       if k != "truncated"})
+
+
+# --- safe changes: preview, force, assertion_failed ----------------------------------------
+WRITE_OPS = [("/v1/state", "put"), *((f"/v1/{c}/{{name}}", m) for c in
+                                     ("vms", "groups", "policies") for m in ("put", "delete"))]
+
+
+@pytest.mark.parametrize(("path", "method"), WRITE_OPS)
+def test_writes_document_preview_force_and_assertion_failed(path, method):
+    op = PATHS[path][method]
+    params = {p["name"]: p for p in op["parameters"]}
+    assert params["preview"]["schema"]["enum"] == ["impact"]
+    assert set(params["force"]["schema"]["enum"]) == {"true", "1", "false", "0"}
+    assert "assertion_failed" in op["responses"]["409"]["description"]
+    preview = OPENAPI["components"]["schemas"]["Preview"]
+    assert preview in _ok_schema(path, method)["oneOf"]
+    assert set(preview["required"]) == {"preview", "revision", "changed", "impact",
+                                        "violations"}
+
+
+def test_error_schema_carries_violations():
+    from vgw_ryu.api.safe import refusal
+
+    v = {"expectation": 0, "from": "a", "to": "b", "protocol": "tcp", "port": 22,
+         "verdict": "allow", "pair": ["a", "b"], "got": "deny", "decided_by": "b ingress: "
+                                                                              "default"}
+    body = refusal([v]).body()
+    schema = _jsonschema(OPENAPI["components"]["schemas"]["Error"])
+    assert list(jsonschema_rs.validator_for(schema).iter_errors(body)) == []
+    assert body["error"]["violations"] == [v]
+    bad = {"error": {**body["error"], "violations": [{"expectation": "x"}]}}
+    assert list(jsonschema_rs.validator_for(schema).iter_errors(bad))
+
+
+def test_preview_schema_refuses_a_write_answer():
+    _check("/v1/state", "put", {"preview": "impact", "revision": 1, "changed": True,
+                                "impact": None, "impact_unavailable": "x", "violations": []})
+    with pytest.raises(AssertionError):
+        _check("/v1/state", "put", {"preview": "impact", "revision": 1, "changed": True})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Protocol
 
+from vgw_ryu.policy.model import State
 from vgw_ryu.runtime.engine import Engine
 
 
@@ -61,6 +62,16 @@ class Backend(Protocol):
         direction, src, dst, sport, dport (or type, code, id), state, blocked, rule,
         timeout}], "total": N, "truncated": bool}; None when it cannot be read here (the
         VM is on no local switch). Optional."""
+        ...
+
+    def impact(self, candidate: State) -> dict[str, Any] | None:
+        """What applying ``candidate`` would do to live traffic (the ``?preview=impact`` of
+        every write): {"connections_judged", "cut_total", "cut": [{vm, direction, protocol,
+        src, dst, sport, dport, state, rule_now, verdict_after, rule_after}],
+        "cut_truncated", "newly_allowed_total", "newly_allowed": [{vm, direction,
+        protocol, peer, port, denied_by, allowed_by, records}], "newly_allowed_truncated"}
+        (see vgw_ryu.runtime.impact); None when the live connections cannot be read here.
+        Optional: without it the preview says ``"impact": null``."""
         ...
 
     def count_request(self, method: str, status: int) -> None:

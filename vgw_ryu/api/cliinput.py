@@ -40,7 +40,14 @@ same-named ones) and the result is applied as one state. Without a state, each o
 is created or replaced with PUT /v1/KIND/NAME, in file order.
 The file is validated locally first (errors name the field, e.g. policies.p.rules[0]);
 --dry-run prints the difference with the server and changes nothing. Applying what the
-server already has changes nothing and prints 'no changes' (the revision stays)."""
+server already has changes nothing and prints 'no changes' (the revision stays).
+
+Before writing, the server previews the resulting state (PUT /v1/state?preview=impact):
+the live connections it would cut (VM DIR PROTO SRC DST DPORT RULE NOW AFTER), the recent
+denials it would allow, and the connectivity assertions (expectations) it would break.
+Broken assertions stop the apply (exit 1) unless --force. On a terminal, 'Apply? [y/N]'
+follows unless --yes; without one (scripts, CI, -f -) it applies, the summary on stderr.
+--impact prints the preview and changes nothing (exit 1 if assertions would break)."""
 
 SINCE_HELP = """\
 --since WHEN: a relative time ago, a number and a unit s, m, h or d (30s, 5m, 2h, 1d,

@@ -1,4 +1,5 @@
-"""What vgwctl prints: tables, log lines, stats and connection rows, metrics as JSON.
+"""What vgwctl prints: tables, log lines, stats and connection rows, metrics as JSON,
+the impact preview and the connectivity assertions of an apply.
 
 Pure functions over the API's answers, no HTTP: vgw_ryu.cli calls them and the unit
 tests drive them directly.
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from vgw_ryu.api.cliinput import CliError
+from vgw_ryu.api.safe import describe
 
 DEFAULT_POLICY = "(default)"
 
@@ -161,3 +163,61 @@ def metrics_json(text: str) -> list[dict[str, Any]]:
                 for f in text_string_to_metric_families(text)]
     except ValueError as e:
         raise CliError(f"the metrics are not in the text format: {e}") from None
+
+
+# --- impact preview and assertions (vgwctl apply) ------------------------------------------
+IMPACT_HEADER = ["VM", "DIR", "PROTO", "SRC", "DST", "DPORT", "RULE NOW", "AFTER"]
+ALLOWED_HEADER = ["VM", "DIR", "PROTO", "PEER", "PORT", "DENIED BY", "ALLOWED BY", "RECORDS"]
+SHOWN_ROWS = 20
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _indented(rows: list[list[Any]], header: list[str], total: int) -> list[str]:
+    lines = ["  " + ln for ln in table(rows, header).splitlines()]
+    if total > len(rows):
+        lines.append(f"  ... and {total - len(rows)} more")
+    return lines
+
+
+def impact_lines(preview: dict[str, Any], limit: int = SHOWN_ROWS) -> list[str]:
+    """The impact of a ``?preview=impact`` answer: connections cut (a bounded table) and
+    recent denials newly allowed."""
+    imp = preview.get("impact")
+    if imp is None:
+        why = preview.get("impact_unavailable") or "not available"
+        return [f"impact: unknown: {why}"]
+    cut = imp.get("cut", [])[:limit]
+    lines = [f"impact: {_plural(imp.get('cut_total', 0), 'live connection')} would be cut "
+             f"(of {imp.get('connections_judged', 0)} judged)"]
+    if cut:
+        rows = [[c.get("vm"), c.get("direction"), c.get("protocol"), c.get("src"),
+                 c.get("dst"), _dash(c.get("dport")), c.get("rule_now"),
+                 f"{c.get('verdict_after')} ({c.get('rule_after')})"] for c in cut]
+        lines += _indented(rows, IMPACT_HEADER, imp.get("cut_total", len(cut)))
+    allowed = imp.get("newly_allowed", [])[:limit]
+    lines.append(f"impact: {_plural(imp.get('newly_allowed_total', 0), 'recent denial')} "
+                 "would be allowed")
+    if allowed:
+        rows = [[n.get("vm"), n.get("direction"), n.get("protocol"), n.get("peer"),
+                 _dash(n.get("port")), _dash(n.get("denied_by")), n.get("allowed_by"),
+                 n.get("records")] for n in allowed]
+        lines += _indented(rows, ALLOWED_HEADER, imp.get("newly_allowed_total",
+                                                         len(allowed)))
+    return lines
+
+
+def assertion_lines(violations: list[dict[str, Any]], declared: int,
+                    limit: int = SHOWN_ROWS) -> list[str]:
+    """The connectivity assertions: all hold, or which would break and why."""
+    if not violations:
+        return [f"assertions: all {declared} hold" if declared else
+                "assertions: none declared"]
+    broken = len({v["expectation"] for v in violations})
+    lines = [f"assertions: {broken} of {declared} would break:"]
+    lines += ["  " + describe(v) for v in violations[:limit]]
+    if len(violations) > limit:
+        lines.append(f"  ... and {len(violations) - limit} more")
+    return lines

@@ -5,7 +5,9 @@ vgw_ryu.api.backend) supplies the engine and the switch-side data (stats, logs,
 ofproto/trace), so the handlers are testable without a switch. Reads use one engine
 snapshot; every write is validated against the whole resulting state and committed
 before the answer; a rejected request changes nothing, and a write that would change
-nothing writes nothing (200 with the current revision and ``"changed": false``). Every
+nothing writes nothing (200 with the current revision and ``"changed": false``). Writes
+take ``?preview=impact`` (answer what the write would do, write nothing) and ``?force=true``
+(apply even though connectivity assertions break): see vgw_ryu.api.safe. Every
 GET answer carries the revision it was read at, in the body and as ``ETag: "<rev>"``.
 GET /metrics (and /v1/metrics) answers the backend's Prometheus text as it is. After
 every answer the backend's ``count_request`` (if any) counts it. HTTP plumbing:
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from vgw_ryu.api import http, params
+from vgw_ryu.api import http, params, safe
 from vgw_ryu.api.backend import Backend
 from vgw_ryu.api.http import MAX_BODY, ApiError, Handler, Request, Response, Router
 from vgw_ryu.api.openapi import OPENAPI
 from vgw_ryu.api.views import KINDS, READ_ONLY, object_view, references
 from vgw_ryu.policy import model
+from vgw_ryu.policy.analysis import analyze
 from vgw_ryu.policy.model import ValidationError
 from vgw_ryu.policy.ruleset import evaluate
 from vgw_ryu.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -148,9 +151,10 @@ class Api:
         return rev, "revision"
 
     def _commit(self, snap: Snapshot, new_doc: dict[str, Any],
-                expected: tuple[int | None, str]) -> tuple[int, bool]:
-        """Validate and commit ``new_doc`` (call inside engine.editing()): (revision,
-        changed). A stale expected revision is a 409 even when nothing would change."""
+                expected: tuple[int | None, str], mode: safe.WriteMode) -> safe.Outcome:
+        """Validate and commit ``new_doc`` (call inside engine.editing()). A stale expected
+        revision is a 409 even when nothing would change. A preview commits nothing; a
+        change that breaks connectivity assertions is a 409 unless forced."""
         rev, where = expected
         try:
             new = model.parse_state(new_doc)
@@ -158,18 +162,32 @@ class Api:
             raise ApiError(400, "invalid", str(e), e.field) from None
         if rev is not None and rev != snap.revision:
             raise ApiError(409, "conflict", str(ConflictError(rev, snap.revision)), where)
-        if model.state_doc(new) == model.state_doc(snap.state):
-            return snap.revision, False
+        changed = model.state_doc(new) != model.state_doc(snap.state)
+        warnings = analyze(new) if changed or mode.preview else []
+        if mode.preview:
+            return safe.Outcome(snap.revision, changed, safe.violations(new), new,
+                                mode.preview, warnings)
+        if not changed:
+            return safe.Outcome(snap.revision, False)
+        broken = safe.violations(new)
+        if broken and not mode.force:
+            raise safe.refusal(broken)
         try:
-            return self.engine.replace_state(new, rev), True
+            return safe.Outcome(self.engine.replace_state(new, rev), True, broken,
+                                warnings=warnings)
         except ConflictError as e:
             raise ApiError(409, "conflict", str(e), where) from None
 
-    @staticmethod
-    def _answer(body: dict[str, Any], rev: int, changed: bool) -> Response:
-        """A write's answer; ``"changed": false`` marks a write that wrote nothing."""
-        return Response(200, {"revision": rev, **body, **({} if changed else
-                                                           {"changed": False})})
+    def _answer(self, body: dict[str, Any], out: safe.Outcome) -> Response:
+        """A write's answer; ``"changed": false`` marks a write that wrote nothing, and
+        ``violations`` the assertions a forced write broke. A preview's answer says what
+        the write would do (computed outside the engine's write lock)."""
+        if out.preview:
+            return Response(200, safe.preview_answer(self.backend, out))
+        return Response(200, {"revision": out.revision, **body,
+                              **({} if out.changed else {"changed": False}),
+                              **({"violations": out.violations} if out.violations else {}),
+                              **({"warnings": out.warnings} if out.warnings else {})})
 
     @staticmethod
     def _check_name(name: str, coll: str) -> None:
@@ -201,6 +219,7 @@ class Api:
         return self._read(snap.document(), snap.revision)
 
     def put_state(self, req: Request, path: dict[str, str]) -> Response:
+        mode = safe.write_mode(req.query)
         doc = http.json_body(req)
         if not isinstance(doc, dict):
             # null or a list would otherwise read as an empty state and wipe everything.
@@ -209,8 +228,8 @@ class Api:
         expected = self._expected(req, doc)
         doc = {k: v for k, v in doc.items() if k != "revision"}
         with self.engine.editing() as snap:
-            rev, changed = self._commit(snap, doc, expected)
-        return self._answer({}, rev, changed)
+            out = self._commit(snap, doc, expected, mode)
+        return self._answer({}, out)
 
     def list_objects(self, req: Request, path: dict[str, str]) -> Response:
         coll = req.path[len("/v1/"):].rstrip("/")
@@ -236,6 +255,7 @@ class Api:
     def put_object(self, req: Request, path: dict[str, str]) -> Response:
         coll, name = self._coll(req), path["name"]
         self._check_name(name, coll)
+        mode = safe.write_mode(req.query)
         body = http.json_body(req)
         expected = self._expected(req, body)
         if isinstance(body, dict):
@@ -249,11 +269,12 @@ class Api:
             doc = model.state_doc(snap.state)
             created = name not in doc[coll]
             doc[coll][name] = body
-            rev, changed = self._commit(snap, doc, expected)
-        return self._answer({"created": created, "name": name}, rev, changed)
+            out = self._commit(snap, doc, expected, mode)
+        return self._answer({"created": created, "name": name}, out)
 
     def delete_object(self, req: Request, path: dict[str, str]) -> Response:
         coll, name = self._coll(req), path["name"]
+        mode = safe.write_mode(req.query)
         with self.engine.editing() as snap:
             doc = model.state_doc(snap.state)
             if name not in doc[coll]:
@@ -264,8 +285,8 @@ class Api:
                                f"{KINDS[coll]} {name!r} is still referenced by "
                                + ", ".join(refs[:10]), refs[0])
             del doc[coll][name]
-            rev, _ = self._commit(snap, doc, (http.if_match(req), "If-Match"))
-        return Response(200, {"revision": rev, "deleted": name})
+            out = self._commit(snap, doc, (http.if_match(req), "If-Match"), mode)
+        return self._answer({"deleted": name}, out)
 
     def stats(self, req: Request, path: dict[str, str]) -> Response:
         snap = self.engine.snapshot()

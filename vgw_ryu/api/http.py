@@ -19,15 +19,18 @@ MAX_BODY = 1024 * 1024
 class ApiError(Exception):
     """An error answer: HTTP status, machine code, message and offending field."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 extra: dict[str, Any] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.extra = extra or {}    # more keys of the error object (e.g. violations)
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+        return {"error": {"code": self.code, "message": self.message, "field": self.field,
+                          **self.extra}}
 
 
 @dataclass

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from vgw_ryu.api.openapi_safe import FORCED, IMPACT, PREVIEW, VIOLATION, VIOLATIONS, WRITE_PARAMS
+from vgw_ryu.api.openapi_safe import or_preview as _or_preview
 from vgw_ryu.api.views import VIEW_FIELDS
 from vgw_ryu.policy.model import (
     ACTIONS,
     DEFAULT_VERDICTS,
     DIRECTIONS,
     LOG_LEVELS,
+    MAX_TIERS,
     NAME_RE,
     PROTO_NUM,
     PROTOCOLS,
+    RULE_ACTIONS,
     UNKNOWN_PORT_ACTIONS,
 )
 from vgw_ryu.policy.parse import MAX_CONNECTIONS
@@ -37,7 +41,12 @@ ERROR = {
     "properties": {"error": {"type": "object", "required": ["code", "message", "field"],
                              "properties": {"code": {"type": "string"},
                                             "message": {"type": "string"},
-                                            "field": {"type": "string", "nullable": True}}}},
+                                            "field": {"type": "string", "nullable": True},
+                                            "violations": {
+                                                **VIOLATIONS,
+                                                "description": "409 assertion_failed: the "
+                                                "connectivity assertions the write would "
+                                                "break"}}}},
 }
 LABELS = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}}
 LIMIT = {"type": "integer", "minimum": 0, "maximum": MAX_CONNECTIONS}
@@ -45,22 +54,30 @@ VM = {
     "type": "object", "additionalProperties": False,
     "properties": {"mac": {"type": "string"}, "ips": {"type": "array", "items": {"type": "string"}},
                    "labels": LABELS, "protected": {"type": "boolean"},
-                   "max_connections": LIMIT, "log": _enum(LOG_LEVELS)},
+                   "max_connections": LIMIT, "log": _enum(LOG_LEVELS),
+                   "address_pairs": {"type": "array", "items": {
+                       "type": "object", "additionalProperties": False, "required": ["ip"],
+                       "properties": {"ip": {"type": "string"}, "mac": {"type": "string"}}}}},
 }
 GROUP = {
     "type": "object", "additionalProperties": False,
     "properties": {"match_labels": LABELS, "members": {"type": "array", "items": NAME},
-                   "cidrs": {"type": "array", "items": {"type": "string"}}},
+                   "cidrs": {"type": "array", "items": {"type": "string"}},
+                   "except": {"type": "array", "items": {"type": "string"}},
+                   "protected": {"type": "boolean"}},
 }
+PORTS = {"oneOf": [{"type": "string"}, {"type": "integer"},
+                   {"type": "array", "items": {"oneOf": [{"type": "string"},
+                                                         {"type": "integer"}]}}]}
+BYTE = {"type": "integer", "minimum": 0, "maximum": 255}
 RULE = {
     "type": "object", "additionalProperties": False, "required": ["id", "direction", "action"],
     "properties": {
         "id": NAME, "direction": _enum(DIRECTIONS),
-        "action": _enum(ACTIONS),
-        "protocol": _enum(PROTOCOLS),
-        "ports": {"oneOf": [{"type": "string"}, {"type": "integer"},
-                            {"type": "array", "items": {"oneOf": [{"type": "string"},
-                                                                  {"type": "integer"}]}}]},
+        "action": _enum(RULE_ACTIONS),
+        "protocol": {"oneOf": [_enum(PROTOCOLS), BYTE,
+                               {"type": "string", "pattern": "^[0-9]{1,3}$"}]},
+        "ports": PORTS, "src_ports": PORTS, "icmp_type": BYTE, "icmp_code": BYTE,
         "peer": {"type": "string"}, "priority": {"type": "integer", "minimum": 1,
                                                   "maximum": 1000},
         "log": {"type": "boolean"}, "stateful": {"type": "boolean"},
@@ -69,7 +86,7 @@ RULE = {
 POLICY = {
     "type": "object", "additionalProperties": False,
     "properties": {"applied_to": {"type": "array", "items": {"type": "string"}},
-                   "rules": {"type": "array", "items": RULE}},
+                   "rules": {"type": "array", "items": RULE}, "tier": NAME},
 }
 SETTINGS = {
     "type": "object", "additionalProperties": False,
@@ -78,7 +95,11 @@ SETTINGS = {
                    "log_default_deny": {"type": "boolean"},
                    "unknown_ports": _enum(UNKNOWN_PORT_ACTIONS),
                    "uplinks": {"type": "array", "items": {"type": "string"}},
-                   "max_connections": LIMIT, "log": _enum(LOG_LEVELS)},
+                   "max_connections": LIMIT, "log": _enum(LOG_LEVELS),
+                   "tiers": {"type": "array", "items": NAME, "minItems": 1,
+                             "maxItems": MAX_TIERS},
+                   "default_tier": {**NAME, "nullable": True},
+                   "default_protected": {"type": "boolean"}},
 }
 EXPECTATION = {
     "type": "object", "additionalProperties": False, "required": ["from", "to", "verdict"],
@@ -98,16 +119,26 @@ STATE = {
 }
 REVISION = {"type": "integer", "minimum": 0}
 ANY_OBJECT = {"type": "object"}
+WARNINGS = {"type": "array", "description": "rule analysis of the resulting state: shadowed, "
+            "overlapping or never-matching rules, policies applied to no VM",
+            "items": {"type": "object", "additionalProperties": False,
+                      "required": ["code", "message", "field"],
+                      "properties": {"code": _enum(("shadowed", "overlap", "never_matches",
+                                                    "applies_to_nothing")),
+                                     "message": {"type": "string"},
+                                     "field": {"type": "string"}}}}
 STATE_WRITE = {"type": "object", "additionalProperties": False, "required": ["revision"],
                "properties": {"revision": REVISION,
-                              "changed": {"type": "boolean", "enum": [False]}}}
+                              "changed": {"type": "boolean", "enum": [False]},
+                              "violations": FORCED, "warnings": WARNINGS}}
 OBJECT_WRITE = {"type": "object", "additionalProperties": False,
                 "required": ["revision", "created", "name"],
                 "properties": {**STATE_WRITE["properties"], "created": {"type": "boolean"},
                                "name": NAME}}
 DELETED = {"type": "object", "additionalProperties": False,
            "required": ["revision", "deleted"],
-           "properties": {"revision": REVISION, "deleted": NAME}}
+           "properties": {"revision": REVISION, "deleted": NAME, "violations": FORCED,
+                          "warnings": WARNINGS}}
 DECLARED = {"vms": VM, "groups": GROUP, "policies": POLICY}
 
 
@@ -243,12 +274,18 @@ IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
                            "`revision` in the body does the same"}
 ERRORS = {400: "invalid input (error.field names it)", 401: "missing or wrong token",
           404: "no such path or object", 409: "stale revision, or still referenced",
+          "w409": "stale revision, still referenced, or (code assertion_failed, field "
+                  "expectations, error.violations) the resulting state would break "
+                  "connectivity assertions and force=true was not sent",
           413: "body over 1 MiB", 415: "body is not application/json",
           503: "not available on this controller now (code unavailable)"}
 
 
 def _err(*codes: int, **described: str) -> dict[str, Any]:
     """Error answers; ``described`` overrides a description: ``e409="..."``."""
+    if "e409" not in described and described.pop("write", False):
+        described["e409"] = ERRORS["w409"]
+    described.pop("write", None)
     return {str(c): {"description": described.get(f"e{c}", ERRORS[c]),
                      "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
@@ -265,7 +302,8 @@ def _op(op_id: str, summary: str, ok: dict[str, Any], errors: tuple[int, ...],
     if etag and not write:
         answer["headers"] = ETAG
     return {"operationId": op_id, "summary": summary, "security": WRITE if write else READ,
-            **extra, "responses": {"200": answer, **_err(*errors, **(described or {}))}}
+            **extra, "responses": {"200": answer, **_err(*errors, write=write,
+                                                         **(described or {}))}}
 
 
 def _metrics(op_id: str) -> dict[str, Any]:
@@ -289,11 +327,13 @@ def _collection(coll: str) -> dict[str, Any]:
             "parameters": [item_path],
             "get": _op(f"get{kind}", f"One {kind.lower()} with what the controller adds",
                        VIEWS[coll], (401, 404)),
-            "put": _op(f"put{kind}", f"Create or replace a {kind.lower()}", OBJECT_WRITE,
-                       (400, 401, 409, 413, 415), write=True, parameters=[IF_MATCH],
+            "put": _op(f"put{kind}", f"Create or replace a {kind.lower()} (or preview it)",
+                       _or_preview(OBJECT_WRITE), (400, 401, 409, 413, 415),
+                       write=True, parameters=[IF_MATCH, *WRITE_PARAMS],
                        requestBody=_body(DECLARED[coll])),
-            "delete": _op(f"delete{kind}", f"Delete a {kind.lower()} nothing refers to",
-                          DELETED, (400, 401, 404, 409), write=True, parameters=[IF_MATCH]),
+            "delete": _op(f"delete{kind}", f"Delete a {kind.lower()} nothing refers to "
+                          "(or preview it)", _or_preview(DELETED), (400, 401, 404, 409),
+                          write=True, parameters=[IF_MATCH, *WRITE_PARAMS]),
         },
     }
 
@@ -326,7 +366,8 @@ OPENAPI: dict[str, Any] = {
                     "ObjectWrite": OBJECT_WRITE, "Deleted": DELETED, "Switch": SWITCH,
                     "Stats": STATS, "Connection": CONNECTION,
                     "Connections": CONNECTIONS, "LogRecord": LOG_RECORD, "Trace": TRACE,
-                    "TraceRequest": TRACE_REQUEST, "Health": HEALTH},
+                    "TraceRequest": TRACE_REQUEST, "Health": HEALTH,
+                    "Preview": PREVIEW, "Impact": IMPACT, "Violation": VIOLATION},
     },
     "paths": {
         "/v1/health": {"get": _op("getHealth", "Liveness, revision and switch count",
@@ -336,9 +377,10 @@ OPENAPI: dict[str, Any] = {
         "/v1/state": {
             "get": _op("getState", "The whole desired state and its revision", STATE_VIEW,
                        (401,)),
-            "put": _op("putState", "Replace the whole desired state atomically",
-                       STATE_WRITE, (400, 401, 409, 413, 415), write=True,
-                       parameters=[IF_MATCH], requestBody=_body(STATE)),
+            "put": _op("putState", "Replace the whole desired state atomically (or "
+                       "preview it)", _or_preview(STATE_WRITE), (400, 401, 409, 413, 415),
+                       write=True, parameters=[IF_MATCH, *WRITE_PARAMS],
+                       requestBody=_body(STATE)),
         },
         **_collection("vms"),
         **_collection("groups"),

@@ -22,6 +22,11 @@ SEEN = {"type": "object", "additionalProperties": False,
                        "zone": {"type": "integer", "nullable": True}}}
 VIEW_FIELDS: dict[str, dict[str, Any]] = {
     "vms": {
+        "protection": {"type": "object", "additionalProperties": False,
+                       "required": ["protected", "by"],
+                       "properties": {"protected": {"type": "boolean"},
+                                      "by": {"type": "string",
+                                             "description": "vm, group or default"}}},
         "zone": {"type": "integer", "nullable": True},
         "seen": {"type": "array", "items": SEEN},
         "connections": {"type": "object", "additionalProperties": False,
@@ -52,7 +57,12 @@ def object_view(snap: Snapshot, coll: str, name: str,
         zone = snap.ids.zone(name) if vm.protected else None
         where = snap.vm_locations() if locations is None else locations
         limit = connection_limit(st, name) if vm.protected else 0
-        return {"name": name, **model.vm_doc(vm), "zone": zone,
+        by = "vm" if vm.protected_set is not None else "group" if any(
+            g.protected is not None and name in group_members(st, gname)
+            for gname, g in st.groups.items()) or vm.protected != \
+            st.settings.default_protected else "default"
+        return {"name": name, **model.vm_doc(vm),
+                "protection": {"protected": vm.protected, "by": by}, "zone": zone,
                 "seen": where.get(name, []),
                 "connections": {"limit": limit or None, "count": None}}
     if coll == "groups":
@@ -67,7 +77,8 @@ def object_view(snap: Snapshot, coll: str, name: str,
 
 
 def references(st: State, coll: str, name: str) -> list[str]:
-    """Where an object is referred to (group members, applied_to, rule peers)."""
+    """Where an object is referred to (group members, applied_to, rule peers,
+    connectivity assertions)."""
     refs = []
     target = f"{KINDS[coll]}:{name}"
     if coll == "vms":
@@ -78,4 +89,8 @@ def references(st: State, coll: str, name: str) -> list[str]:
         for i, r in enumerate(pol.rules):
             if str(r.peer) == target:
                 refs.append(f"policies.{pname}.rules[{i}].peer")
+    for i, e in enumerate(st.expectations):
+        for key, end in (("from", e.src), ("to", e.dst)):
+            if end.kind == KINDS[coll] and end.value == name:
+                refs.append(f"expectations[{i}].{key}")
     return refs
