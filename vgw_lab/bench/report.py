@@ -68,6 +68,11 @@ def markdown(r: dict[str, Any]) -> str:
             lines += ["", f"Rule analysis of the same state (shadowed, overlapping, never "
                           f"matching rules): {cp['analysis_seconds'] * 1000:.0f} ms "
                           f"(target <= 100 ms), {cp['analysis_warnings']} warnings."]
+        if "preview" in cp:
+            pv = cp["preview"]
+            lines += ["", f"Impact preview: {pv['vms']:,} VMs with {pv['connections']:,} live "
+                          f"connections judged under the state and a candidate "
+                          f"({pv['cut']:,} cut) in {pv['seconds']:.2f} s (target <= 2 s)."]
     return "\n".join(lines) + "\n"
 
 

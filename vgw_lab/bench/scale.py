@@ -14,7 +14,10 @@ from vgw_lab.bench.common import say
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch
 from vgw_ryu.policy.analysis import analyze
 from vgw_ryu.policy.ids import Ids
-from vgw_ryu.policy.model import parse_state
+from vgw_ryu.policy.model import parse_state, state_doc
+from vgw_ryu.policy.ruleset import effective_rules
+from vgw_ryu.runtime.connections import parse_dump
+from vgw_ryu.runtime.impact import cuts
 from vgw_ryu.runtime.ovstrace import trace
 
 
@@ -51,9 +54,40 @@ def run_compile(n: int = 1000) -> dict[str, Any]:
     warnings = analyze(state)
     da = time.perf_counter() - t0
     say(f"rule analysis of the same state: {len(warnings)} warnings in {da * 1000:.0f} ms")
+    preview = run_preview(state, n_conns=10 * n)
     return {"vms": n, "rules": 20, "group_size": 100, "seconds": dt, "flows": len(flows),
             "flows_per_vm": len(flows) / n, "analysis_seconds": da,
-            "analysis_warnings": len(warnings)}
+            "analysis_warnings": len(warnings), "preview": preview}
+
+
+def run_preview(state, n_conns: int) -> dict[str, Any]:
+    """Impact preview's judging work: n_conns live connections over the VMs, judged
+    under the state and under a candidate with one rule changed (as PUT ?preview=impact
+    does after reading conntrack). The dump parse is included."""
+    names = sorted(state.vms)
+    lines = []
+    for k in range(n_conns):
+        vm = state.vms[names[k % len(names)]]
+        peer = state.vms[names[(k * 7 + 1) % len(names)]]
+        port = 2000 + 10 * ((k // 2) % 20)
+        lines.append(f"tcp,orig=(src={peer.ips[0]},dst={vm.ips[0]},sport={30000 + k % 30000},"
+                     f"dport={port}),reply=(src={vm.ips[0]},dst={peer.ips[0]},dport="
+                     f"{30000 + k % 30000},sport={port}),zone={k % len(names) + 1},"
+                     "protoinfo=(state=ESTABLISHED)")
+    doc = state_doc(state)
+    doc["policies"]["p"]["rules"][0]["action"] = "deny"   # the change being previewed
+    new = parse_state(doc)
+    t0 = time.perf_counter()
+    entries = parse_dump("\n".join(lines))
+    tables: dict[str, list] = {}
+    for e in entries:
+        tables.setdefault(names[e.zone - 1], []).append(e)
+    result = cuts(state, new, effective_rules(state), effective_rules(new), tables)
+    dt = time.perf_counter() - t0
+    say(f"impact preview, {len(state.vms)} VMs with {n_conns} live connections: "
+        f"{result['cut_total']} cut, {dt:.2f} s")
+    return {"vms": len(state.vms), "connections": n_conns, "cut": result["cut_total"],
+            "seconds": dt}
 
 
 def _add_vm_ports(br: str, names: list[tuple[str, int]]) -> None:
