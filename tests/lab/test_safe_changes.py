@@ -91,9 +91,12 @@ def test_preview_names_the_one_cut_and_applying_cuts_only_it(lab):
         t_apply = time.time()
         _put(ctl, _state((80, 8080)))
         time.sleep(1.5)
+        out = streams.communicate(timeout=30)[0]   # closing stdin ends the streams
     finally:
-        streams.stdin.close()
-    last = {int(k): v for k, v in json.loads(streams.communicate(timeout=30)[0]).items()}
+        if streams.poll() is None:
+            streams.kill()
+            streams.wait(timeout=10)
+    last = {int(k): v for k, v in json.loads(out).items()}
     assert last[80] > t_apply + 1 and last[8080] > t_apply + 1, last
     assert last[9090] < t_apply + 1, last
 

@@ -35,7 +35,7 @@ def test_help_shows_the_real_defaults(ovs):
     assert "0.0.0.0" not in text.split("--wsapi-host WSAPI_HOST", 2)[-1].split("--wsapi-port")[0]
     for opt, default in (("--vgw-db", "/var/lib/vgw_ryu/state.db"),
                          ("--vgw-audit-interval", "30.0"), ("--vgw-state", "none"),
-                         ("--vgw-seed", "none"), ("--vgw-meter-log-pps", "1000")):
+                         ("--vgw-seed", "none"), ("--vgw-meter-log-pps", "100")):
         part = text.split(f"{opt} {opt[2:].upper().replace('-', '_')}", 2)[-1]
         assert f"(default: {default})" in part.split(" --", 1)[0], opt
     assert "Eventlet is deprecated" not in p.stdout + p.stderr

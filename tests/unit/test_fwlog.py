@@ -186,3 +186,14 @@ def test_utc_iso_and_parse_since():
     assert parse_since(utc_iso(T0 + 1.5)) == T0 + 1.5
     with pytest.raises(ValueError):
         parse_since("yesterday")
+
+
+def test_a_steady_flow_flushed_twice_a_second_makes_one_record_a_second(log):
+    for i in range(100):                  # 5 s at 20 packets a second
+        log.record(ALLOW, now=T0 + i * 0.05)
+        if i % 10 == 9:                   # the controller flushes every 0.5 s
+            log.flush(now=T0 + (i + 1) * 0.05)
+    log.flush(now=T0 + 7)
+    recs = log.query()
+    assert len(recs) <= 6 and sum(r["count"] for r in recs) == 100, \
+        [(r["ts"] - T0, r["count"]) for r in recs]

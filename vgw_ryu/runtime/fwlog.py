@@ -108,12 +108,16 @@ class FirewallLog:
         """Records for every fold window that ended with packets counted (lock held)."""
         out = []
         for key, fold in list(self._fold.items()):
-            if now - fold["since"] >= FOLD_SECONDS:
-                del self._fold[key]
-                if fold["pending"]:
-                    src = {k: v for k, v in fold["rec"].items()
-                           if k not in ("time", "ts", "count")}
-                    out.append(self._stamp(src, now, fold["pending"]))
+            if now - fold["since"] < FOLD_SECONDS:
+                continue
+            if not fold["pending"]:
+                del self._fold[key]   # the flow went quiet
+                continue
+            # The window's packets in one record; a new window starts, so a steady flow
+            # makes one record a second.
+            src = {k: v for k, v in fold["rec"].items() if k not in ("time", "ts", "count")}
+            out.append(self._stamp(src, now, fold["pending"]))
+            fold["since"], fold["pending"] = now, 0
         return out
 
     def _stamp(self, rec: dict[str, Any], now: float, count: int) -> dict[str, Any]:

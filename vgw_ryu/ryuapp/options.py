@@ -48,7 +48,7 @@ OPTS = [
     _opt(cfg.StrOpt, "syslog", None, "also send every firewall log record as RFC 5424 "
          "syslog to udp:HOST:PORT, tcp:HOST:PORT or unix:PATH (e.g. unix:/dev/log)"),
     _opt(cfg.IntOpt, "meter-log-pps", 100,
-         "rate limit of log punts, per protected VM (packets/s; burst a tenth of it)"),
+         "rate limit of log punts, per protected VM (packets/s; burst a quarter of it)"),
     _opt(cfg.IntOpt, "meter-reject-pps", 100, "rate limit of reject punts (packets/s)"),
     _opt(cfg.IntOpt, "meter-unknown-pps", 100,
          "rate limit of unknown-port punts (packets/s)"),
