@@ -219,7 +219,8 @@ def test_connection_limit_per_vm(lab):
     other = lab.add("other", IP["other"])
     srv = lab.add("srv", IP["srv"])
     srv.serve([80], [])
-    doc = _state({"client": _vm("client", max_connections=50), "other": _vm("other"),
+    doc = _state({"client": _vm("client", max_connections=50, log="drops"),
+                  "other": _vm("other"),
                   "srv": _vm("srv")}, SRV_IN)
     lab.applied(lab.put(doc), {"client", "other", "srv"})
     vm = lab.ctl.get("/v1/vms/client")[1]
@@ -233,6 +234,10 @@ def test_connection_limit_per_vm(lab):
         assert other.probe("tcp", IP["srv"], 80)["verdict"] == "allow"
         count = lab.ctl.get("/v1/vms/client")[1]["connections"]["count"]
         assert 1 <= count <= 50, count
+        # The client logs its drops: the refused connections' invalid replies are logged.
+        wait_until(lambda: [r for r in lab.ctl.get("/v1/logs?vm=client&limit=1000")[1]["logs"]
+                            if r.get("event") == "invalid"], timeout=10,
+                   what="the over-limit drops in the log")
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)

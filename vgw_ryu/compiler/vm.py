@@ -148,9 +148,14 @@ def build_vm(b: FlowSet, vm: Vm, port: PortFacts, zone: int, log: str = "none") 
     # *_state: what conntrack finds invalid in this VM's zone is dropped by the VM's own
     # flow, so the controller can count it per VM and name the port (a veth or tap on a
     # netdev bridge with TX checksum offload on sends nothing but invalid TCP).
+    # With drops logged, each such drop (a new connection over the VM's limit gets no
+    # entry, so its first reply is invalid) also goes to the VM's log meter.
     invalid = F.match(F.ZONE.match(zone), ct_state("+inv+trk"))
-    for table in ("egress_state", "ingress_state"):
-        b.add(table, P.STATE_INVALID_VM, invalid, [], **own)
+    for stage in STAGES:
+        logged = [F.VERDICT.load(F.VERDICT_DENY), F.DIRECTION.load(stage.direction),
+                  F.INVALID.load(1), F.copy(F.ZONE, F.PUNT_ZONE),
+                  Resubmit(PUNT_BY_PURPOSE["log"].table)] if log != "none" else []
+        b.add(stage.state, P.STATE_INVALID_VM, invalid, logged, **own)
     # egress_guard: DHCP/DHCPv6 clients and neighbour discovery skip the policy:
     # without them the VM cannot get or keep an address.
     b.add("egress_guard", P.GUARD_CONTROL,

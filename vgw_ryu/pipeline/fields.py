@@ -69,6 +69,8 @@ DIRECTION = Field("direction", "reg0", 3, 1,
                   "stage being judged: 0 egress rules, 1 ingress rules")
 REVOKE = Field("revoke", "reg0", 4, 1, "a policy change just cut this established "
                "connection: its punt is the revocation record")
+INVALID = Field("invalid", "reg0", 5, 1, "conntrack found the packet invalid (over the VM's "
+                "connection limit, or broken): the punt is a log record of the drop")
 RULE = Field("rule", "reg3", 0, 32, "number of the deciding rule (0: a default); "
              "packet-ins carry it")
 PUNT_ZONE = Field("punt_zone", "reg4", 0, 32,
@@ -81,8 +83,8 @@ ZONE = Field("zone", "reg6", 0, 32, "conntrack zone of the VM the current stage 
 BLOCKED = Field("blocked", "ct_mark", 31, 1, "the connection is blocked: a changed policy "
                 "denied its original direction, so its replies are dropped too")
 
-FIELDS: tuple[Field, ...] = (VERDICT, LOG, DIRECTION, REVOKE, RULE, PUNT_ZONE, OUT_PORT, ZONE,
-                             BLOCKED)
+FIELDS: tuple[Field, ...] = (VERDICT, LOG, DIRECTION, REVOKE, INVALID, RULE, PUNT_ZONE,
+                             OUT_PORT, ZONE, BLOCKED)
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
 VERDICT_ALLOW, VERDICT_DENY, VERDICT_REJECT = 1, 2, 3

@@ -71,7 +71,7 @@ TABLES = [
     _t("egress_ct", 20, "stateless allow rules pass; everything else: conntrack in the "
        "source VM's zone", f"{STATELESS_MATCH}", "egress_state ingress_classify"),
     _t("egress_state", 30, "+inv drop; replies and related pass; the original direction is judged",
-       f"{CT_MATCH} {_ZONE}", "ingress_classify rules egress_action"),
+       f"{CT_MATCH} {_ZONE}", "ingress_classify rules egress_action punt_log"),
     _t("egress_action", 35, "act on the verdict: commit, drop, reject or log punt",
        f"{_ZONE} {_REG0} eth_type {CT_MATCH}", "ingress_classify punt_log punt_reject"),
     _t("ingress_classify", 40, "eth_dst -> protected VM on this switch; else forward",
@@ -80,7 +80,7 @@ TABLES = [
        "destination VM's zone", f"{STATELESS_MATCH}",
        "ingress_state"),
     _t("ingress_state", 50, "+inv drop; replies and related pass; the original direction is judged",
-       f"{CT_MATCH} {_ZONE}", "rules ingress_action"),
+       f"{CT_MATCH} {_ZONE}", "rules ingress_action punt_log"),
     _t("ingress_action", 55, "act on the verdict: commit and output, drop, reject, log",
        f"{_ZONE} {_REG0} eth_type {CT_MATCH}", "punt_log punt_reject"),
     _t("rules", 60, "the policy: one conjunction per rule (VMs x peers x ports); the "

@@ -28,6 +28,7 @@ class PuntRegs:
     zone: int
     log: bool
     revoke: bool = False       # a policy change just cut this established connection
+    invalid: bool = False      # conntrack found it invalid (over the limit, or broken)
 
 
 def reg_value(match: Mapping[str, Any], name: str) -> int:
@@ -50,7 +51,8 @@ def decode_registers(table_id: int, match: Mapping[str, Any]) -> PuntRegs | None
                     F.VERDICT_NAMES.get(reg0 & F.VERDICT.mask) if judged else None,
                     ("ingress" if reg0 & F.DIRECTION.mask else "egress") if judged else None,
                     reg_value(match, F.RULE.reg), reg_value(match, F.PUNT_ZONE.reg),
-                    bool(reg0 & F.LOG.mask), bool(reg0 & F.REVOKE.mask))
+                    bool(reg0 & F.LOG.mask), bool(reg0 & F.REVOKE.mask),
+                    bool(reg0 & F.INVALID.mask))
 
 
 def log_record(dpid: int, regs: PuntRegs, ids: Ids, summary: Mapping[str, Any],
@@ -64,7 +66,9 @@ def log_record(dpid: int, regs: PuntRegs, ids: Ids, summary: Mapping[str, Any],
     owner = ids.rule_owner(regs.rule) if regs.rule else None
     return {"switch": f"{dpid:016x}", "port": regs.in_port, "vm": vm,
             "direction": regs.direction, "verdict": regs.verdict,
-            "policy": owner[0] if owner else None,
-            "rule": owner[1] if owner else ("default" if regs.rule == 0 else None),
+            "policy": owner[0] if owner and not regs.invalid else None,
+            "rule": None if regs.invalid else owner[1] if owner else (
+                "default" if regs.rule == 0 else None),
             **summary, "length": length,
-            **({"event": "revoked", "revision": revision} if regs.revoke else {})}
+            **({"event": "revoked", "revision": revision} if regs.revoke else {}),
+            **({"event": "invalid"} if regs.invalid else {})}
