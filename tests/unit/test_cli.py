@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from vgw_ryu import cli
-from vgw_ryu.api import cliout
 from vgw_ryu.api.client import ApiError
+from vgw_ryu.cli import output as cliout
 from vgw_ryu.policy import model
 
 STATE = {

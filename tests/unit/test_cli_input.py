@@ -1,11 +1,11 @@
-"""What vgwctl reads (vgw_ryu.api.cliinput): apply files, diffs and --since values."""
+"""What vgwctl reads (vgw_ryu.cli.files): apply files, diffs and --since values."""
 
 from __future__ import annotations
 
 import pytest
 
-from vgw_ryu.api import cliinput as ci
-from vgw_ryu.api.cliinput import CliError
+from vgw_ryu.cli import files as ci
+from vgw_ryu.cli.files import CliError
 from vgw_ryu.policy import model
 
 STATE = {"vms": {"web1": {"ips": ["10.0.0.11"], "labels": {"tier": "web"}}},

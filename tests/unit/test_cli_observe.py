@@ -7,8 +7,8 @@ import json
 import pytest
 
 from vgw_ryu import cli
-from vgw_ryu.api import cliout
 from vgw_ryu.api.client import ApiError
+from vgw_ryu.cli import output as cliout
 
 STATS = {
     "policies": {

@@ -12,7 +12,7 @@ import yaml
 
 from tests.unit.test_cli import NO_IMPACT, STATE, FakeClient, canonical, run
 from vgw_ryu import cli
-from vgw_ryu.api import cliout
+from vgw_ryu.cli import output as cliout
 
 SSH = {"from": "jump1", "to": "web1", "protocol": "tcp", "port": 22, "verdict": "allow"}
 GUARDED = {**copy.deepcopy(STATE),

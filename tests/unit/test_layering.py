@@ -17,7 +17,7 @@ def _ruff(filename: str, source: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("where", ["vgw_ryu/policy/x.py", "vgw_ryu/pipeline/x.py",
                                    "vgw_ryu/compiler/x.py", "vgw_ryu/runtime/x.py",
-                                   "vgw_ryu/api/x.py", "vgw_ryu/cli.py"])
+                                   "vgw_ryu/api/x.py", "vgw_ryu/cli/x.py"])
 @pytest.mark.parametrize("source", ["import ryu\n", "from ryu.lib import hub\n",
                                     "import eventlet\n",
                                     "from vgw_ryu.ryuapp import punts\n",

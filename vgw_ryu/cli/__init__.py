@@ -21,13 +21,15 @@ import time
 import urllib.parse
 from typing import Any
 
-from vgw_ryu.api import cliapply, cliinput, cliout
-from vgw_ryu.api.cliapply import cmd_apply
 from vgw_ryu.api.client import DEFAULT_URL, ApiError, Client
-from vgw_ryu.api.cliinput import APPLY_HELP, COLLECTIONS, SINCE_HELP, CliError, since_value
-from vgw_ryu.api.cliout import find_switch, log_line, switch_rows
-from vgw_ryu.api.cliout import print_doc as _print
-from vgw_ryu.api.cliout import table as _table
+from vgw_ryu.cli import apply as cliapply
+from vgw_ryu.cli import files as cliinput
+from vgw_ryu.cli import output as cliout
+from vgw_ryu.cli.apply import cmd_apply
+from vgw_ryu.cli.files import APPLY_HELP, COLLECTIONS, SINCE_HELP, CliError, since_value
+from vgw_ryu.cli.output import find_switch, log_line, switch_rows
+from vgw_ryu.cli.output import print_doc as _print
+from vgw_ryu.cli.output import table as _table
 from vgw_ryu.policy import model
 from vgw_ryu.policy.analysis import analyze
 

@@ -19,8 +19,8 @@ import sys
 import urllib.parse
 from typing import Any
 
-from vgw_ryu.api import cliout
-from vgw_ryu.api.cliinput import APPLY_HELP, diff_state, load_documents, plan
+from vgw_ryu.cli import output as cliout
+from vgw_ryu.cli.files import APPLY_HELP, diff_state, load_documents, plan
 
 __all__ = ["APPLY_HELP", "add_arguments", "cmd_apply", "report_forced"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from vgw_ryu.api.cliinput import CliError
 from vgw_ryu.api.safe import describe
+from vgw_ryu.cli.files import CliError
 
 DEFAULT_POLICY = "(default)"
 
