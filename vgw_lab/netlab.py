@@ -101,6 +101,33 @@ def load_flows(br: Bridge, flows_text: str, path: Path) -> None:
     sh("ovs-ofctl", "-O", "OpenFlow14", "add-flows", br.name, str(path))
 
 
+def compiled_bridge(state: Any, ports: list[tuple[int, str, str, str | None, str | None]],
+                    workdir: Path) -> tuple[Bridge, Any]:
+    """A bridge loaded with what the compiler makes of ``state`` for these ports
+    ((ofport, name, kind, vm, mac), each an internal port), checked against the declared
+    pipeline; returns (bridge, ids). The caller deletes the bridge."""
+    from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, render
+    from vgw_ryu.pipeline import tables
+    from vgw_ryu.policy.ids import Ids
+
+    ids = Ids()
+    ids.sync(state)
+    facts = SwitchFacts(tuple(PortFacts(*p) for p in ports))
+    flows = compile_switch(state, facts, ids)
+    problems = tables.check(flows)
+    if problems:
+        raise AssertionError(f"flows outside the declared pipeline: {problems[:5]}")
+    br = make_bridge()
+    try:
+        for p in facts.ports:
+            add_internal_port(br, p.ofport)
+        load_flows(br, render(flows), workdir / "flows.txt")
+    except Exception:
+        delete_bridge(br)
+        raise
+    return br, ids
+
+
 def add_internal_port(br: Bridge, ofport: int) -> str:
     """An internal port with a fixed OpenFlow number (enough for ofproto/trace)."""
     name = uniq("ti")

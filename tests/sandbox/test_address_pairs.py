@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from vgw_lab.netlab import add_internal_port, delete_bridge, load_flows, make_bridge
-from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, render
-from vgw_ryu.pipeline import tables
-from vgw_ryu.policy.ids import Ids
+from vgw_lab.netlab import compiled_bridge, delete_bridge
 from vgw_ryu.policy.model import parse_state
 from vgw_ryu.runtime.ovstrace import trace
 
@@ -35,18 +32,10 @@ def bridge(tmp_path_factory, ovs):
             "c-in": {"applied_to": ["vm:c"], "rules": [
                 {"id": "from-lb", "direction": "ingress", "action": "allow",
                  "protocol": "tcp", "ports": "9000", "peer": "group:lb"}]}}})
-    ids = Ids()
-    ids.sync(st)
-    facts = SwitchFacts((PortFacts(A, "tap-a", "vm", "a", A_MAC),
-                         PortFacts(C, "tap-c", "vm", "c", C_MAC),
-                         PortFacts(UP, "eth-up", "uplink")))
-    flows = compile_switch(st, facts, ids)
-    assert tables.check(flows) == []
-    br = make_bridge()
+    br, _ = compiled_bridge(st, [(A, "tap-a", "vm", "a", A_MAC), (C, "tap-c", "vm", "c", C_MAC),
+                                 (UP, "eth-up", "uplink", None, None)],
+                            tmp_path_factory.mktemp("pairs"))
     try:
-        for p in facts.ports:
-            add_internal_port(br, p.ofport)
-        load_flows(br, render(flows), tmp_path_factory.mktemp("pairs") / "flows.txt")
         yield br
     finally:
         delete_bridge(br)

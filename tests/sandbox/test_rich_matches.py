@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from vgw_lab.netlab import add_internal_port, delete_bridge, load_flows, make_bridge
-from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, render
-from vgw_ryu.pipeline import tables
-from vgw_ryu.policy.ids import Ids
+from vgw_lab.netlab import compiled_bridge, delete_bridge
 from vgw_ryu.policy.model import parse_state
 from vgw_ryu.runtime.ovstrace import trace
 
@@ -41,17 +38,10 @@ def bridge(tmp_path_factory, ovs):
                                           "except": ["198.18.0.128/25", "198.18.0.5/32",
                                                      "2001:db8:18:1::/64"]}},
                       "policies": {"p": {"applied_to": ["vm:vm"], "rules": RULES}}})
-    ids = Ids()
-    ids.sync(st)
-    facts = SwitchFacts((PortFacts(PORT, "tap-vm", "vm", "vm", VM_MAC),
-                         PortFacts(UPLINK, "eth-up", "uplink")))
-    flows = compile_switch(st, facts, ids)
-    assert tables.check(flows) == []
-    br = make_bridge()
+    br, ids = compiled_bridge(st, [(PORT, "tap-vm", "vm", "vm", VM_MAC),
+                                   (UPLINK, "eth-up", "uplink", None, None)],
+                              tmp_path_factory.mktemp("rich"))
     try:
-        for p in facts.ports:
-            add_internal_port(br, p.ofport)
-        load_flows(br, render(flows), tmp_path_factory.mktemp("rich") / "flows.txt")
         yield br, ids
     finally:
         delete_bridge(br)

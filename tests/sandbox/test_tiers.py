@@ -8,10 +8,7 @@ import ipaddress
 
 import pytest
 
-from vgw_lab.netlab import add_internal_port, delete_bridge, load_flows, make_bridge
-from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, render
-from vgw_ryu.pipeline import tables
-from vgw_ryu.policy.ids import Ids
+from vgw_lab.netlab import compiled_bridge, delete_bridge
 from vgw_ryu.policy.model import parse_state
 from vgw_ryu.policy.ruleset import effective_rules, evaluate
 from vgw_ryu.runtime.ovstrace import trace
@@ -49,17 +46,10 @@ STATE = {
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory, ovs):
     st = parse_state(STATE)
-    ids = Ids()
-    ids.sync(st)
-    facts = SwitchFacts((PortFacts(PORT, "tap-vm", "vm", "vm", MAC),
-                         PortFacts(UP, "eth-up", "uplink")))
-    flows = compile_switch(st, facts, ids)
-    assert tables.check(flows) == []
-    br = make_bridge()
+    br, _ = compiled_bridge(st, [(PORT, "tap-vm", "vm", "vm", MAC),
+                                 (UP, "eth-up", "uplink", None, None)],
+                            tmp_path_factory.mktemp("tiers"))
     try:
-        for p in facts.ports:
-            add_internal_port(br, p.ofport)
-        load_flows(br, render(flows), tmp_path_factory.mktemp("tiers") / "flows.txt")
         yield br, st
     finally:
         delete_bridge(br)

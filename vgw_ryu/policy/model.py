@@ -52,7 +52,6 @@ from vgw_ryu.policy.objects import (
     proto_number,
 )
 from vgw_ryu.policy.parse import (
-    RULE_KEYS,
     STATE_KEYS,
     check_references,
     parse_group,
@@ -61,6 +60,7 @@ from vgw_ryu.policy.parse import (
     parse_state,
     parse_vm,
 )
+from vgw_ryu.policy.rule_parse import RULE_KEYS
 
 __all__ = [
     "ACTIONS",
