@@ -66,7 +66,13 @@ def test_http_adapter(api):
 
 def test_real_backend_reads(api):
     """The app as the API's backend: no switch connected, empty log, stats of the rules."""
-    assert api.get("/v1/health") == (200, {"status": "ok", "revision": 1, "switches": 0})
+    status, health = api.get("/v1/health")
+    assert status == 200
+    db = health.pop("database")
+    assert health == {"status": "ok", "revision": 1, "switches": 0}
+    # The controller runs its policy database itself, on a socket beside --vgw-db.
+    assert db["connected"] is True and db["revision"] == 1
+    assert db["remote"] == db["member"] == f"unix:{api.db}.sock"
     assert api.get("/v1/switches")[1]["switches"] == []
     assert api.get("/v1/logs") == (200, {"logs": [], "revision": 1})
     stats = api.get("/v1/stats")[1]
@@ -127,12 +133,12 @@ def test_if_match_prevents_lost_updates(api):
 
 def test_corrupt_database_stops_the_controller(controller_factory, ovs, tmp_path):
     db = tmp_path / "bad.db"
-    db.write_bytes(b"this is not sqlite" * 100)
+    db.write_bytes(b"this is not a database" * 100)
     ctl = controller_factory(db=db)
     ctl.start(wait=False)
     assert ctl.proc.wait(timeout=30) != 0
-    assert "cannot use database" in ctl.log_text()
-    assert db.read_bytes() == b"this is not sqlite" * 100  # untouched
+    assert "cannot use the policy database" in ctl.log_text()
+    assert db.read_bytes() == b"this is not a database" * 100  # untouched
 
 
 def vgwctl(ctl, *args, stdin=None):

@@ -90,9 +90,13 @@ def expected_flows(controller):
     from vgw_ryu.compiler import compile_switch, render
     from vgw_ryu.runtime.engine import Engine
     from vgw_ryu.runtime.ports import Iface
-    from vgw_ryu.runtime.store import Store
+    from vgw_ryu.store.ovsdb import OvsdbStore
+    from vgw_ryu.store.zonefile import ZoneFile
 
-    engine = Engine(Store(controller.db))
+    # A second reader of the controller's own database and zone file.
+    store = OvsdbStore(f"unix:{controller.db}.sock")
+    engine = Engine(store, ZoneFile(f"{controller.db}.zones.json"))
+    store.close()
     ifaces = [Iface(f"p{n}", o, "internal", ids) for n, o, ids in (
         ("a", 1, {"vm-id": "a"}), ("b", 2, {"vm-id": "b"}), ("c", 3, {"vm-id": "c"}),
         ("up", 9, {"vgw-role": "uplink"}))]

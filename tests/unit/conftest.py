@@ -18,7 +18,8 @@ import pytest
 from tests.api_doc import DOC
 from vgw_ryu.api.handlers import Api, Request, Response
 from vgw_ryu.runtime.engine import Engine
-from vgw_ryu.runtime.store import Store
+from vgw_ryu.store.memory import MemoryStore
+from vgw_ryu.store.zonefile import ZoneFile
 
 # What StubBackend.impact answers unless told otherwise: the shape of
 # vgw_ryu.runtime.impact's report, one connection cut and one denial newly allowed.
@@ -134,19 +135,18 @@ class Client:
 
 @pytest.fixture
 def make_api(tmp_path) -> Callable[..., Client]:
-    """Factory: an Api over a real Engine and Store (``db`` defaults to tmp_path)."""
-    stores: list[Store] = []
+    """Factory: an Api over a real Engine and an in-memory store; the same ``db`` name
+    gives the same store, as reopening a database would (the OVSDB store itself is
+    tested with real ovsdb-server processes in tests/sandbox/test_store.py)."""
+    stores: dict[Path, MemoryStore] = {}
 
     def make(token: str | None = None, db: Path | None = None) -> Client:
         path = db or tmp_path / "state.db"
-        store = Store(path)
-        stores.append(store)
-        backend = StubBackend(Engine(store))
+        store = stores.setdefault(path, MemoryStore(str(path)))
+        backend = StubBackend(Engine(store, ZoneFile(f"{path}.zones")))
         return Client(Api(backend, token), backend, path)
 
-    yield make
-    for s in stores:
-        s.close()
+    return make
 
 
 @pytest.fixture
@@ -159,17 +159,12 @@ def api(make_api) -> Client:
 
 @pytest.fixture
 def make_engine(tmp_path) -> Callable[..., Engine]:
-    """Factory: a real Engine over a Store in tmp_path, holding ``doc`` if given."""
-    stores: list[Store] = []
+    """Factory: a real Engine over an in-memory store, holding ``doc`` if given."""
 
     def make(doc: dict | None = None) -> Engine:
-        store = Store(tmp_path / f"engine{len(stores)}.db")
-        stores.append(store)
-        eng = Engine(store)
+        eng = Engine(MemoryStore())
         if doc is not None:
             eng.apply_document(doc)
         return eng
 
-    yield make
-    for s in stores:
-        s.close()
+    return make

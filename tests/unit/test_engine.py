@@ -11,7 +11,9 @@ from vgw_ryu.pipeline import tables as pipeline
 from vgw_ryu.policy.model import ValidationError, parse_state, state_doc
 from vgw_ryu.runtime.engine import Engine, classify_port
 from vgw_ryu.runtime.ports import Iface
-from vgw_ryu.runtime.store import ConflictError, Store
+from vgw_ryu.store.memory import MemoryStore
+from vgw_ryu.store.ovsdb import ConflictError
+from vgw_ryu.store.zonefile import ZoneFile
 
 DOC = {
     "settings": {"uplinks": ["eth*", "bond?"]},
@@ -30,20 +32,23 @@ STATE = parse_state(DOC)
 
 @pytest.fixture
 def stores(tmp_path):
-    made: list[Store] = []
+    """The same name gives the same store, as reopening a database would."""
+    made: dict[str, MemoryStore] = {}
 
-    def make(name: str = "state.db") -> Store:
-        made.append(Store(tmp_path / name))
-        return made[-1]
+    def make(name: str = "state.db") -> MemoryStore:
+        return made.setdefault(name, MemoryStore(str(tmp_path / name)))
 
-    yield make
-    for s in made:
-        s.close()
+    return make
+
+
+def _engine(store: MemoryStore) -> Engine:
+    """An engine with this store and its hypervisor's zone file beside it."""
+    return Engine(store, ZoneFile(store.path + ".zones"))
 
 
 @pytest.fixture
 def engine(stores) -> Engine:
-    e = Engine(stores())
+    e = _engine(stores())
     assert e.apply_document(copy.deepcopy(DOC)) == 1
     return e
 
@@ -54,7 +59,7 @@ def doc_bytes(e: Engine) -> str:
 
 # --- state ---------------------------------------------------------------------------------
 def test_empty_store_gives_empty_state_at_revision_zero(stores):
-    e = Engine(stores())
+    e = _engine(stores())
     assert e.revision == 0
     doc = e.state_document()
     assert doc["revision"] == 0
@@ -90,7 +95,7 @@ def test_invalid_document_raises_and_changes_nothing(engine, stores, bad, field)
         engine.apply_document(bad)
     assert e.value.field == field
     assert doc_bytes(engine) == before and engine.revision == 1
-    assert doc_bytes(Engine(stores())) == before     # nothing reached the store
+    assert doc_bytes(_engine(stores())) == before     # nothing reached the store
 
 
 def test_if_match_through_the_engine(engine):
@@ -103,7 +108,7 @@ def test_if_match_through_the_engine(engine):
 
 def test_a_new_engine_sees_the_committed_state_and_zones(engine, stores, tmp_path):
     zones_before = _zones(engine)
-    again = Engine(stores())
+    again = _engine(stores())
     assert again.revision == 1
     assert doc_bytes(again) == doc_bytes(engine)
     assert _zones(again) == zones_before
@@ -117,25 +122,26 @@ def _zones(e: Engine) -> dict[str, int | None]:
     return {vm: locs[0]["zone"] for vm, locs in e.vm_locations().items()}
 
 
-def test_zones_allocated_for_a_state_written_without_ids(stores):
+def test_zones_allocated_locally_for_a_state_written_elsewhere(stores):
     s = stores()
-    s.write(state_doc(STATE), {})            # e.g. an older store without the id map
-    e = Engine(s)
+    s.write(state_doc(STATE), {"web-in/http": 1}, 0)   # e.g. written by an API server
+    e = _engine(s)
     assert _zones(e) == {"app1": 1, "nomac": 2, "web1": 3, "open1": None}
-    assert s.load()[2]["zones"] == {"app1": 1, "nomac": 2, "web1": 3}   # persisted
+    assert ZoneFile(s.path + ".zones").load()["zones"] == {"app1": 1, "nomac": 2,
+                                                           "web1": 3}   # persisted
     assert s.revision() == 1
 
 
 def test_invalid_stored_state_refuses_to_start(stores):
     s = stores()
-    s.write({"vms": {"x": {"ips": ["nope"]}}}, {})
+    s.write({"vms": {"x": {"ips": ["nope"]}}}, {}, 0)
     with pytest.raises(RuntimeError, match=r"is invalid: .*vms\.x\.ips"):
-        Engine(s)
+        _engine(s)
 
 
 def test_apply_if_changed_makes_the_state_equal_and_restores_drift(stores):
     s = stores()
-    e = Engine(s)
+    e = _engine(s)
     assert e.apply_if_changed(json.loads(json.dumps(DOC))) == 1
     assert e.apply_if_changed(json.loads(json.dumps(DOC))) is None   # already equal
     assert e.revision == 1
@@ -143,14 +149,14 @@ def test_apply_if_changed_makes_the_state_equal_and_restores_drift(stores):
     doc = {k: v for k, v in e.state_document().items() if k != "revision"}
     doc["vms"]["db1"] = {"ips": []}
     assert e.apply_document(doc) == 2
-    again = Engine(s)
+    again = _engine(s)
     assert again.apply_if_changed(json.loads(json.dumps(DOC))) == 3
     assert "db1" not in again.state_document()["vms"]
     assert s.meta("source") == "state-file"
 
 
 def test_apply_if_changed_rejects_an_invalid_document_and_changes_nothing(stores):
-    e = Engine(stores())
+    e = _engine(stores())
     with pytest.raises(ValidationError):
         e.apply_if_changed({"vms": []})
     assert e.revision == 0

@@ -27,9 +27,10 @@ from vgw_ryu.policy import model
 from vgw_ryu.policy.analysis import analyze
 from vgw_ryu.policy.model import ValidationError
 from vgw_ryu.policy.ruleset import evaluate
+from vgw_ryu.runtime import chassis
 from vgw_ryu.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from vgw_ryu.runtime.snapshot import Snapshot
-from vgw_ryu.runtime.store import ConflictError
+from vgw_ryu.store.ovsdb import ConflictError, StaleError, StoreUnavailableError
 
 __all__ = ["KINDS", "MAX_BODY", "READ_ONLY", "Api", "ApiError", "Backend", "Request",
            "Response"]
@@ -37,6 +38,7 @@ __all__ = ["KINDS", "MAX_BODY", "READ_ONLY", "Api", "ApiError", "Backend", "Requ
 
 # Methods counted by name; anything else a client sends is counted as OTHER (the
 # metric's label set stays bounded).
+WRITE_ATTEMPTS = 8   # a write recomputed on newer state at most this often (then 503)
 COUNTED_METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH")
 
 
@@ -122,7 +124,19 @@ class Api:
                 reason = getattr(self.backend, "read_only_reason", lambda: None)()
                 if reason:
                     raise ApiError(409, "conflict", reason, "state_file")
+            for _ in range(WRITE_ATTEMPTS - 1):
+                try:
+                    return handler(req, path_params)
+                except StaleError:
+                    # Another writer committed first: compute this write again on
+                    # the state it produced (the request's own If-Match still holds).
+                    self.engine.refresh()
             return handler(req, path_params)
+        except StaleError as e:
+            return Response(503, ApiError(503, "unavailable", f"the state kept changing "
+                                          f"under this write: {e}; retry").body())
+        except StoreUnavailableError as e:
+            return Response(503, ApiError(503, "unavailable", str(e)).body())
         except ApiError as e:
             return Response(e.status, e.body())
         except Exception as e:
@@ -151,7 +165,8 @@ class Api:
         return rev, "revision"
 
     def _commit(self, snap: Snapshot, new_doc: dict[str, Any],
-                expected: tuple[int | None, str], mode: safe.WriteMode) -> safe.Outcome:
+                expected: tuple[int | None, str], mode: safe.WriteMode,
+                req: Request | None = None) -> safe.Outcome:
         """Validate and commit ``new_doc`` (call inside engine.editing()). A stale expected
         revision is a 409 even when nothing would change. A preview commits nothing; a
         change that breaks connectivity assertions is a 409 unless forced."""
@@ -173,8 +188,9 @@ class Api:
         if broken and not mode.force:
             raise safe.refusal(broken)
         try:
-            return safe.Outcome(self.engine.replace_state(new, rev), True, broken,
-                                warnings=warnings)
+            rid = http.request_id(req) if req is not None else None
+            return safe.Outcome(self.engine.replace_state(new, rev, request_id=rid), True,
+                                broken, warnings=warnings)
         except ConflictError as e:
             raise ApiError(409, "conflict", str(e), where) from None
 
@@ -202,17 +218,31 @@ class Api:
 
     # --- handlers ---------------------------------------------------------------------
     def health(self, req: Request, path: dict[str, str]) -> Response:
-        problems = getattr(self.backend, "problems", lambda: [])()
+        problems = list(getattr(self.backend, "problems", lambda: [])())
+        database = getattr(self.engine.store, "health", None)
+        db = database() if database is not None else None
+        if db is not None and not db["connected"]:
+            problems.append({"code": "database_unreachable",
+                             "message": f"the policy database at {db['remote']} does not "
+                                        "answer (or has no quorum): writes answer 503, "
+                                        f"reads and the switches keep revision "
+                                        f"{self.engine.snapshot().revision}"})
         body = {"status": "degraded" if problems else "ok",
                 "revision": self.engine.snapshot().revision,
                 "switches": self.backend.switch_count()}
+        if db is not None:
+            body["database"] = db
         if problems:
             body["problems"] = problems
         return Response(200, body)
 
     def switches(self, req: Request, path: dict[str, str]) -> Response:
         snap = self.engine.snapshot()
-        return self._read({"switches": snap.switches_view()}, snap.revision)
+        rows = getattr(self.engine.store, "chassis", None)
+        body: dict[str, Any] = {"switches": snap.switches_view()}
+        if rows is not None:
+            body["agents"] = chassis.view(rows(), snap.revision)
+        return self._read(body, snap.revision)
 
     def get_state(self, req: Request, path: dict[str, str]) -> Response:
         snap = self.engine.snapshot()
@@ -228,7 +258,7 @@ class Api:
         expected = self._expected(req, doc)
         doc = {k: v for k, v in doc.items() if k != "revision"}
         with self.engine.editing() as snap:
-            out = self._commit(snap, doc, expected, mode)
+            out = self._commit(snap, doc, expected, mode, req)
         return self._answer({}, out)
 
     def list_objects(self, req: Request, path: dict[str, str]) -> Response:
@@ -269,7 +299,7 @@ class Api:
             doc = model.state_doc(snap.state)
             created = name not in doc[coll]
             doc[coll][name] = body
-            out = self._commit(snap, doc, expected, mode)
+            out = self._commit(snap, doc, expected, mode, req)
         return self._answer({"created": created, "name": name}, out)
 
     def delete_object(self, req: Request, path: dict[str, str]) -> Response:
@@ -285,7 +315,7 @@ class Api:
                                f"{KINDS[coll]} {name!r} is still referenced by "
                                + ", ".join(refs[:10]), refs[0])
             del doc[coll][name]
-            out = self._commit(snap, doc, (http.if_match(req), "If-Match"), mode)
+            out = self._commit(snap, doc, (http.if_match(req), "If-Match"), mode, req)
         return self._answer({"deleted": name}, out)
 
     def stats(self, req: Request, path: dict[str, str]) -> Response:

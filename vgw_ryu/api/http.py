@@ -162,6 +162,21 @@ def json_body(req: Request) -> Any:
         raise ApiError(400, "invalid", f"body is not JSON: {e}") from None
 
 
+REQUEST_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                             "0123456789-_.:")
+
+
+def request_id(req: Request) -> str | None:
+    """The client's X-Request-Id (a retried write with the same id is applied once)."""
+    v = req.headers.get("x-request-id")
+    if v is None:
+        return None
+    if not 1 <= len(v) <= 64 or not set(v) <= REQUEST_ID_CHARS:
+        raise ApiError(400, "invalid", "X-Request-Id must be 1-64 letters, digits or "
+                       "'-_.:'", "X-Request-Id")
+    return "client:" + v
+
+
 def if_match(req: Request) -> int | None:
     """The revision in If-Match (quotes and W/ allowed), None without the header."""
     v = req.headers.get("if-match")

@@ -96,8 +96,28 @@ SWITCH = {"type": "object",
                          "vm_ports": {"type": "array", "items": PORT},
                          "uplinks": {"type": "array", "items": PORT},
                          "unknown_ports": {"type": "array", "items": PORT}}}
+AGENT = {"type": "object",
+         "required": ["name", "hostname", "applied_revision", "in_sync", "bridges",
+                      "vm_ports", "unknown_ports", "heartbeat_age", "stale", "version"],
+         "properties": {
+             "name": {"type": "string"}, "hostname": {"type": "string"},
+             "applied_revision": {"type": "integer",
+                                  "description": "oldest revision its switches run; -1 "
+                                                 "while one has none yet"},
+             "in_sync": {"type": "boolean"},
+             "bridges": {"type": "object", "additionalProperties": {"type": "string"},
+                         "description": "bridge name -> datapath id"},
+             "vm_ports": {"type": "object", "additionalProperties": {"type": "string"},
+                          "description": "VM -> bridge:port"},
+             "unknown_ports": {"type": "array", "items": {"type": "string"}},
+             "heartbeat_age": {"type": "number", "description": "seconds"},
+             "stale": {"type": "boolean", "description": "no report for 15 s"},
+             "version": {"type": "string"}}}
 SWITCHES = {"type": "object", "required": ["switches", "revision"],
             "properties": {"switches": {"type": "array", "items": SWITCH},
+                           "agents": {"type": "array", "items": AGENT,
+                                      "description": "every agent's report in the policy "
+                                                     "database (Chassis rows)"},
                            "revision": REVISION}}
 COUNTER = {"type": "object", "properties": {
     "sessions": {"type": "integer",
@@ -156,8 +176,16 @@ CONN_PARAMS = [
      "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
      "description": "at most this many (default 1000)"}]
 HEALTH = {"type": "object", "required": ["status", "revision", "switches"],
-          "properties": {"status": {"enum": ["ok"]}, "revision": REVISION,
-                         "switches": {"type": "integer"}}}
+          "properties": {"status": {"enum": ["ok", "degraded"]}, "revision": REVISION,
+                         "switches": {"type": "integer"},
+                         "database": {"type": "object",
+                                      "required": ["remote", "connected", "member",
+                                                   "revision"],
+                                      "properties": {
+                                          "remote": {"type": "string"},
+                                          "connected": {"type": "boolean"},
+                                          "member": NULL_STR,
+                                          "revision": REVISION}}}}
 TRACE_REQUEST = {
     "type": "object", "required": ["vm", "direction", "peer_ip"],
     "additionalProperties": False,
@@ -184,6 +212,10 @@ READ = [{}, {"bearerAuth": []}]     # open on loopback; the token off loopback
 WRITE = [{"bearerAuth": []}]        # the token whenever one is configured
 ETAG = {"ETag": {"description": 'the revision read, quoted: "<revision>"',
                  "schema": {"type": "string"}}}
+REQUEST_ID = {"name": "X-Request-Id", "in": "header", "required": False,
+              "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+              "description": "a client's id for this write: resent after a timeout or a "
+                             "503, a write that did commit is not applied twice"}
 IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
             "schema": {"type": "string"},
             "description": "write only if this is the current revision (409 if not); a "
@@ -194,7 +226,8 @@ ERRORS = {400: "invalid input (error.field names it)", 401: "missing or wrong to
                   "expectations, error.violations) the resulting state would break "
                   "connectivity assertions and force=true was not sent",
           413: "body over 1 MiB", 415: "body is not application/json",
-          503: "not available on this controller now (code unavailable)"}
+          503: "not available on this controller now, or (writes) the policy database did "
+               "not commit in time (code unavailable; retry with the same X-Request-Id)"}
 
 
 def _err(*codes: int, **described: str) -> dict[str, Any]:
@@ -244,12 +277,12 @@ def _collection(coll: str) -> dict[str, Any]:
             "get": _op(f"get{kind}", f"One {kind.lower()} with what the controller adds",
                        VIEWS[coll], (401, 404)),
             "put": _op(f"put{kind}", f"Create or replace a {kind.lower()} (or preview it)",
-                       _or_preview(OBJECT_WRITE), (400, 401, 409, 413, 415),
-                       write=True, parameters=[IF_MATCH, *WRITE_PARAMS],
+                       _or_preview(OBJECT_WRITE), (400, 401, 409, 413, 415, 503),
+                       write=True, parameters=[IF_MATCH, REQUEST_ID, *WRITE_PARAMS],
                        requestBody=_body(DECLARED[coll])),
             "delete": _op(f"delete{kind}", f"Delete a {kind.lower()} nothing refers to "
-                          "(or preview it)", _or_preview(DELETED), (400, 401, 404, 409),
-                          write=True, parameters=[IF_MATCH, *WRITE_PARAMS]),
+                          "(or preview it)", _or_preview(DELETED), (400, 401, 404, 409, 503),
+                          write=True, parameters=[IF_MATCH, REQUEST_ID, *WRITE_PARAMS]),
         },
     }
 
@@ -275,7 +308,7 @@ OPENAPI: dict[str, Any] = {
         "securitySchemes": {"bearerAuth": {
             "type": "http", "scheme": "bearer",
             "description": "--vgw-token: needed for writes, and for reads off loopback"}},
-        "schemas": {"Error": ERROR, "State": STATE, "Settings": SETTINGS, "Vm": VM,
+        "schemas": {"Agent": AGENT, "Error": ERROR, "State": STATE, "Settings": SETTINGS, "Vm": VM,
                     "Group": GROUP, "Policy": POLICY, "Rule": RULE,
                     "VmView": VIEWS["vms"], "GroupView": VIEWS["groups"],
                     "PolicyView": VIEWS["policies"], "StateWrite": STATE_WRITE,
@@ -294,8 +327,8 @@ OPENAPI: dict[str, Any] = {
             "get": _op("getState", "The whole desired state and its revision", STATE_VIEW,
                        (401,)),
             "put": _op("putState", "Replace the whole desired state atomically (or "
-                       "preview it)", _or_preview(STATE_WRITE), (400, 401, 409, 413, 415),
-                       write=True, parameters=[IF_MATCH, *WRITE_PARAMS],
+                       "preview it)", _or_preview(STATE_WRITE), (400, 401, 409, 413, 415, 503),
+                       write=True, parameters=[IF_MATCH, REQUEST_ID, *WRITE_PARAMS],
                        requestBody=_body(STATE)),
         },
         **_collection("vms"),

@@ -3,7 +3,8 @@
 A VM keeps its zone for as long as it exists (across recompiles, controller restarts
 and moves between switches); a rule keeps its number (its conjunction id and cookie
 owner). New names get the lowest free number, in sorted order, so the same history
-gives the same numbers. The map is persisted by the store. No Ryu here.
+gives the same numbers. Rule numbers live in the policy database; zones are per
+hypervisor, in its zone file. No Ryu here.
 """
 
 from __future__ import annotations
@@ -100,6 +101,17 @@ class Ids:
         before = len(self._zones.held)
         self._zones.held -= zones
         return len(self._zones.held) != before
+
+    def rule_numbers(self) -> dict[str, int]:
+        """"policy/rule id" -> number (what the shared database keeps)."""
+        return dict(self._rules.by_key)
+
+    def zone_doc(self) -> dict[str, Any]:
+        """The zones and the zones waiting for a flush (what a hypervisor keeps)."""
+        doc: dict[str, Any] = {"zones": self.zones()}
+        if self._zones.held:
+            doc["flushing"] = sorted(self._zones.held)
+        return doc
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"zones": self.zones(), "rules": dict(self._rules.by_key)}

@@ -2,7 +2,9 @@
 
 The Ryu app feeds it switch facts (OVSDB interfaces, MACs seen in punts) and asks it
 for each switch's desired flows; the REST API reads and writes the state through it.
-Every write is validated first and committed to the store before it takes effect.
+Every write is validated first and committed to the policy database before it takes
+effect; writes by other processes (API servers, other controllers) arrive through the
+database replica and are adopted by ``refresh()``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from vgw_ryu.policy.ruleset import EffectiveRule, connection_limit, effective_ru
 from vgw_ryu.runtime import conntrack
 from vgw_ryu.runtime.ports import Iface
 from vgw_ryu.runtime.snapshot import Snapshot, SwitchInfo
-from vgw_ryu.runtime.store import Store
+from vgw_ryu.store.zonefile import ZoneFile
 
 LOG = logging.getLogger("vgw_ryu.runtime.engine")
 UNCAPPED = 50_000_000   # a zone limit no datapath reaches (OVS userspace: 3 M entries)
@@ -77,17 +79,21 @@ class Engine:
     Readers take a ``snapshot()``; writers call the methods below, which hold the lock.
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Any, zones: ZoneFile | None = None,
+                 lock: Callable[[], Any] = threading.RLock):
         self.store = store
-        self._lock = threading.RLock()
-        doc, self.revision, ids_doc = store.load()
+        self.zone_file = zones if zones is not None else ZoneFile(None)
+        self._lock = lock()
+        loaded = store.load()
+        self.revision = loaded.revision
         try:
-            self.state = parse_state(doc)
+            self.state = parse_state(loaded.doc)
         except ValidationError as e:
             raise RuntimeError(f"stored state in {store.path} is invalid: {e}") from e
-        self.ids = Ids.from_doc(ids_doc)
-        if self.ids.sync(self.state):
-            store.write_ids(self.ids.to_doc())
+        zdoc = self.zone_file.load()
+        self.ids = Ids(zdoc.get("zones"), loaded.rules, zdoc.get("flushing"))
+        self.ids.sync(self.state)
+        self.zone_file.save(self.ids.zone_doc())
         self.effective: dict[str, list[EffectiveRule]] = effective_rules(self.state)
         self.switches: dict[int, SwitchView] = {}
         self._learned: dict[tuple[int, int], str] = {}  # (dpid, ofport) -> MAC from punts
@@ -108,23 +114,65 @@ class Engine:
             return {**state_doc(self.state), "revision": self.revision}
 
     def replace_state(self, new: State, if_match: int | None = None,
-                      extra: dict[str, str] | None = None) -> int:
-        """Commit a validated state; returns the new revision (after COMMIT)."""
+                      extra: dict[str, str] | None = None,
+                      request_id: str | None = None) -> int:
+        """Commit a validated state; returns the new revision (after the commit).
+
+        Raises the store's StaleError when the database moved past the state this
+        engine holds (another writer): ``refresh()`` and compute the write again.
+        """
         with self._lock:
             ids = Ids.from_doc(self.ids.to_doc())
             ids.sync(new)
-            rev = self.store.write(state_doc(new), ids.to_doc(), if_match, extra)
-            flush = conntrack.plan(self.state, new, self.ids.zones())
-            if flush:
-                in_use = set(self.ids.zones().values()) | set(ids.zones().values())
-                self._flushes.append((flush, in_use))
-            self.state, self.ids, self.revision = new, ids, rev
-            self.effective = effective_rules(new)
+            # Zones first: a zone must be durable before any flow or row uses it.
+            self.zone_file.save(ids.zone_doc())
+            rev = self.store.write(state_doc(new), ids.rule_numbers(), self.revision,
+                                   if_match, extra, request_id)
+            if rev == self.revision:
+                return rev
+            self._adopt(new, ids, rev)
+        self._announce(new, rev)
+        return rev
+
+    def _adopt(self, new: State, ids: Ids, rev: int) -> None:
+        flush = conntrack.plan(self.state, new, self.ids.zones())
+        if flush:
+            in_use = set(self.ids.zones().values()) | set(ids.zones().values())
+            self._flushes.append((flush, in_use))
+        self.state, self.ids, self.revision = new, ids, rev
+        self.effective = effective_rules(new)
+
+    def _announce(self, new: State, rev: int) -> None:
         LOG.info("state revision %d: %d VMs, %d groups, %d policies", rev, len(new.vms),
                  len(new.groups), len(new.policies))
         for cb in list(self.listeners):
             cb()
-        return rev
+
+    def refresh(self) -> bool:
+        """Adopt what other writers committed (the replica is ahead); True if it was.
+
+        A state in the database that this version cannot parse is logged and not
+        adopted: the switches keep enforcing the last good one.
+        """
+        with self._lock:
+            self.store.poll()
+            if self.store.revision() == self.revision:
+                return False
+            loaded = self.store.load()
+            if loaded.revision == self.revision:
+                return False
+            try:
+                new = parse_state(loaded.doc)
+            except ValidationError as e:
+                LOG.error("revision %d in the policy database is invalid, keeping "
+                          "revision %d: %s", loaded.revision, self.revision, e)
+                return False
+            ids = Ids(self.ids.zones(), loaded.rules, sorted(self.ids.flushing()))
+            ids.sync(new)
+            self.zone_file.save(ids.zone_doc())
+            self._adopt(new, ids, loaded.revision)
+        self._announce(new, loaded.revision)
+        return True
 
     def apply_document(self, doc: Any, if_match: int | None = None,
                        extra: dict[str, str] | None = None) -> int:
@@ -159,7 +207,7 @@ class Engine:
         """Zones flushed on every switch may go to new VMs again (persisted)."""
         with self._lock:
             if self.ids.zones_flushed(zones):
-                self.store.write_ids(self.ids.to_doc())
+                self.zone_file.save(self.ids.zone_doc())
 
     def connection_limits(self) -> dict[int, int]:
         """zone -> datapath zone limit for every protected VM.

@@ -14,10 +14,12 @@ compat.apply()  # before any Ryu import: ryu.app.wsgi needs it at import time
 
 import logging
 import signal
+import socket
 import sys
 import time
 from typing import Any
 
+from eventlet.green import threading as green_threading
 from ryu.app.ofctl.exception import InvalidDatapath
 from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
@@ -36,18 +38,23 @@ from vgw_ryu.runtime.ports import PortDirectory
 from vgw_ryu.runtime.problems import InvalidWatch, zone_ports
 from vgw_ryu.runtime.statefile import StateFileFatalError, StateFileWatcher, load_state_file
 from vgw_ryu.runtime.stats import MeterWatch
-from vgw_ryu.runtime.store import Store, StoreError
 from vgw_ryu.ryuapp import options, preflight
 from vgw_ryu.ryuapp.backend import AppBackend
+from vgw_ryu.ryuapp.chassis import ChassisReporter
 from vgw_ryu.ryuapp.punt_handler import PuntHandler
 from vgw_ryu.ryuapp.switch_io import SwitchIO
 from vgw_ryu.ryuapp.syncer import OVSDB_GRACE, Syncer
 from vgw_ryu.ryuapp.wsgi import API_INSTANCE, RestController, check_bind
+from vgw_ryu.store.local import LocalDatabase, import_legacy, is_remote
+from vgw_ryu.store.ovsdb import OvsdbStore, StoreError
+from vgw_ryu.store.server import DbError
+from vgw_ryu.store.zonefile import ZoneFile, ZoneFileError
 
 options.register()
 
 __all__ = ["OVSDB_GRACE", "VgwApp", "check_bind", "load_state_file"]
 LOG = logging.getLogger("vgw_ryu")
+DB_POLL = 0.02        # seconds between looks at the policy database replica
 INVALID_CHECK = 3.0   # seconds between reads of the per-VM conntrack-invalid counters
 OFCTL_SERVICE = "ryu.app.ofctl.service"   # answers ofctl_api.send_msg (switch_io)
 app_manager.require_app(OFCTL_SERVICE)     # for ``ryu-manager vgw_ryu.ryuapp.app``
@@ -75,10 +82,12 @@ class VgwApp(app_manager.RyuApp):
         check_bind(conf.wsapi_host, self.conf.token)
         preflight.check_openflow_listen(conf)
         mode = options.state_mode(self.conf)
+        self.local_db: LocalDatabase | None = None
         try:
-            self.store = Store(self.conf.db)
-            self.engine = Engine(self.store)
-        except (StoreError, RuntimeError) as e:
+            self._open_database()
+        except (DbError, StoreError, ZoneFileError, RuntimeError, ValueError) as e:
+            if self.local_db is not None:
+                self.local_db.close()
             raise SystemExit(f"vgw_ryu: {e}") from None
         self.dps: dict[int, Any] = {}
         self.ports: PortDirectory | None = None
@@ -105,6 +114,9 @@ class VgwApp(app_manager.RyuApp):
         self.backend = AppBackend(self.engine, self.fwlog, self.io, self.dps,
                                   lambda: self.ports, lambda: self.punts.packet_ins,
                                   self.state_file, self.invalid)
+        self.chassis = ChassisReporter(self.store, self.engine,
+                                       options.chassis(self.conf), socket.gethostname())
+        self.backend.store = self.store
         self.metrics = Metrics(self.backend.scrape)
         self.backend.metrics = self.metrics
         self.syncer.metrics = self.metrics
@@ -114,11 +126,49 @@ class VgwApp(app_manager.RyuApp):
         self.threads.append(hub.spawn(self.syncer.loop))
         self.threads.append(hub.spawn(self._ovsdb_loop))
         self.threads.append(hub.spawn(self._timers_loop))
+        self.threads.append(hub.spawn(self._db_loop))
+        self.threads.append(hub.spawn(self.chassis.loop))
         LOG.info("vgw_ryu: REST API on http://%s:%s/v1/, OpenFlow on %s:%d, state revision "
                  "%d, db %s%s", conf.wsapi_host, conf.wsapi_port,
                  *preflight.openflow_address(conf), self.engine.snapshot().revision,
                  self.conf.db, f", {self.state_file.option} {self.state_file.path}"
                  if self.state_file else "")
+
+    def _open_database(self) -> None:
+        """The policy database (a file this process serves, or a shared one), the
+        engine over it, and this hypervisor's zones."""
+        remote = self.conf.db
+        if not is_remote(remote):
+            self.local_db = LocalDatabase(remote)
+            remote = self.local_db.open()
+        # Green locks: a write waits for the database without stopping other work.
+        self.store = OvsdbStore(remote, timeout=self.conf.db_timeout,
+                                lock=green_threading.RLock)
+        zones = ZoneFile(options.zones_file(self.conf))
+        if self.local_db is not None and self.local_db.legacy is not None:
+            import_legacy(self.store, zones, self.local_db.legacy)
+        self.engine = Engine(self.store, zones, lock=green_threading.RLock)
+
+    def _db_loop(self):
+        """Adopt what other writers commit; keep this process's database server up."""
+        while True:
+            try:
+                # Not a block on the replica's socket: a write may be waiting on it
+                # (eventlet allows one reader per socket).
+                hub.sleep(DB_POLL)
+                if self.store.poll():
+                    self.engine.refresh()
+                if self.local_db is not None:
+                    self.local_db.supervise()
+            except Exception:
+                LOG.exception("following the policy database failed; retrying")
+                hub.sleep(1.0)
+
+    def stop(self):
+        """Stop the green threads and the database server this process runs."""
+        super().stop()
+        if self.local_db is not None:
+            self.local_db.close()
 
     def schedule(self, dpid: int, full: bool = False) -> None:
         self.syncer.schedule(dpid, full)

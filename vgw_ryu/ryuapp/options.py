@@ -9,13 +9,17 @@ registered (config-file only) so ``CONF.vgw`` always exists.
 from __future__ import annotations
 
 import os
+import socket
 
 from oslo_config import cfg as oslo_cfg
 from ryu import cfg  # Ryu's own ConfigOpts instance, not oslo's global one
 
+from vgw_ryu.store.local import is_remote
+
 GROUP = "vgw"
 WSAPI_HOST = "127.0.0.1"
-DEFAULT_DB = "/var/lib/vgw_ryu/state.db"
+DATA_DIR = "/var/lib/vgw_ryu"
+DEFAULT_DB = f"{DATA_DIR}/state.db"
 LOG_NAME = "firewall.jsonl"
 
 
@@ -34,7 +38,17 @@ OPTS = [
          "YAML/JSON desired-state file applied once, only to an empty store "
          "(revision 0); afterwards the REST API owns the state"),
     _opt(cfg.StrOpt, "db", DEFAULT_DB,
-         "SQLite database holding the desired state and zone map"),
+         "the policy database: a file this controller runs (a one-member OVSDB "
+         "cluster; an older SQLite file there is imported), or the OVSDB remotes of a "
+         "shared database, e.g. tcp:10.0.0.1:6641,tcp:10.0.0.2:6641 (this controller "
+         "is then one agent of a fleet)"),
+    _opt(cfg.FloatOpt, "db-timeout", 5.0,
+         "seconds a write waits for the policy database to commit before answering "
+         "503"),
+    _opt(cfg.StrOpt, "chassis", None, "this hypervisor's name in the policy database's "
+         "Chassis table (GET /v1/switches)", shown="the host name"),
+    _opt(cfg.StrOpt, "zones-file", None, "this hypervisor's conntrack zone numbers",
+         shown="zones.json beside --vgw-db (for remotes: in /var/lib/vgw_ryu)"),
     _opt(cfg.StrOpt, "token", None,
          "bearer token for the REST API (required off loopback)", secret=True),
     _opt(cfg.StrOpt, "ovsdb", "unix:/var/run/openvswitch/db.sock",
@@ -57,11 +71,32 @@ OPTS = [
 _registered = False
 
 
+def data_dir(conf) -> str:
+    """Where local files go: beside a --vgw-db file, else /var/lib/vgw_ryu."""
+    if is_remote(conf.db):
+        return DATA_DIR
+    return os.path.dirname(os.path.abspath(conf.db))
+
+
 def log_file(conf) -> str:
     """The firewall log path: ``--vgw-log-file``, else firewall.jsonl beside the db."""
     if conf.log_file:
         return conf.log_file
-    return os.path.join(os.path.dirname(os.path.abspath(conf.db)), LOG_NAME)
+    return os.path.join(data_dir(conf), LOG_NAME)
+
+
+def zones_file(conf) -> str:
+    """The zone file: ``--vgw-zones-file``, else beside the db (``<db>.zones.json``)."""
+    if conf.zones_file:
+        return conf.zones_file
+    if is_remote(conf.db):
+        return os.path.join(DATA_DIR, f"zones-{chassis(conf)}.json")
+    return os.path.abspath(conf.db) + ".zones.json"
+
+
+def chassis(conf) -> str:
+    """This hypervisor's name: ``--vgw-chassis``, else the host name."""
+    return conf.chassis or socket.gethostname()
 
 
 def state_mode(conf) -> tuple[str, str] | None:

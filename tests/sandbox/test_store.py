@@ -1,0 +1,202 @@
+"""The policy database with real ovsdb-server processes: durable writes, row diffs,
+optimistic concurrency, request ids, outages, refusing foreign files, importing SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+
+import pytest
+
+from vgw_ryu.runtime.engine import Engine
+from vgw_ryu.store.local import LocalDatabase, import_legacy
+from vgw_ryu.store.ovsdb import (
+    ConflictError,
+    OvsdbStore,
+    StaleError,
+    StoreUnavailableError,
+)
+from vgw_ryu.store.server import DbError
+from vgw_ryu.store.zonefile import ZoneFile
+
+DOC = {"vms": {"web1": {"ips": ["10.0.0.11"], "mac": "02:00:00:00:00:11"},
+               "db1": {"ips": ["10.0.0.21"], "mac": "02:00:00:00:00:21"}},
+       "policies": {"web-in": {"applied_to": ["vm:web1"], "rules": [
+           {"id": "http", "direction": "ingress", "action": "allow", "protocol": "tcp",
+            "ports": "80"},
+           {"id": "ssh", "direction": "ingress", "action": "allow", "protocol": "tcp",
+            "ports": "22"}]}}}
+
+
+@pytest.fixture
+def db(tmp_path):
+    made: list[LocalDatabase] = []
+
+    def start(name: str = "state.db") -> LocalDatabase:
+        d = LocalDatabase(tmp_path / name)
+        d.open()
+        made.append(d)
+        return d
+
+    yield start
+    for d in made:
+        d.close()
+
+
+@pytest.fixture
+def stores():
+    made: list[OvsdbStore] = []
+
+    def connect(remote: str, timeout: float = 5.0) -> OvsdbStore:
+        made.append(OvsdbStore(remote, timeout=timeout))
+        return made[-1]
+
+    yield connect
+    for s in made:
+        s.close()
+
+
+def _row_uuids(store: OvsdbStore, table: str) -> dict[str, str]:
+    store.poll()
+    return {r.name: str(r.uuid) for r in store.idl.tables[table].rows.values()}
+
+
+def test_a_write_survives_the_server_and_reads_back_identically(db, stores):
+    d = db()
+    s = stores(d.remote)
+    e = Engine(s)
+    assert e.apply_document(json.loads(json.dumps(DOC))) == 1
+    before = e.state_document()
+    s.close()
+    d.close()                       # the server stops; the file holds the commit
+    d.open()
+    again = Engine(stores(d.remote))
+    assert again.state_document() == before
+    assert again.ids.rule("web-in", "http") == e.ids.rule("web-in", "http")
+    assert again.ids.rule("web-in", "ssh") == e.ids.rule("web-in", "ssh")
+
+
+def test_only_the_changed_rows_are_written(db, stores):
+    s = stores(db().remote)
+    e = Engine(s)
+    e.apply_document(json.loads(json.dumps(DOC)))
+    vms_before = _row_uuids(s, "VM")
+    doc = json.loads(json.dumps(DOC))
+    doc["vms"]["db1"]["ips"] = ["10.0.0.22"]
+    e.apply_document(doc)
+    s.poll()
+    assert _row_uuids(s, "VM") == vms_before           # updated in place, web1 untouched
+    rows = {r.name: r.doc for r in s.idl.tables["VM"].rows.values()}
+    assert json.loads(rows["db1"])["ips"] == ["10.0.0.22"]
+    # Rules keep their order and numbers through a reorder.
+    doc["policies"]["web-in"]["rules"].reverse()
+    e.apply_document(doc)
+    assert [r["id"] for r in s.load().doc["policies"]["web-in"]["rules"]] == ["ssh", "http"]
+    assert s.load().rules == {"web-in/http": 1, "web-in/ssh": 2}
+
+
+def test_a_second_writer_is_stale_until_it_refreshes(db, stores):
+    d = db()
+    a, b = Engine(stores(d.remote)), Engine(stores(d.remote))
+    assert a.apply_document(json.loads(json.dumps(DOC))) == 1
+    doc = json.loads(json.dumps(DOC))
+    doc["vms"]["app1"] = {"ips": ["10.0.0.31"]}
+    with pytest.raises(StaleError):
+        b.apply_document(doc)
+    deadline = time.monotonic() + 5
+    while not b.refresh():
+        assert time.monotonic() < deadline, "b never saw revision 1"
+        b.store.wait(0.1)
+    assert b.revision == 1
+    assert b.apply_document(doc) == 2
+    with pytest.raises(ConflictError):
+        a.apply_document(doc, if_match=1)
+    assert a.store.revision() == 2
+
+
+def test_a_request_id_is_applied_once(db, stores):
+    s = stores(db().remote)
+    rid = uuid.uuid4().hex
+    assert s.write(json.loads(json.dumps(DOC)), {"web-in/http": 1, "web-in/ssh": 2}, 0,
+                   request_id=rid) == 1
+    # A client retrying the same request after losing the answer: no second revision.
+    assert s.write(json.loads(json.dumps(DOC)), {"web-in/http": 1, "web-in/ssh": 2}, 0,
+                   request_id=rid) == 1
+    assert s.revision() == 1
+    assert s.request_revision(rid) == 1
+
+
+def test_no_server_answers_503_material_in_time_and_recovers(db, stores):
+    d = db()
+    s = stores(d.remote, timeout=1.0)
+    e = Engine(s)
+    e.apply_document(json.loads(json.dumps(DOC)))
+    d.close()
+    doc = json.loads(json.dumps(DOC))
+    doc["vms"]["app1"] = {"ips": ["10.0.0.31"]}
+    t0 = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="did not commit within 1 s"):
+        e.apply_document(doc)
+    assert time.monotonic() - t0 < 3.0
+    assert e.revision == 1 and "app1" not in e.state.vms      # nothing changed
+    assert s.health()["connected"] is False
+    d.open()
+    s.wait_connected(10)
+    assert e.apply_document(doc) == 2
+    assert s.health()["connected"] is True
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_untouched(tmp_path):
+    path = tmp_path / "state.db"
+    path.write_bytes(b"not a database at all\n" * 10)
+    before = path.read_bytes()
+    with pytest.raises(DbError, match="Refusing to start over it"):
+        LocalDatabase(path).open()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
+
+
+def _old_sqlite(path, state, revision, ids) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for k, v in (("schema", "1"), ("revision", str(revision)), ("state", json.dumps(state)),
+                 ("ids", json.dumps(ids))):
+        db.execute("INSERT INTO meta VALUES (?, ?)", (k, v))
+    db.commit()
+    db.close()
+
+
+def test_an_older_sqlite_database_is_imported_with_revision_rules_and_zones(tmp_path,
+                                                                            stores):
+    path = tmp_path / "state.db"
+    _old_sqlite(path, DOC, 7, {"zones": {"web1": 5, "db1": 2},
+                               "rules": {"web-in/http": 9, "web-in/ssh": 4}})
+    d = LocalDatabase(path)
+    try:
+        d.open()
+        s = stores(d.remote)
+        zones = ZoneFile(tmp_path / "zones.json")
+        assert import_legacy(s, zones, d.legacy) == 7
+        e = Engine(s, zones)
+        assert e.revision == 7
+        assert e.ids.zone("web1") == 5 and e.ids.zone("db1") == 2
+        assert e.ids.rule("web-in", "http") == 9
+        assert (tmp_path / "state.db.sqlite-imported").exists()
+        assert s.meta("source") == "sqlite-import"
+        assert import_legacy(s, zones, d.legacy) is None     # never twice
+    finally:
+        d.close()
+
+
+def test_a_damaged_sqlite_database_is_refused_and_kept(tmp_path):
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE other (x)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(DbError, match=r"not a .*vgw_ryu database"):
+        LocalDatabase(path).open()
+    assert path.read_bytes() == before

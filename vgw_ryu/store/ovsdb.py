@@ -1,0 +1,397 @@
+"""The policy in OVSDB: one row per VM, group, policy and rule, read and written with the
+``ovs`` IDL.
+
+Every process (all-in-one controller, ``vgw-api``, ``vgw-agent``) keeps a replica of the
+``VGW`` database and writes through it. A write is one transaction: the rows that
+changed, ``Global.revision + 1`` and the request's id, guarded by ``verify(revision)``;
+it returns only after the server answered SUCCESS (a Raft cluster has then committed it
+to a majority of disks). ``TRY_AGAIN`` (the revision moved, or the connection dropped
+with the outcome unknown) is resolved by looking for the request id in the replica:
+found means committed, else the caller recomputes on the newer state. No quorum within
+the timeout raises ``StoreUnavailableError``: never a hang. No Ryu here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ovs.db.idl
+import ovs.poller
+
+LOG = logging.getLogger("vgw_ryu.store")
+SCHEMA_PATH = Path(__file__).with_name("vgw.ovsschema")
+KEEP_REQUESTS = 256        # request ids remembered in Global.requests (newest kept)
+OBJECT_TABLES = {"vms": "VM", "groups": "Group", "policies": "Policy"}
+
+
+class StoreError(RuntimeError):
+    """The database refused a write or cannot be used; the message says why."""
+
+
+class StoreUnavailableError(StoreError):
+    """No database server answered (or no quorum) within the timeout."""
+
+
+class StaleError(RuntimeError):
+    """The database moved on since the state the write was computed from: recompute."""
+
+
+class ConflictError(RuntimeError):
+    """An If-Match revision that is not the current one."""
+
+    def __init__(self, expected: int, current: int):
+        super().__init__(f"revision {expected} is stale; current revision is {current}")
+        self.expected = expected
+        self.current = current
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What the replica holds: the state document, its revision, the rule numbers."""
+    doc: dict[str, Any]
+    revision: int
+    rules: dict[str, int]      # "policy/rule id" -> rule number
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _loads(text: str, what: str) -> Any:
+    try:
+        return json.loads(text) if text else {}
+    except ValueError as e:
+        raise StoreError(f"{what} in the database is not JSON ({e})") from None
+
+
+def _quiet_ovs_vlog() -> None:
+    """The ovs library logs every reconnect through Python logging at INFO: keep it to
+    warnings unless the operator asked for more."""
+    logging.getLogger("reconnect").setLevel(logging.WARNING)
+    logging.getLogger("jsonrpc").setLevel(logging.WARNING)
+    logging.getLogger("idl").setLevel(logging.WARNING)
+    logging.getLogger("poller").setLevel(logging.WARNING)
+
+
+class OvsdbStore:
+    """A replica of the policy database and the writes to it.
+
+    ``remote``: one or more OVSDB remotes, comma-separated (``unix:...``,
+    ``tcp:IP:PORT``); any cluster member answers (followers forward writes).
+    ``lock``: a lock factory fitting the caller's threads (eventlet's in the Ryu app).
+    """
+
+    def __init__(self, remote: str, timeout: float = 5.0,
+                 lock: Callable[[], AbstractContextManager] = threading.RLock,
+                 connect: bool = True):
+        self.remote = remote
+        self.path = remote       # what error messages name
+        self.timeout = timeout
+        self._lock = lock()
+        helper = ovs.db.idl.SchemaHelper(location=str(SCHEMA_PATH))
+        helper.register_all()
+        self.idl = ovs.db.idl.Idl(remote, helper, leader_only=False)
+        self._seen_seqno = -1
+        if connect:
+            self.wait_connected(timeout)
+
+    # --- the replica -----------------------------------------------------------------
+    def _run(self) -> None:
+        self.idl.run()
+
+    def _live(self) -> bool:
+        """Connected to a member in its cluster, with the replica monitoring it."""
+        return (self.idl.has_ever_connected() and self.idl._session.is_connected()
+                and self.idl.state == self.idl.IDL_S_MONITORING)
+
+    def _block(self, deadline: float, txn: Any = None) -> None:
+        poller = ovs.poller.Poller()
+        self.idl.wait(poller)
+        if txn is not None:
+            txn.wait(poller)
+        poller.timer_wait(max(1, min(100, int((deadline - time.monotonic()) * 1000))))
+        poller.block()
+
+    def connected(self) -> bool:
+        """True while the replica is connected to a member that is in its cluster."""
+        with self._lock:
+            return self._live()
+
+    def wait_connected(self, timeout: float | None = None) -> None:
+        """Block until the replica is complete; StoreUnavailableError after ``timeout``."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        with self._lock:
+            while True:
+                self._run()
+                if self._live():
+                    return
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailableError(f"no policy database answered at {self.remote} "
+                                           f"within {timeout or self.timeout:g} s")
+                self._block(deadline)
+
+    def health(self) -> dict[str, Any]:
+        """For GET /v1/health: which member the replica follows, if it is in touch."""
+        with self._lock:
+            live = self._live()
+            return {"remote": self.remote, "connected": live,
+                    "member": self.idl.session_name() if live else None,
+                    "revision": self._replica_revision()}
+
+    def poll(self) -> bool:
+        """Process what the servers sent (non-blocking); True if the replica changed."""
+        with self._lock:
+            self._run()
+            changed = self.idl.change_seqno != self._seen_seqno
+            self._seen_seqno = self.idl.change_seqno
+            return changed
+
+    def wait(self, timeout: float) -> None:
+        """Block until the servers send something or ``timeout`` passes (call poll())."""
+        poller = ovs.poller.Poller()
+        with self._lock:
+            self.idl.wait(poller)
+        poller.timer_wait(max(1, int(timeout * 1000)))
+        poller.block()
+
+    def _global(self) -> Any:
+        rows = list(self.idl.tables["Global"].rows.values())
+        return rows[0] if rows else None
+
+    def revision(self) -> int:
+        """The revision the replica holds."""
+        with self._lock:
+            g = self._global()
+            return int(g.revision) if g is not None else 0
+
+    def meta(self, key: str) -> str | None:
+        """A value written with a state change's ``extra`` (e.g. the seed file's hash)."""
+        with self._lock:
+            g = self._global()
+            return dict(g.meta).get(key) if g is not None else None
+
+    def load(self) -> Loaded:
+        """The state document, revision and rule numbers the replica holds."""
+        with self._lock:
+            g = self._global()
+            doc: dict[str, Any] = {}
+            if g is not None:
+                settings = _loads(g.settings, "Global.settings")
+                if settings:
+                    doc["settings"] = settings
+                if g.expectations:
+                    doc["expectations"] = _loads(g.expectations, "Global.expectations")
+            for key, table in OBJECT_TABLES.items():
+                rows = self.idl.tables[table].rows.values()
+                doc[key] = {r.name: _loads(r.doc, f"{table} {r.name!r}") for r in rows}
+            rules: dict[str, int] = {}
+            listed: dict[str, list[tuple[int, Any]]] = {}
+            for r in self.idl.tables["Rule"].rows.values():
+                rules[f"{r.policy}/{r.rule_id}"] = int(r.number)
+                listed.setdefault(r.policy, []).append(
+                    (int(r.position), _loads(r.doc, f"rule {r.policy}/{r.rule_id}")))
+            for name, pol in doc["policies"].items():
+                pol["rules"] = [d for _, d in sorted(listed.get(name, []),
+                                                     key=lambda x: x[0])]
+            return Loaded(doc, int(g.revision) if g is not None else 0, rules)
+
+    def request_revision(self, request_id: str) -> int | None:
+        """The revision a request committed, if the replica has seen it commit."""
+        with self._lock:
+            g = self._global()
+            return dict(g.requests).get(request_id) if g is not None else None
+
+    # --- writes ----------------------------------------------------------------------
+    def write(self, doc: dict[str, Any], rules: dict[str, int], base: int,
+              if_match: int | None = None, extra: dict[str, str] | None = None,
+              request_id: str | None = None, new_revision: int | None = None) -> int:
+        """Make the database hold ``doc`` (computed from revision ``base``); the new
+        revision (``base + 1``, or ``new_revision`` for an import), after the server
+        committed it.
+
+        Only rows that differ are written. Raises ConflictError (If-Match is stale),
+        StaleError (the database is past ``base``: recompute and call again),
+        StoreUnavailableError (no answer within the timeout) or StoreError.
+        """
+        request_id = request_id or uuid.uuid4().hex
+        deadline = time.monotonic() + self.timeout
+        with self._lock:
+            while True:
+                self._run()
+                done = self._committed(request_id)
+                if done is not None:
+                    return done
+                current = self._replica_revision()
+                if if_match is not None and if_match != current:
+                    raise ConflictError(if_match, current)
+                if current != base:
+                    raise StaleError(f"the database is at revision {current}, "
+                                     f"the write was computed from {base}")
+                if not self._live():
+                    if time.monotonic() >= deadline:
+                        raise self._unavailable()
+                    self._block(deadline)
+                    continue
+                new = new_revision if new_revision is not None else base + 1
+                status, txn = self._transact(doc, rules, base, new, extra or {},
+                                             request_id, deadline)
+                if status == ovs.db.idl.Transaction.SUCCESS:
+                    return new
+                if status == ovs.db.idl.Transaction.UNCHANGED:
+                    return base
+                first = status == ovs.db.idl.Transaction.ERROR and base == 0
+                if first or status in (ovs.db.idl.Transaction.TRY_AGAIN,
+                                       ovs.db.idl.Transaction.INCOMPLETE):
+                    # (first: another writer created the Global row at the same time.)
+                    # Outcome unknown (connection lost) or the revision moved: the
+                    # replica catches up, then the request id says which.
+                    if time.monotonic() >= deadline:
+                        raise self._unavailable()
+                    self._block(deadline)
+                    continue
+                raise StoreError(f"the policy database refused the write: "
+                                 f"{txn.get_error()}")
+
+    def _unavailable(self) -> StoreUnavailableError:
+        return StoreUnavailableError(f"the policy database at {self.remote} did not commit "
+                                f"within {self.timeout:g} s (no server or no quorum); "
+                                "nothing was changed by this request, or it will show "
+                                "once the database answers")
+
+    def _replica_revision(self) -> int:
+        g = self._global()
+        return int(g.revision) if g is not None else 0
+
+    def _committed(self, request_id: str) -> int | None:
+        g = self._global()
+        return dict(g.requests).get(request_id) if g is not None else None
+
+    def _transact(self, doc: dict[str, Any], rules: dict[str, int], base: int, new: int,
+                  extra: dict[str, str], request_id: str, deadline: float
+                  ) -> tuple[int, Any]:
+        txn = ovs.db.idl.Transaction(self.idl)
+        txn.add_comment(f"vgw_ryu revision {new} request {request_id}")
+        g = self._global()
+        if g is None:
+            g = txn.insert(self.idl.tables["Global"])
+            g.settings = "{}"
+            g.expectations = ""
+            g.requests = {}
+            g.meta = {}
+        else:
+            g.verify("revision")
+        g.revision = new
+        settings = _dumps(doc.get("settings") or {})
+        if g.settings != settings:
+            g.settings = settings
+        expectations = _dumps(doc["expectations"]) if doc.get("expectations") else ""
+        if g.expectations != expectations:
+            g.expectations = expectations
+        requests = dict(g.requests)
+        requests[request_id] = new
+        if len(requests) > KEEP_REQUESTS:
+            requests = dict(sorted(requests.items(), key=lambda kv: kv[1])[-KEEP_REQUESTS:])
+        g.requests = requests
+        if extra:
+            g.meta = {**dict(g.meta), **extra}
+        for key, table in OBJECT_TABLES.items():
+            wanted = {name: _dumps({k: v for k, v in body.items() if k != "rules"}
+                                   if key == "policies" else body)
+                      for name, body in (doc.get(key) or {}).items()}
+            self._sync_rows(txn, table, ("name",), {(n,): {"doc": d}
+                                                   for n, d in wanted.items()})
+        wanted_rules: dict[tuple, dict[str, Any]] = {}
+        for pname, pol in (doc.get("policies") or {}).items():
+            for pos, rule in enumerate(pol.get("rules") or []):
+                rid = str(rule.get("id"))
+                wanted_rules[(pname, rid)] = {"doc": _dumps(rule), "position": pos,
+                                              "number": rules[f"{pname}/{rid}"]}
+        self._sync_rows(txn, "Rule", ("policy", "rule_id"), wanted_rules)
+        status = txn.commit()
+        while status == ovs.db.idl.Transaction.INCOMPLETE:
+            if time.monotonic() >= deadline:
+                txn.abort()
+                return ovs.db.idl.Transaction.INCOMPLETE, txn
+            self.idl.run()
+            self._block(deadline, txn)
+            status = txn.commit()
+        return status, txn
+
+    def _sync_rows(self, txn: Any, table: str, keys: tuple[str, ...],
+                   wanted: dict[tuple, dict[str, Any]]) -> None:
+        """Insert, update (only changed columns) and delete rows of ``table``."""
+        have = {tuple(getattr(r, k) for k in keys): r
+                for r in self.idl.tables[table].rows.values()}
+        for key, row in list(have.items()):
+            if key not in wanted:
+                row.delete()
+        for key, cols in wanted.items():
+            row = have.get(key)
+            if row is None:
+                row = txn.insert(self.idl.tables[table])
+                for k, v in zip(keys, key, strict=True):
+                    setattr(row, k, v)
+                for k, v in cols.items():
+                    setattr(row, k, v)
+                continue
+            for k, v in cols.items():
+                if getattr(row, k) != v:
+                    setattr(row, k, v)
+
+    # --- chassis -----------------------------------------------------------------------
+    def chassis(self) -> list[dict[str, Any]]:
+        """Every agent's report (``Chassis`` rows) as dicts."""
+        with self._lock:
+            out = []
+            for r in self.idl.tables["Chassis"].rows.values():
+                out.append({"name": r.name, "hostname": r.hostname,
+                            "applied_revision": int(r.applied_revision),
+                            "bridges": dict(r.bridges), "vm_ports": dict(r.vm_ports),
+                            "unknown_ports": sorted(r.unknown_ports),
+                            "heartbeat": int(r.heartbeat), "started": int(r.started),
+                            "version": r.version, "external_ids": dict(r.external_ids)})
+            return sorted(out, key=lambda c: c["name"])
+
+    def report_chassis(self, name: str, fields: dict[str, Any]) -> bool:
+        """Create or update this agent's ``Chassis`` row; False if it could not commit
+        within the timeout (the next report tries again)."""
+        deadline = time.monotonic() + self.timeout
+        with self._lock:
+            self._run()
+            if not self._live():
+                return False
+            txn = ovs.db.idl.Transaction(self.idl)
+            row = next((r for r in self.idl.tables["Chassis"].rows.values()
+                        if r.name == name), None)
+            if row is None:
+                row = txn.insert(self.idl.tables["Chassis"])
+                row.name = name
+            for k, v in fields.items():
+                if getattr(row, k, None) != v:
+                    setattr(row, k, v)
+            status = txn.commit()
+            while status == ovs.db.idl.Transaction.INCOMPLETE:
+                if time.monotonic() >= deadline:
+                    txn.abort()
+                    return False
+                self.idl.run()
+                self._block(deadline, txn)
+                status = txn.commit()
+            return status in (ovs.db.idl.Transaction.SUCCESS,
+                              ovs.db.idl.Transaction.UNCHANGED)
+
+    def close(self) -> None:
+        with self._lock:
+            self.idl.close()
+
+
+_quiet_ovs_vlog()
