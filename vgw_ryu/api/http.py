@@ -166,6 +166,17 @@ REQUEST_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
                              "0123456789-_.:")
 
 
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse (ValueError) to serve the API off loopback without a token."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not token:
+        raise ValueError(f"refusing to serve the REST API on {host}: binding off loopback "
+                         "needs a token")
+
+
 def request_id(req: Request) -> str | None:
     """The client's X-Request-Id (a retried write with the same id is applied once)."""
     v = req.headers.get("x-request-id")

@@ -89,3 +89,23 @@ def vgw_ryu_main() -> None:
         args = [*args, "vgw_ryu.app"]
     sys.argv = [sys.argv[0], *args]
     ryu_manager()
+
+
+def vgw_agent_main() -> None:
+    """Entry point of ``vgw-agent``: the controller of one hypervisor in a fleet.
+
+    The same application as ``vgw-ryu``; ``--vgw-db`` must name the shared policy
+    database's remotes (``tcp:IP:PORT,...``), since an agent runs no database itself.
+    """
+    args = sys.argv[1:]
+    if not any(a in ("-h", "--help") for a in args):
+        db = next((a.split("=", 1)[1] if "=" in a else args[i + 1]
+                   for i, a in enumerate(args)
+                   if a.startswith("--vgw-db") and not a.startswith("--vgw-db-")
+                   and ("=" in a or i + 1 < len(args))), None)
+        if db is None or not all(p.split(":", 1)[0] in ("tcp", "ssl", "unix")
+                                 for p in db.split(",")):
+            raise SystemExit("vgw-agent: --vgw-db must name the policy database's "
+                             "remotes, e.g. --vgw-db tcp:10.0.0.1:6641,tcp:10.0.0.2:6641 "
+                             "(for a single machine, run vgw-ryu instead)")
+    vgw_ryu_main()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from ryu.app.wsgi import ControllerBase, Response, route
 
+from vgw_ryu.api import http
 from vgw_ryu.api.handlers import Api
 from vgw_ryu.api.http import MAX_BODY, ApiError, Request
 
@@ -15,13 +14,10 @@ API_INSTANCE = "vgw_api"
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to serve the API off loopback without a token."""
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback and not token:
-        raise SystemExit(
-            f"vgw_ryu: refusing to serve the REST API on {host}: binding off loopback "
-            "needs a token (--vgw-token or [vgw] token in the config file)")
+        http.check_bind(host, token)
+    except ValueError as e:
+        raise SystemExit(f"vgw_ryu: {e} (--vgw-token or [vgw] token in the config "
+                         "file)") from None
 
 
 class RestController(ControllerBase):
