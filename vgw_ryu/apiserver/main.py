@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         store = OvsdbStore(args.db, timeout=args.db_timeout)
         store.wait_connected(max(args.db_timeout, 30.0))
-        engine = Engine(store)
+        engine = Engine(store, with_zones=False)   # zones are the agents' business
     except (StoreError, RuntimeError) as e:
         raise SystemExit(f"vgw-api: {e}") from None
     api = Api(DbBackend(engine), args.token)

@@ -55,7 +55,10 @@ class Ids:
     """Zones for protected VMs and numbers for rules, allocated stably."""
 
     def __init__(self, zones: dict[str, int] | None = None,
-                 rules: dict[str, int] | None = None, flushing: list[int] | None = None):
+                 rules: dict[str, int] | None = None, flushing: list[int] | None = None,
+                 with_zones: bool = True):
+        # An API server programs no switch: it numbers rules only (zone() is None).
+        self.with_zones = with_zones
         self._zones = _Numbering(ZONE_MAX, zones, set(flushing or ()))
         # A freed zone may still hold connection entries: it is reused only once the
         # runtime reports it flushed on every switch (``zones_flushed``).
@@ -64,12 +67,15 @@ class Ids:
 
     def sync(self, state: State) -> bool:
         """Allocate for everything in ``state`` and release what is gone."""
-        a = self._zones.sync([n for n, vm in state.vms.items() if vm.protected])
+        a = self._zones.sync([n for n, vm in state.vms.items() if vm.protected]
+                             if self.with_zones else [])
         b = self._rules.sync([rule_key(p, r.id) for p, pol in state.policies.items()
                               for r in pol.rules])
         return a or b
 
-    def zone(self, vm: str) -> int:
+    def zone(self, vm: str) -> int | None:
+        if not self.with_zones:
+            return None
         return self._zones.by_key[vm]
 
     def zones(self) -> dict[str, int]:
@@ -115,6 +121,8 @@ class Ids:
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"zones": self.zones(), "rules": dict(self._rules.by_key)}
+        if not self.with_zones:
+            doc["with_zones"] = False
         if self._zones.held:
             doc["flushing"] = sorted(self._zones.held)
         return doc
@@ -122,4 +130,5 @@ class Ids:
     @classmethod
     def from_doc(cls, doc: dict[str, Any] | None) -> Ids:
         doc = doc or {}
-        return cls(doc.get("zones"), doc.get("rules"), doc.get("flushing"))
+        return cls(doc.get("zones"), doc.get("rules"), doc.get("flushing"),
+                   doc.get("with_zones", True))

@@ -80,7 +80,7 @@ class Engine:
     """
 
     def __init__(self, store: Any, zones: ZoneFile | None = None,
-                 lock: Callable[[], Any] = threading.RLock):
+                 lock: Callable[[], Any] = threading.RLock, with_zones: bool = True):
         self.store = store
         self.zone_file = zones if zones is not None else ZoneFile(None)
         self._lock = lock()
@@ -91,7 +91,7 @@ class Engine:
         except ValidationError as e:
             raise RuntimeError(f"stored state in {store.path} is invalid: {e}") from e
         zdoc = self.zone_file.load()
-        self.ids = Ids(zdoc.get("zones"), loaded.rules, zdoc.get("flushing"))
+        self.ids = Ids(zdoc.get("zones"), loaded.rules, zdoc.get("flushing"), with_zones)
         self.ids.sync(self.state)
         self.zone_file.save(self.ids.zone_doc())
         self.effective: dict[str, list[EffectiveRule]] = effective_rules(self.state)
@@ -167,7 +167,8 @@ class Engine:
                 LOG.error("revision %d in the policy database is invalid, keeping "
                           "revision %d: %s", loaded.revision, self.revision, e)
                 return False
-            ids = Ids(self.ids.zones(), loaded.rules, sorted(self.ids.flushing()))
+            ids = Ids(self.ids.zones(), loaded.rules, sorted(self.ids.flushing()),
+                      self.ids.with_zones)
             ids.sync(new)
             self.zone_file.save(ids.zone_doc())
             self._adopt(new, ids, loaded.revision)
