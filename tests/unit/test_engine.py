@@ -364,3 +364,26 @@ def test_desired_flows_follow_the_revision(engine):
     engine.apply_document(doc)
     flows2, rev2 = engine.desired_flows(0x1, IFACES)
     assert rev2 == 2 and {f.ofctl() for f in flows2} != {f.ofctl() for f in flows}
+
+
+def test_a_fleet_agent_numbers_only_the_vms_it_hosts(tmp_path):
+    """Zones per hypervisor: a VM gets one when first seen here, durably, and keeps it
+    while it exists; VMs hosted elsewhere take none."""
+    store = MemoryStore()
+    store.write(state_doc(STATE), {"web-in/http": 1}, 0)
+    zf = ZoneFile(tmp_path / "zones.json")
+    e = Engine(store, zf, local_zones=True)
+    assert e.ids.zones() == {}
+    assert e.ids.zone("web1") is None
+    e.refresh_facts(1, [Iface("tap-web1", 1, "", {"vm-id": "web1"})])
+    assert e.ids.zones() == {"web1": 1}
+    assert ZoneFile(tmp_path / "zones.json").load()["zones"] == {"web1": 1}
+    flows, _ = e.desired_flows(1, [Iface("tap-web1", 1, "", {"vm-id": "web1"})])
+    assert any(("in_port", 1) in f.match and f.table == pipeline.T["classify"] for f in flows)
+    # The VM leaves this host: its zone stays (a move back must not renumber it).
+    e.refresh_facts(1, [])
+    e.refresh_facts(1, [Iface("tap-app1", 2, "", {"vm-id": "app1"})])
+    assert e.ids.zones() == {"web1": 1, "app1": 2}
+    # A restarted agent keeps its numbers.
+    again = Engine(store, ZoneFile(tmp_path / "zones.json"), local_zones=True)
+    assert again.ids.zones() == {"web1": 1, "app1": 2}

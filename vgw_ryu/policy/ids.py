@@ -65,18 +65,25 @@ class Ids:
         self._zones.hold_released = True
         self._rules = _Numbering(RULE_MAX, rules)
 
-    def sync(self, state: State) -> bool:
-        """Allocate for everything in ``state`` and release what is gone."""
-        a = self._zones.sync([n for n, vm in state.vms.items() if vm.protected]
-                             if self.with_zones else [])
+    def sync(self, state: State, local: set[str] | None = None) -> bool:
+        """Allocate for everything in ``state`` and release what is gone.
+
+        ``local``: number only the protected VMs seen on this hypervisor (and keep the
+        zones already given), as a fleet agent does; None numbers every protected VM.
+        """
+        wanted = [n for n, vm in state.vms.items() if vm.protected] \
+            if self.with_zones else []
+        if local is not None:
+            wanted = [n for n in wanted if n in local or n in self._zones.by_key]
+        a = self._zones.sync(wanted)
         b = self._rules.sync([rule_key(p, r.id) for p, pol in state.policies.items()
                               for r in pol.rules])
         return a or b
 
     def zone(self, vm: str) -> int | None:
-        if not self.with_zones:
-            return None
-        return self._zones.by_key[vm]
+        """The VM's zone; None if it has none here (not protected, or never seen on
+        this hypervisor by an agent that numbers only its own VMs)."""
+        return self._zones.by_key.get(vm)
 
     def zones(self) -> dict[str, int]:
         return dict(self._zones.by_key)

@@ -80,7 +80,8 @@ class Engine:
     """
 
     def __init__(self, store: Any, zones: ZoneFile | None = None,
-                 lock: Callable[[], Any] = threading.RLock, with_zones: bool = True):
+                 lock: Callable[[], Any] = threading.RLock, with_zones: bool = True,
+                 local_zones: bool = False):
         self.store = store
         self.zone_file = zones if zones is not None else ZoneFile(None)
         self._lock = lock()
@@ -91,8 +92,10 @@ class Engine:
         except ValidationError as e:
             raise RuntimeError(f"stored state in {store.path} is invalid: {e}") from e
         zdoc = self.zone_file.load()
+        # local_zones (a fleet agent): zones only for the VMs seen on this hypervisor.
+        self._local: set[str] | None = set() if local_zones else None
         self.ids = Ids(zdoc.get("zones"), loaded.rules, zdoc.get("flushing"), with_zones)
-        self.ids.sync(self.state)
+        self.ids.sync(self.state, self._local)
         self.zone_file.save(self.ids.zone_doc())
         self.effective: dict[str, list[EffectiveRule]] = effective_rules(self.state)
         self.switches: dict[int, SwitchView] = {}
@@ -123,7 +126,7 @@ class Engine:
         """
         with self._lock:
             ids = Ids.from_doc(self.ids.to_doc())
-            ids.sync(new)
+            ids.sync(new, self._local)
             # Zones first: a zone must be durable before any flow or row uses it.
             self.zone_file.save(ids.zone_doc())
             rev = self.store.write(state_doc(new), ids.rule_numbers(), self.revision,
@@ -169,7 +172,7 @@ class Engine:
                 return False
             ids = Ids(self.ids.zones(), loaded.rules, sorted(self.ids.flushing()),
                       self.ids.with_zones)
-            ids.sync(new)
+            ids.sync(new, self._local)
             self.zone_file.save(ids.zone_doc())
             self._adopt(new, ids, loaded.revision)
         self._announce(new, loaded.revision)
@@ -244,7 +247,21 @@ class Engine:
                 ports.append(classify_port(self.state, iface,
                                            self._learned.get((dpid, iface.ofport))))
             sw.facts = SwitchFacts(tuple(ports))
+            if self._local is not None:
+                self._number_local(sw.facts)
             return sw.facts
+
+    def _number_local(self, facts: SwitchFacts) -> None:
+        """A fleet agent gives a zone to a protected VM when it first sees it here,
+        durably, before any flow uses it."""
+        new = {p.vm for p in facts.ports if p.kind == "vm" and p.vm} - self._local
+        if not new:
+            return
+        self._local |= new
+        ids = Ids.from_doc(self.ids.to_doc())
+        if ids.sync(self.state, self._local):
+            self.zone_file.save(ids.zone_doc())
+            self.ids = ids
 
     def desired_flows(self, dpid: int, ifaces: list[Iface]) -> tuple[list[Flow], int]:
         """(desired flows, revision they come from) for one switch and its interfaces.

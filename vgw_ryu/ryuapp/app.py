@@ -147,7 +147,9 @@ class VgwApp(app_manager.RyuApp):
         zones = ZoneFile(options.zones_file(self.conf))
         if self.local_db is not None and self.local_db.legacy is not None:
             import_legacy(self.store, zones, self.local_db.legacy)
-        self.engine = Engine(self.store, zones, lock=green_threading.RLock)
+        # A fleet agent numbers only the VMs it hosts: zones are per hypervisor.
+        self.engine = Engine(self.store, zones, lock=green_threading.RLock,
+                             local_zones=self.local_db is None)
 
     def _db_loop(self):
         """Adopt what other writers commit; keep this process's database server up."""
