@@ -1,4 +1,4 @@
-"""Unit-tier fixtures: the REST Api on a real Engine and SQLite store, no switch, no root.
+"""Unit-tier fixtures: the REST Api on a real Engine and an in-memory store, no switch, no root.
 
 ``make_api`` is the one place that builds an ``Api``; if its constructor or the backend
 interface changes, only this file needs an edit.

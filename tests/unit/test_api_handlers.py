@@ -1,4 +1,4 @@
-"""The /v1 handlers on a real Engine and SQLite store, without Ryu, HTTP or a switch.
+"""The /v1 handlers on a real Engine and an in-memory store, without Ryu, HTTP or a switch.
 
 Real HTTP through Ryu's WSGI, kill -9, concurrent writers over HTTP, the fuzz and vgwctl
 stay in tests/sandbox/test_api.py.
