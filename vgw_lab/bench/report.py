@@ -49,11 +49,35 @@ def markdown(r: dict[str, Any]) -> str:
                   f"{i['ratios']['logged/unlogged']:.3f} |"]
     if "scale" in r:
         s = r["scale"]
-        lines += ["", "| VMs x 20 rules | bridges | flows | flows/VM | programmed in |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| VMs x 20 rules | bridges | flows | flows/VM | programmed in | "
+                      "`ovs-ofctl --bundle add-flows`, same flows | ratio | controller RSS "
+                      "(peak) |", "|---|---|---|---|---|---|---|---|"]
         for row in s["sizes"]:
+            anchor = ratio = rss = "-"   # results from before the anchor was measured
+            if "ofctl_seconds" in row:
+                anchor = f"{row['ofctl_seconds']:.2f} s"
+                ratio = f"{row['ofctl_ratio']:.1f}x"
+            if "rss_mib" in row:
+                rss = f"{row['rss_mib']:.0f} MiB ({row['peak_rss_mib']:.0f} MiB)"
             lines.append(f"| {row['vms']:,} | {row['bridges']} | {row['flows']:,} | "
-                         f"{row['flows_per_vm']:.1f} | {row['seconds']:.2f} s |")
+                         f"{row['flows_per_vm']:.1f} | {row['seconds']:.2f} s | {anchor} | "
+                         f"{ratio} | {rss} |")
+        if any("ofctl_seconds" in row for row in s["sizes"]):
+            lines += ["", "Programmed in: from the REST write to every switch reporting the "
+                          "revision applied. The anchor takes the very flows the controller "
+                          "installed off the same bridge and puts them back in one bundle; "
+                          "the ratio is programming time over the anchor's."]
+        timed = [row for row in s["sizes"] if row.get("sync_parts_s", {}).get("compile")]
+        if timed:
+            lines += ["", "| VMs | REST write answered | controller's sync (vs anchor) | "
+                          "compile + diff | encode | switch, until its commit reply |",
+                      "|---|---|---|---|---|---|"]
+            for row in timed:
+                parts = row["sync_parts_s"]
+                lines.append(f"| {row['vms']:,} | {row['rest_answer_s']:.2f} s | "
+                             f"{row['sync_s']:.2f} s ({row['sync_ofctl_ratio']:.1f}x) | "
+                             f"{parts['compile']:.2f} s | {parts['encode']:.2f} s | "
+                             f"{parts['switch']:.2f} s |")
         if s.get("change"):
             ch = s["change"]
             lines += ["", f"Single rule change at {ch['vms']:,} VMs, REST answer to enforced "
@@ -115,6 +139,9 @@ def plot(r: dict[str, Any], path: Path) -> None:
         ax2 = ax.twinx()
         ax2.plot(xs, [row["seconds"] for row in s], "s--", color="#c0504d",
                  label="programming time")
+        if all("ofctl_seconds" in row for row in s):
+            ax2.plot(xs, [row["ofctl_seconds"] for row in s], "^:", color="#777777",
+                     label="ovs-ofctl --bundle, same flows")
         ax2.set_ylabel("seconds to program")
         ax.set_title("Policy scale")
         ax.legend(loc="upper left")

@@ -8,6 +8,7 @@ app turns the same objects into OpenFlow messages (vgw_ryu.ryuapp.ofencode). No 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from vgw_ryu.pipeline.cookies import (  # noqa: F401 - re-exported: callers import them here
     COOKIE_MAGIC,
@@ -173,6 +174,8 @@ class Flow:
     owner: int = 0
     _body: str = field(default="", compare=False, repr=False)
     _cookie: int = field(default=0, compare=False, repr=False)
+    # Its OpenFlow bytes, encoded once by vgw_ryu.pipeline.wire (not part of identity).
+    _wire: Any = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def make(table: int, priority: int, match: dict[str, MatchValue],

@@ -1,7 +1,10 @@
 """Flows (vgw_ryu.pipeline.flows) as Ryu OpenFlow 1.3/1.4 messages.
 
 Every builder mirrors one ovs-ofctl text form; tests/sandbox/test_app_sync.py installs
-the same flows both ways and requires OVS to show identical tables.
+the same flows both ways and requires OVS to show identical tables. Flow mods are sent
+as bytes from vgw_ryu.pipeline.wire (much faster for many flows); ``add`` and
+``delete_strict`` here are its reference (tests/unit/test_wire.py compares the bytes).
+Meters, conntrack flushes and packet-outs are built here.
 """
 
 from __future__ import annotations
@@ -67,6 +70,14 @@ def action(dp: Any, a: Action) -> Any:
 
 def match(dp: Any, flow: Flow) -> Any:
     return dp.ofproto_parser.OFPMatch(**dict(flow.match))
+
+
+def match_bytes(ofmatch: Any) -> bytes:
+    """A Ryu OFPMatch (e.g. from a flow dump) as ``ofp_match`` bytes with padding, the
+    form vgw_ryu.pipeline.wire.delete_strict takes."""
+    buf = bytearray()
+    ofmatch.serialize(buf, 0)
+    return bytes(buf)
 
 
 def instructions(dp: Any, flow: Flow) -> list[Any]:

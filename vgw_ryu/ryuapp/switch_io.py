@@ -1,20 +1,24 @@
 """OpenFlow requests to one switch, answered as plain Python values.
 
 Flow dump, port description, atomic flow changes (OpenFlow 1.4 bundle, else messages
-and a barrier), meter configuration and meter/flow statistics. The decisions about
-what the answers mean live in vgw_ryu.runtime (syncdiff, stats).
+and a barrier; the flow mods come as bytes from vgw_ryu.pipeline.wire), meter
+configuration and meter/flow statistics. The decisions about what the answers mean live
+in vgw_ryu.runtime (syncdiff, stats).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ryu.app.ofctl import api as ofctl_api
+from ryu.app.ofctl.exception import InvalidDatapath
 from ryu.ofproto import ofproto_v1_4
 
 from vgw_ryu.pipeline import priorities as prio
 from vgw_ryu.pipeline import tables as pl
+from vgw_ryu.pipeline import wire
 from vgw_ryu.pipeline.cookies import KIND_VM, split_cookie
 from vgw_ryu.pipeline.ctstate import CT_NEW
 from vgw_ryu.runtime import syncdiff
@@ -115,23 +119,42 @@ class SwitchIO:
             dp.send_msg(ofencode.meter_mod(dp, meter_id, 0, "delete"))
             have.pop(meter_id, None)
 
-    def send_atomically(self, dp: Any, msgs: list) -> None:
-        """Apply flow mods all at once (1.4 bundle) or at least completely (barrier)."""
+    def send_atomically(self, dp: Any, bodies: Sequence[bytes]) -> None:
+        """Apply flow mods all at once (1.4 bundle) or at least completely (barrier).
+
+        ``bodies`` are flow mod bodies from vgw_ryu.pipeline.wire: they are framed here
+        (version, xid, bundle) and written many messages per socket write, without a
+        Ryu object per flow. The bundle control and barrier exchanges stay Ryu's.
+        """
         p = dp.ofproto_parser
         ofp = dp.ofproto
+        first_xid = self._take_xids(dp, len(bodies))
         if ofp.OFP_VERSION >= ofproto_v1_4.OFP_VERSION:
             bid = next(self.bundle_ids)
             flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
             self._ask(p.OFPBundleCtrlMsg(dp, bid, ofp.OFPBCT_OPEN_REQUEST, flags, []),
                       p.OFPBundleCtrlMsg, multi=False)
-            for m in msgs:
-                dp.send_msg(p.OFPBundleAddMsg(dp, bid, flags, m, []))
+            self._write(dp, wire.frames(bodies, ofp.OFP_VERSION, first_xid, (bid, flags)))
             self._ask(p.OFPBundleCtrlMsg(dp, bid, ofp.OFPBCT_COMMIT_REQUEST, flags, []),
                       p.OFPBundleCtrlMsg, multi=False)
         else:
-            for m in msgs:
-                dp.send_msg(m)
+            self._write(dp, wire.frames(bodies, ofp.OFP_VERSION, first_xid))
             self._ask(p.OFPBarrierRequest(dp), p.OFPBarrierReply, multi=False)
+
+    @staticmethod
+    def _take_xids(dp: Any, n: int) -> int:
+        """Reserve n consecutive xids from the datapath's own counter (the one Ryu and
+        the ofctl service number their requests with, so replies never mix); the first."""
+        first = (dp.xid + 1) & wire.MAX_XID
+        dp.xid = (dp.xid + n) & wire.MAX_XID
+        return first
+
+    @staticmethod
+    def _write(dp: Any, chunks: Iterable[bytes]) -> None:
+        """Queue pre-framed messages on the switch connection, in order."""
+        for chunk in chunks:
+            if not dp.send(chunk):
+                raise InvalidDatapath(result=dp.id)
 
     def send_and_confirm(self, dp: Any, msgs: list) -> None:
         """Send messages in order and wait until the switch has processed them."""
