@@ -6,6 +6,7 @@ Also the model-side evaluation of one connection (``evaluate``), which the REST
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -36,18 +37,32 @@ class EffectiveRule:
 
 def group_members(state: State, group: str) -> list[str]:
     """VM names in a group: explicit members plus VMs whose labels match its selector."""
-    g = state.groups[group]
-    names = set(g.members)
-    if g.match_labels:
-        want = dict(g.match_labels)
-        for name, vm in state.vms.items():
-            labels = vm.label_dict()
-            if all(labels.get(k) == v for k, v in want.items()):
-                names.add(name)
-    return sorted(names)
+    return list(_all_members(state)[group])
 
 
+def _all_members(state: State) -> dict[str, tuple[str, ...]]:
+    """Every group's members, computed once per State (states are never mutated) in
+    one pass over the VMs' labels."""
+    memo = state.__dict__.get("_group_members")
+    if memo is not None:
+        return memo
+    names: dict[str, set[str]] = {g: set(grp.members) for g, grp in state.groups.items()}
+    selectors = [(g, tuple(grp.match_labels)) for g, grp in state.groups.items()
+                 if grp.match_labels]
+    if selectors:
+        for vm_name, vm in state.vms.items():
+            labels = set(vm.labels)
+            for g, want in selectors:
+                if all(kv in labels for kv in want):
+                    names[g].add(vm_name)
+    memo = {g: tuple(sorted(n)) for g, n in names.items()}
+    object.__setattr__(state, "_group_members", memo)
+    return memo
+
+
+@functools.lru_cache(maxsize=65536)
 def _host_net(ip: IpAddr) -> IpNet:
+    # Parsing a prefix is the costliest step of resolving a large group: once per IP.
     return ipaddress.ip_network(ip)
 
 
@@ -56,11 +71,21 @@ def vm_nets(vm) -> list[IpNet]:
     return [_host_net(ip) for ip in vm.ips] + [a.net for a in vm.address_pairs]
 
 
-def resolve_peer(state: State, rule: Rule) -> tuple[IpNet, ...] | None:
-    """The prefixes a rule's peer stands for (None = any), filtered to its IP family."""
+def resolve_peer(state: State, rule: Rule,
+                 memo: dict | None = None) -> tuple[IpNet, ...] | None:
+    """The prefixes a rule's peer stands for (None = any), filtered to its IP family.
+
+    ``memo`` (one dict per state) shares the work between rules with the same peer.
+    """
     p = rule.peer
     if p.kind == "any":
         return None
+    family = 4 if rule.protocol == "icmp" else 6 if rule.protocol == "icmpv6" else 0
+    if memo is not None:
+        key = (p.kind, p.value, family)
+        if key not in memo:
+            memo[key] = resolve_peer(state, rule)
+        return memo[key]
     if p.kind == "cidr":
         nets = [ipaddress.ip_network(p.value)]
     elif p.kind == "vm":
@@ -75,13 +100,19 @@ def resolve_peer(state: State, rule: Rule) -> tuple[IpNet, ...] | None:
     return tuple(sorted(set(nets), key=lambda n: (n.version, n.network_address, n.prefixlen)))
 
 
-def applied_vms(state: State, policy: str) -> list[str]:
-    """VM names a policy applies to, directly or through groups."""
+def applied_vms(state: State, policy: str,
+                members: dict[str, list[str]] | None = None) -> list[str]:
+    """VM names a policy applies to, directly or through groups (``members``: group
+    memberships already computed for this state)."""
     names: set[str] = set()
     for target in state.policies[policy].applied_to:
         kind, _, name = target.partition(":")
         if kind == "vm":
             names.add(name)
+        elif members is not None:
+            if name not in members:
+                members[name] = group_members(state, name)
+            names.update(members[name])
         else:
             names.update(group_members(state, name))
     return sorted(names)
@@ -90,11 +121,13 @@ def applied_vms(state: State, policy: str) -> list[str]:
 def effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
     """For every VM, the ordered rules of all policies applied to it."""
     out: dict[str, list[EffectiveRule]] = {name: [] for name in state.vms}
+    members: dict[str, list[str]] = {}
+    peers: dict = {}
     for pname, pol in state.policies.items():
-        targets = applied_vms(state, pname)
+        targets = applied_vms(state, pname, members)
         tier = state.settings.tier_of(pol.tier)
         for rule in pol.rules:
-            eff = EffectiveRule(pname, rule, resolve_peer(state, rule), tier)
+            eff = EffectiveRule(pname, rule, resolve_peer(state, rule, peers), tier)
             for vm in targets:
                 out[vm].append(eff)
     for rules in out.values():
