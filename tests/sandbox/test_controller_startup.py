@@ -74,3 +74,27 @@ def test_a_temporary_db_keeps_the_firewall_log_beside_it(tmp_path, request, ovs)
         ctl.stop()
     after = sorted(var_log.iterdir()) if var_log.exists() else None
     assert after == before     # not created, and nothing new in it if it was there
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_the_controller_runs_its_database_and_takes_it_down_with_it(controller_factory,
+                                                                      ovs):
+    """--vgw-db FILE: the controller starts ovsdb-server for it; a kill -9 of the
+    controller leaves no database server behind, and a restart finds every write."""
+    ctl = controller_factory().start()
+    assert ctl.request("PUT", "/v1/vms/a", {"ips": ["10.0.0.1"]})[0] == 200
+    pid = int(Path(f"{ctl.db}.pid").read_text())
+    assert _alive(pid)
+    ctl.kill9()
+    wait_until(lambda: not _alive(pid), timeout=10, what="the database server to exit")
+    ctl.start()
+    status, vms = ctl.get("/v1/vms")
+    assert status == 200 and list(vms["vms"]) == ["a"] and vms["revision"] == 1
+    assert int(Path(f"{ctl.db}.pid").read_text()) != pid
