@@ -387,3 +387,36 @@ def test_a_fleet_agent_numbers_only_the_vms_it_hosts(tmp_path):
     # A restarted agent keeps its numbers.
     again = Engine(store, ZoneFile(tmp_path / "zones.json"), local_zones=True)
     assert again.ids.zones() == {"web1": 1, "app1": 2}
+
+
+PG_DOC = {"settings": {"default_protected": False,
+                       "portgroups": [{"bridge": "br-dmz", "protected": True},
+                                      {"vlan": 30, "protected": True}]},
+          "vms": {"a": {"ips": ["10.0.0.1"]}, "b": {"ips": ["10.0.0.2"]},
+                  "c": {"ips": ["10.0.0.3"], "protected": False}}}
+
+
+def test_protection_by_portgroup_follows_the_ports(tmp_path):
+    """A VM is protected while a port of it is on a protected bridge or VLAN tag; its
+    own setting overrides; VMs elsewhere stay unprotected (no zone, no flows)."""
+    e = Engine(MemoryStore(), ZoneFile(tmp_path / "z.json"))
+    e.apply_document(copy.deepcopy(PG_DOC))
+    assert not any(v.protected for v in e.state.vms.values())
+    calls = []
+    e.on_change(lambda: calls.append(1))
+    e.refresh_facts(1, [Iface("ta", 1, "", {"vm-id": "a"}, "br-dmz"),
+                        Iface("tc", 3, "", {"vm-id": "c"}, "br-dmz")])
+    e.refresh_facts(2, [Iface("tb", 1, "", {"vm-id": "b"}, "br-int", 20)])
+    a, b, c = (e.state.vms[n] for n in "abc")
+    assert (a.protected, a.protected_by) == (True, "portgroup")
+    assert (b.protected, b.protected_by) == (False, "default")
+    assert (c.protected, c.protected_by) == (False, "vm")      # its own setting wins
+    assert e.ids.zone("a") and e.ids.zone("b") is None and calls
+    # b's port moves to VLAN 30: protected; a leaves br-dmz: unprotected, zone released.
+    e.refresh_facts(2, [Iface("tb", 1, "", {"vm-id": "b"}, "br-int", 30)])
+    e.refresh_facts(1, [Iface("ta", 1, "", {"vm-id": "a"}, "br-ext")])
+    assert e.state.vms["b"].protected and not e.state.vms["a"].protected
+    assert e.ids.zone("a") is None and e.ids.zone("b")
+    assert e.state_document()["settings"]["portgroups"] == PG_DOC["settings"]["portgroups"]
+    # The document never carries the located result.
+    assert "protected" not in e.state_document()["vms"]["a"]

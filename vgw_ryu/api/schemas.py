@@ -88,7 +88,19 @@ SETTINGS = {
                    "tiers": {"type": "array", "items": NAME, "minItems": 1,
                              "maxItems": MAX_TIERS},
                    "default_tier": {**NAME, "nullable": True},
-                   "default_protected": {"type": "boolean"}},
+                   "default_protected": {"type": "boolean"},
+                   "portgroups": {
+                       "type": "array",
+                       "description": "protection by where a VM's port is: a bridge, a "
+                                      "VLAN tag (OVSDB Port.tag) or both; below the VM's "
+                                      "own setting and its groups'",
+                       "items": {"type": "object", "additionalProperties": False,
+                                 "properties": {
+                                     "bridge": {"type": "string", "minLength": 1,
+                                                "maxLength": 64},
+                                     "vlan": {"type": "integer", "minimum": 0,
+                                              "maximum": 4095},
+                                     "protected": {"type": "boolean"}}}}},
 }
 EXPECTATION = {
     "type": "object", "additionalProperties": False, "required": ["from", "to", "verdict"],

@@ -26,7 +26,7 @@ VIEW_FIELDS: dict[str, dict[str, Any]] = {
                        "required": ["protected", "by"],
                        "properties": {"protected": {"type": "boolean"},
                                       "by": {"type": "string",
-                                             "description": "vm, group or default"}}},
+                                             "description": "vm, group, portgroup or default"}}},
         "zone": {"type": "integer", "nullable": True},
         "seen": {"type": "array", "items": SEEN},
         "connections": {"type": "object", "additionalProperties": False,
@@ -57,10 +57,7 @@ def object_view(snap: Snapshot, coll: str, name: str,
         zone = snap.ids.zone(name) if vm.protected else None
         where = snap.vm_locations() if locations is None else locations
         limit = connection_limit(st, name) if vm.protected else 0
-        by = "vm" if vm.protected_set is not None else "group" if any(
-            g.protected is not None and name in group_members(st, gname)
-            for gname, g in st.groups.items()) or vm.protected != \
-            st.settings.default_protected else "default"
+        by = vm.protected_by
         return {"name": name, **model.vm_doc(vm),
                 "protection": {"protected": vm.protected, "by": by}, "zone": zone,
                 "seen": where.get(name, []),

@@ -16,7 +16,10 @@ def settings_doc(s: Settings) -> dict[str, Any]:
             "log_default_deny": s.log_default_deny, "unknown_ports": s.unknown_ports,
             "uplinks": list(s.uplinks), "max_connections": s.max_connections, "log": s.log,
             "tiers": list(s.tiers), "default_tier": s.default_tier,
-            "default_protected": s.default_protected}
+            "default_protected": s.default_protected,
+            "portgroups": [{**({"bridge": pg.bridge} if pg.bridge is not None else {}),
+                            **({"vlan": pg.vlan} if pg.vlan is not None else {}),
+                            "protected": pg.protected} for pg in s.portgroups]}
 
 
 def vm_doc(vm: Vm) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class Settings:
     max_connections: int = 0     # per protected VM; 0: no limit
     log: str = "none"            # LOG_LEVELS, for VMs that do not say
     default_protected: bool = True   # VMs that neither they nor a group say
+    portgroups: tuple[PortGroup, ...] = ()  # protection by where a VM's port is
     tiers: tuple[str, ...] = ("default",)   # evaluated in this order
     default_tier: str | None = None         # of policies that name none (None: the last)
 
@@ -81,6 +82,19 @@ class Settings:
         """Index of the tier a policy belongs to."""
         name = policy_tier or self.default_tier or self.tiers[-1]
         return self.tiers.index(name)
+
+
+@dataclass(frozen=True)
+class PortGroup:
+    """Ports by where they are (a bridge, a VLAN tag, or both): a portgroup, protected
+    (or not) as a whole."""
+    bridge: str | None = None
+    vlan: int | None = None
+    protected: bool = True
+
+    def holds(self, bridge: str | None, vlan: int | None) -> bool:
+        return ((self.bridge is None or self.bridge == bridge)
+                and (self.vlan is None or self.vlan == vlan))
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,7 @@ class Vm:
     log: str | None = None              # None: settings.log
     address_pairs: tuple[AddressPair, ...] = ()
     protected_set: bool | None = None   # what the VM itself says (protected is the result)
+    protected_by: str = "default"       # vm | group | portgroup | default
 
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)

@@ -38,6 +38,7 @@ from vgw_ryu.policy.objects import (
     Group,
     IpAddr,
     Policy,
+    PortGroup,
     Settings,
     State,
     ValidationError,
@@ -62,7 +63,8 @@ def _limit(ctx: _Ctx, path: str, v: Any) -> int | None:
 def _settings(ctx: _Ctx, v: Any) -> Settings:
     d = _obj(ctx, "settings", v, ("default_ingress", "default_egress", "log_default_deny",
                                   "unknown_ports", "uplinks", "max_connections", "log",
-                                  "tiers", "default_tier", "default_protected"))
+                                  "tiers", "default_tier", "default_protected",
+                                  "portgroups"))
     if d is None:
         return Settings()
     uplinks = []
@@ -85,7 +87,33 @@ def _settings(ctx: _Ctx, v: Any) -> Settings:
         log=_choice(ctx, "settings.log", d.get("log"), LOG_LEVELS, "none"),
         default_protected=_bool(ctx, "settings.default_protected", d.get("default_protected"),
                                 True),
+        portgroups=_portgroups(ctx, d.get("portgroups")),
         **_tiers(ctx, d.get("tiers"), d.get("default_tier")))
+
+
+def _portgroups(ctx: _Ctx, v: Any) -> tuple[PortGroup, ...]:
+    """settings.portgroups: [{bridge, vlan, protected}], each naming a bridge, a VLAN
+    tag (OVSDB Port.tag) or both."""
+    out = []
+    for i, item in enumerate(_list(ctx, "settings.portgroups", v)):
+        path = f"settings.portgroups[{i}]"
+        d = _obj(ctx, path, item, ("bridge", "vlan", "protected"))
+        if d is None:
+            continue
+        bridge, vlan = d.get("bridge"), d.get("vlan")
+        if bridge is None and vlan is None:
+            ctx.err(path, "must name a bridge, a vlan, or both")
+            continue
+        if bridge is not None and (not isinstance(bridge, str) or not 0 < len(bridge) <= 64):
+            ctx.err(f"{path}.bridge", "must be a bridge name")
+            continue
+        if vlan is not None and (isinstance(vlan, bool) or not isinstance(vlan, int)
+                                 or not 0 <= vlan <= 4095):
+            ctx.err(f"{path}.vlan", "must be a VLAN tag, 0-4095")
+            continue
+        out.append(PortGroup(bridge, vlan, _bool(ctx, f"{path}.protected",
+                                                 d.get("protected"), True)))
+    return tuple(out)
 
 
 def _tiers(ctx: _Ctx, tiers: Any, default: Any) -> dict[str, Any]:
@@ -297,21 +325,34 @@ def parse_state(doc: Any) -> State:
     return state
 
 
-def resolve_protection(state: State) -> State:
+def resolve_protection(state: State,
+                       ports: dict[str, set[tuple[str | None, int | None]]] | None = None
+                       ) -> State:
     """Each VM's protection: its own setting, else its groups' (members, labels or an
-    address in the group's cidrs; any group that protects wins), else the default."""
+    address in the group's cidrs; any group that protects wins), else the portgroups
+    its ports are in (``ports``: VM -> {(bridge, vlan tag)} where it is seen; any that
+    protects wins), else the default."""
     by_group = [(g, set(group_members(state, name))) for name, g in state.groups.items()
                 if g.protected is not None]
     vms = {}
     for name, vm in state.vms.items():
-        says = vm.protected_set
+        says, by = vm.protected_set, "vm"
         if says is None:
             votes = {g.protected for g, members in by_group
                      if name in members or any(ip in net for ip in vm.ips
                                                for net in g.resolved_cidrs())}
+            by = "group"
+            if not votes and ports and state.settings.portgroups:
+                votes = {pg.protected for pg in state.settings.portgroups
+                         for bridge, vlan in ports.get(name, ()) if pg.holds(bridge, vlan)}
+                by = "portgroup"
+            if not votes:
+                by = "default"
             says = True if True in votes else False if False in votes else \
                 state.settings.default_protected
-        vms[name] = vm if vm.protected == says else dataclasses.replace(vm, protected=says)
+        if vm.protected != says or vm.protected_by != by:
+            vm = dataclasses.replace(vm, protected=says, protected_by=by)
+        vms[name] = vm
     return dataclasses.replace(state, vms=vms)
 
 

@@ -21,6 +21,7 @@ from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, is_uplink_n
 from vgw_ryu.pipeline.flows import Flow
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State, ValidationError, parse_state, state_doc
+from vgw_ryu.policy.parse import resolve_protection
 from vgw_ryu.policy.ruleset import EffectiveRule, connection_limit, effective_rules
 from vgw_ryu.runtime import conntrack
 from vgw_ryu.runtime.ports import Iface
@@ -125,6 +126,7 @@ class Engine:
         engine holds (another writer): ``refresh()`` and compute the write again.
         """
         with self._lock:
+            new = self._locate(new)
             ids = Ids.from_doc(self.ids.to_doc())
             ids.sync(new, self._local)
             # Zones first: a zone must be durable before any flow or row uses it.
@@ -170,6 +172,7 @@ class Engine:
                 LOG.error("revision %d in the policy database is invalid, keeping "
                           "revision %d: %s", loaded.revision, self.revision, e)
                 return False
+            new = self._locate(new)
             ids = Ids(self.ids.zones(), loaded.rules, sorted(self.ids.flushing()),
                       self.ids.with_zones)
             ids.sync(new, self._local)
@@ -249,7 +252,44 @@ class Engine:
             sw.facts = SwitchFacts(tuple(ports))
             if self._local is not None:
                 self._number_local(sw.facts)
+            self._relocate()
             return sw.facts
+
+    def _vm_ports(self) -> dict[str, set[tuple[str | None, int | None]]]:
+        """VM -> {(bridge, VLAN tag)} of every local port it is seen on."""
+        out: dict[str, set[tuple[str | None, int | None]]] = {}
+        for sw in self.switches.values():
+            by_port = {i.ofport: i for i in sw.ifaces}
+            for p in sw.facts.ports:
+                if p.kind == "vm" and p.vm:
+                    iface = by_port.get(p.ofport)
+                    out.setdefault(p.vm, set()).add(
+                        ((iface.bridge if iface else None) or sw.bridge,
+                         iface.tag if iface else None))
+        return out
+
+    def _locate(self, state: State) -> State:
+        """The state with protection by portgroup resolved for where the VMs are."""
+        if not state.settings.portgroups:
+            return state
+        return resolve_protection(state, self._vm_ports())
+
+    def _relocate(self) -> None:
+        """Ports moved in or out of a portgroup: adopt the protection that follows."""
+        if not self.state.settings.portgroups:
+            return
+        new = self._locate(self.state)
+        if all((v.protected, v.protected_by) == (new.vms[n].protected, new.vms[n].protected_by)
+               for n, v in self.state.vms.items()):
+            return
+        ids = Ids.from_doc(self.ids.to_doc())
+        ids.sync(new, self._local)
+        self.zone_file.save(ids.zone_doc())
+        self._adopt(new, ids, self.revision)
+        LOG.info("protection by portgroup changed with the ports: %d protected VMs",
+                 sum(v.protected for v in new.vms.values()))
+        for cb in list(self.listeners):
+            cb()
 
     def _number_local(self, facts: SwitchFacts) -> None:
         """A fleet agent gives a zone to a protected VM when it first sees it here,

@@ -19,7 +19,7 @@ import ovs.stream
 LOG = logging.getLogger("vgw_ryu.runtime.ports")
 COLUMNS = {
     "Bridge": ["name", "datapath_id", "ports"],
-    "Port": ["name", "interfaces"],
+    "Port": ["name", "interfaces", "tag"],
     "Interface": ["name", "ofport", "type", "external_ids"],
 }
 
@@ -30,6 +30,8 @@ class Iface:
     ofport: int
     type: str
     external_ids: dict[str, str] = field(default_factory=dict, hash=False)
+    bridge: str | None = None    # the OVSDB bridge it is on
+    tag: int | None = None       # its port's VLAN tag (an access port), if any
 
 
 def _get_schema(remote: str, timeout_ms: int = 5000) -> dict:
@@ -89,13 +91,15 @@ class PortDirectory:
                 continue
             ifaces = []
             for port in br.ports:
+                tag = port.tag[0] if isinstance(port.tag, list) and port.tag else (
+                    port.tag if isinstance(port.tag, int) else None)
                 for iface in port.interfaces:
                     ofport = iface.ofport[0] if isinstance(iface.ofport, list) and iface.ofport \
                         else iface.ofport
                     if not isinstance(ofport, int) or ofport <= 0:
                         continue
                     ifaces.append(Iface(iface.name, ofport, iface.type or "",
-                                        dict(iface.external_ids)))
+                                        dict(iface.external_ids), br.name, tag))
             out[int(dpid_text, 16)] = sorted(ifaces, key=lambda i: i.ofport)
         return out
 
