@@ -119,7 +119,19 @@ def applied_vms(state: State, policy: str,
 
 
 def effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
-    """For every VM, the ordered rules of all policies applied to it."""
+    """For every VM, the ordered rules of all policies applied to it.
+
+    Computed once per State (states are never mutated): a write's analysis, assertion
+    check and commit share it. Callers must not modify the answer.
+    """
+    memo = state.__dict__.get("_effective")
+    if memo is None:
+        memo = _effective_rules(state)
+        object.__setattr__(state, "_effective", memo)
+    return memo
+
+
+def _effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
     out: dict[str, list[EffectiveRule]] = {name: [] for name in state.vms}
     members: dict[str, list[str]] = {}
     peers: dict = {}
