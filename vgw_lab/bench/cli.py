@@ -18,6 +18,7 @@ import vgw_lab.bench
 from vgw_lab import netlab
 from vgw_lab.bench.bed import Bed, run_experiment, run_isolation
 from vgw_lab.bench.common import RESULTS, ROOT, say
+from vgw_lab.bench.puntrate import measure as punt_measure
 from vgw_lab.bench.report import markdown, plot
 from vgw_lab.bench.scale import run_compile, run_scale
 
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", default="100,1000,5000")
     ap.add_argument("--changes", type=int, default=20)
     ap.add_argument("--per-bridge", type=int, default=1000)
-    ap.add_argument("--skip", default="", help="comma list of experiment,isolation,scale")
+    ap.add_argument("--skip", default="", help="comma list of experiment,isolation,scale,"
+                    "puntrate,fleet")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
     ap.add_argument("--out", default=str(RESULTS))
     a = ap.parse_args(argv)
@@ -64,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         (out / f"{stem}.md").write_text(markdown(r))
 
     r["compile"] = run_compile(100 if a.smoke else 1000)
+    if "puntrate" not in skip:
+        # Packet-ins per second one core handles: the old punt path next to the new.
+        r["puntrate"] = punt_measure(300 if a.smoke else 20000, 1 if a.smoke else 3, work)
+        save()
     if not {"experiment", "isolation"} <= skip:
         bed = Bed(work)
         try:

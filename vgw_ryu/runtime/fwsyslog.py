@@ -2,7 +2,9 @@
 
 Operators ship firewall logs with syslog. Each record becomes one message: header,
 the record's fields as structured data (SD-ID ``vgw@32473``), and the record as JSON
-for the message text. Sending is the standard library's SysLogHandler. No Ryu here.
+for the message text. Sending is the standard library's SysLogHandler made
+non-blocking: the punt path sends records, and a slow or gone syslog server must cost it
+records, never time. No Ryu here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import logging.handlers
 import os
 import socket
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +23,10 @@ APP_NAME = "vgw_ryu"
 MSG_ID = "fw"
 # What a record's verdict means to syslog: drops are warnings, the rest notices.
 SEVERITY = {"deny": "WARNING", "reject": "WARNING", "allow": "INFO"}
+MAX_BACKLOG = 1 << 20      # bytes of TCP messages held while the server reads slowly
+WARN_EVERY = 60.0          # seconds between warnings about dropped records
+LOG = logging.getLogger("vgw_ryu")
+_to_json = json.JSONEncoder(sort_keys=True).encode   # json.dumps(..., sort_keys=True), made once
 
 
 def parse_target(text: str) -> tuple[Any, int]:
@@ -56,7 +63,7 @@ def format_5424(rec: dict[str, Any], hostname: str | None = None) -> str:
                       if v is not None and k != "ts")
     host = (hostname or socket.gethostname() or "-")[:255].replace(" ", "-")
     return (f"1 {stamp} {host} {APP_NAME} {os.getpid()} {MSG_ID} [{SD_ID} {params}] "
-            f"{json.dumps(rec, sort_keys=True)}")
+            f"{_to_json(rec)}")
 
 
 class _Formatter(logging.Formatter):
@@ -69,11 +76,122 @@ class _Formatter(logging.Formatter):
         return text + "\n" if self.stream else text   # RFC 6587 newline framing on TCP
 
 
-def handler(target: str) -> logging.Handler:
-    """A logging handler that sends dict records to ``target`` as RFC 5424 messages."""
+class Sender(logging.handlers.SysLogHandler):
+    """A SysLogHandler whose sends never block (the socket is non-blocking).
+
+    A datagram (UDP, unix socket) that cannot go at once is dropped; TCP messages queue
+    in a bounded backlog that every send and ``flush()`` drains as far as the socket
+    takes. Records dropped either way are counted in ``dropped`` and warned about at
+    most once a minute.
+    """
+
+    def __init__(self, address: Any, socktype: int):
+        super().__init__(address=address, socktype=socktype,
+                         facility=logging.handlers.SysLogHandler.LOG_LOCAL0)
+        self.append_nul = False
+        self.is_stream = socktype == socket.SOCK_STREAM
+        self.setFormatter(_Formatter(self.is_stream))
+        self.dropped = 0
+        self._backlog = bytearray()
+        self._queued = 0           # messages in the backlog
+        self._warned = -WARN_EVERY
+        self._nonblocking()
+
+    def _nonblocking(self) -> None:
+        if self.socket is not None and self.socket.fileno() >= 0:
+            self.socket.setblocking(False)
+
+    def send(self, rec: dict[str, Any], level: str) -> None:
+        """Send one record at ``level`` (a logging level name); never blocks."""
+        prio = self.encodePriority(self.facility, self.mapPriority(level))
+        text = format_5424(rec) + ("\n" if self.is_stream else "")
+        self._send(f"<{prio}>{text}".encode())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """The logging entry point, for records logged the usual way."""
+        try:
+            prio = self.encodePriority(self.facility, self.mapPriority(record.levelname))
+            self._send(f"<{prio}>{self.format(record)}".encode())
+        except Exception:
+            self.handleError(record)
+
+    def _send(self, msg: bytes) -> None:
+        with self.lock:
+            if self.is_stream:
+                if len(self._backlog) + len(msg) > MAX_BACKLOG:
+                    self._dropped(1, "the server reads too slowly")
+                    return
+                self._backlog += msg
+                self._queued += 1
+                self._drain()
+                return
+            try:
+                self._send_datagram(msg)
+            except BlockingIOError:
+                self._dropped(1, "the socket buffer is full")
+            except OSError as e:
+                self._dropped(1, str(e))
+
+    def _send_datagram(self, msg: bytes) -> None:
+        if not self.unixsocket:
+            self.socket.sendto(msg, self.address)
+            return
+        try:
+            self.socket.send(msg)
+        except BlockingIOError:
+            raise
+        except OSError:
+            # The syslog daemon restarted (its socket is new): connect again, once.
+            self.socket.close()
+            self._connect_unixsocket(self.address)
+            self._nonblocking()
+            self.socket.send(msg)
+
+    def _drain(self) -> None:
+        """Send as much of the TCP backlog as the socket takes now (lock held)."""
+        while self._backlog:
+            try:
+                n = self.socket.send(self._backlog)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self._dropped(self._queued, str(e))
+                self._backlog.clear()
+                self._queued = 0
+                return
+            if n <= 0:
+                return
+            self._queued -= self._backlog.count(b"\n", 0, n)
+            del self._backlog[:n]
+
+    def _dropped(self, n: int, why: str) -> None:
+        self.dropped += n
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY:
+            self._warned = now
+            LOG.warning("syslog %s: %d firewall log records dropped so far (%s)",
+                        self.address, self.dropped, why)
+
+    def flush(self) -> None:
+        """Send what the TCP backlog holds, as far as the socket takes it now."""
+        with self.lock:
+            if self.is_stream and self._backlog:
+                self._drain()
+
+    def close(self) -> None:
+        """Give the TCP backlog up to a second to go out, then close."""
+        with self.lock:
+            if self.is_stream and self._backlog and self.socket is not None:
+                try:
+                    self.socket.settimeout(1.0)
+                    self.socket.sendall(self._backlog)
+                except OSError:
+                    pass
+                self._backlog.clear()
+        super().close()
+
+
+def handler(target: str) -> Sender:
+    """A non-blocking handler that sends dict records to ``target`` as RFC 5424."""
     address, socktype = parse_target(target)
-    h = logging.handlers.SysLogHandler(address=address, socktype=socktype,
-                                       facility=logging.handlers.SysLogHandler.LOG_LOCAL0)
-    h.append_nul = False
-    h.setFormatter(_Formatter(socktype == socket.SOCK_STREAM))
-    return h
+    return Sender(address, socktype)

@@ -41,7 +41,7 @@ from vgw_ryu.runtime.stats import MeterWatch
 from vgw_ryu.ryuapp import options, preflight
 from vgw_ryu.ryuapp.backend import AppBackend
 from vgw_ryu.ryuapp.chassis import ChassisReporter
-from vgw_ryu.ryuapp.punt_handler import PuntHandler
+from vgw_ryu.ryuapp.punt_handler import PuntHandler, write_log_on_sigterm
 from vgw_ryu.ryuapp.switch_io import SwitchIO
 from vgw_ryu.ryuapp.syncer import OVSDB_GRACE, Syncer
 from vgw_ryu.ryuapp.wsgi import API_INSTANCE, RestController, check_bind
@@ -109,7 +109,8 @@ class VgwApp(app_manager.RyuApp):
                                      syslog=self.conf.syslog)
         except (ValueError, OSError) as e:
             raise SystemExit(f"vgw_ryu: firewall log: {e}") from None
-        self.punts = PuntHandler(self.engine, self.fwlog, self.syncer.schedule)
+        self.punts = PuntHandler(self.engine, self.fwlog, self.syncer.schedule,
+                                 handle_sigterm=False)
         self.invalid = InvalidWatch()
         self.backend = AppBackend(self.engine, self.fwlog, self.io, self.dps,
                                   lambda: self.ports, lambda: self.punts.packet_ins,
@@ -123,6 +124,7 @@ class VgwApp(app_manager.RyuApp):
         self.api = Api(self.backend, self.conf.token)
         kwargs["wsgi"].register(RestController, {API_INSTANCE: self.api})
         signal.signal(signal.SIGHUP, self._on_sighup)
+        write_log_on_sigterm()   # the firewall log's last batch reaches the file
         self.threads.append(hub.spawn(self.syncer.loop))
         self.threads.append(hub.spawn(self._ovsdb_loop))
         self.threads.append(hub.spawn(self._timers_loop))

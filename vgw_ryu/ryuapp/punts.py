@@ -1,31 +1,37 @@
 """Packets the controller receives: decode them, and build the answers to rejects.
 
-Thin Ryu layer (ryu.lib.packet): the packet is parsed here; what the punt table and
-registers mean is decoded by vgw_ryu.runtime.puntregs.
+Thin Ryu layer: a packet-in's registers are decoded by vgw_ryu.runtime.puntregs and the
+header fields a log record needs are read by vgw_ryu.runtime.pktfields (plain
+``struct``, the hot path). Ryu's full parser (ryu.lib.packet) runs only when something
+needs whole packets: the answer to a reject.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ryu.lib.packet import ethernet, icmp, icmpv6, ipv4, ipv6, packet, tcp, udp
 
-from vgw_ryu.policy.model import PROTO_NAME
+from vgw_ryu.runtime import pktfields
 from vgw_ryu.runtime.puntregs import PuntRegs, decode_registers
 
 __all__ = ["Punt", "decode", "reject_answer"]
 
 
-@dataclass
 class Punt:
-    """What a packet-in says, decoded: its registers and the parsed packet."""
-    regs: PuntRegs
-    pkt: Any
-    eth: Any
-    l3: Any
-    l4: Any
-    length: int
+    """What a packet-in says, decoded: its registers and the header fields.
+
+    ``pkt``, ``eth``, ``l3`` and ``l4`` are Ryu's parsed layers, made on first use only
+    (a reject answer needs them; a log record does not).
+    """
+
+    def __init__(self, regs: PuntRegs, headers: pktfields.Headers, data: bytes,
+                 length: int):
+        self.regs = regs
+        self.headers = headers
+        self.data = data
+        self.length = length
 
     # The registers' fields, read as the punt's own.
     purpose = property(lambda self: self.regs.purpose)
@@ -38,46 +44,62 @@ class Punt:
 
     def summary(self) -> dict[str, Any]:
         """Protocol, addresses and ports for a log record."""
-        out: dict[str, Any] = {"src_mac": self.eth.src, "dst_mac": self.eth.dst}
-        if self.l3 is not None:
-            out["src"], out["dst"] = self.l3.src, self.l3.dst
-            number = self.l3.proto if isinstance(self.l3, ipv4.ipv4) else self.l3.nxt
-            out["protocol"] = PROTO_NAME.get(number, str(number))
-        if isinstance(self.l4, (tcp.tcp, udp.udp)):
-            out["sport"], out["dport"] = self.l4.src_port, self.l4.dst_port
-        elif isinstance(self.l4, (icmp.icmp, icmpv6.icmpv6)):
-            out["icmp_type"], out["icmp_code"] = _icmp_type(self.l4), self.l4.code
-        return out
+        return self.headers.summary()
+
+    @cached_property
+    def pkt(self) -> Any:
+        return packet.Packet(self.data)
+
+    @cached_property
+    def eth(self) -> Any:
+        return self.pkt.get_protocol(ethernet.ethernet)
+
+    @cached_property
+    def l3(self) -> Any:
+        return self.pkt.get_protocol(ipv4.ipv4) or self.pkt.get_protocol(ipv6.ipv6)
+
+    @cached_property
+    def l4(self) -> Any:
+        get = self.pkt.get_protocol
+        return get(tcp.tcp) or get(udp.udp) or get(icmp.icmp) or get(icmpv6.icmpv6)
 
 
-def _icmp_type(l4: Any) -> int:
-    # Ryu names the field ``type`` on ICMPv4 headers and ``type_`` on ICMPv6 ones.
-    return l4.type_ if isinstance(l4, icmpv6.icmpv6) else l4.type
+# Decoded registers by (table, match fields): a punt's registers are those of the flow
+# that sent it, so a few combinations repeat; decoding them each time costs more than
+# reading the packet's headers. PuntRegs is frozen, so sharing one is safe.
+_REGS: dict[tuple, PuntRegs | None] = {}
+REGS_KEPT = 4096
 
 
-def _fields(match: Any) -> dict[str, Any]:
-    """An OFPMatch (or a plain mapping) as {field: value or (value, mask)}."""
-    return dict(match.items())
+def _registers(table_id: int, match: Any) -> PuntRegs | None:
+    items = tuple(match.items())    # an OFPMatch, or a plain mapping in tests
+    key = (table_id, items)
+    try:
+        return _REGS[key]
+    except KeyError:
+        pass
+    except TypeError:               # an unhashable value: decode without remembering
+        return decode_registers(table_id, dict(items))
+    if len(_REGS) >= REGS_KEPT:
+        _REGS.clear()
+    regs = _REGS[key] = decode_registers(table_id, dict(items))
+    return regs
 
 
 def decode(msg: Any) -> Punt | None:
     """A packet-in from one of the punt tables, or None for anything else."""
-    regs = decode_registers(msg.table_id, _fields(msg.match))
+    regs = _registers(msg.table_id, msg.match)
     if regs is None:
         return None
-    pkt = packet.Packet(msg.data)
-    eth = pkt.get_protocol(ethernet.ethernet)
-    if eth is None:
+    headers = pktfields.decode(msg.data)
+    if headers is None:
         return None
-    l3 = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
-    l4 = (pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp) or pkt.get_protocol(icmp.icmp)
-          or pkt.get_protocol(icmpv6.icmpv6))
-    return Punt(regs, pkt, eth, l3, l4, msg.total_len or len(msg.data))
+    return Punt(regs, headers, msg.data, msg.total_len or len(msg.data))
 
 
 def reject_answer(p: Punt) -> bytes | None:
     """TCP RST for TCP, ICMP(v6) unreachable otherwise; None if there is nothing to answer."""
-    if p.l3 is None:
+    if p.eth is None or p.l3 is None:
         return None
     eth = ethernet.ethernet(dst=p.eth.src, src=p.eth.dst, ethertype=p.eth.ethertype)
     v4 = isinstance(p.l3, ipv4.ipv4)
