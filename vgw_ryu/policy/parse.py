@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from vgw_ryu.policy import expectations
@@ -245,6 +248,34 @@ def parse_policy(ctx: _Ctx, path: str, name: str, v: Any) -> Policy | None:
     return Policy(name, tuple(dict.fromkeys(applied)), tuple(rules), tier)
 
 
+# Objects parsed before, by (section, name, canonical JSON): a write of one VM re-parses
+# that VM, not the other thousand (parsing is a pure function of those three).
+_PARSED: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+_PARSED_MAX = 50_000
+_PARSED_LOCK = threading.Lock()
+
+
+def _parse_cached(ctx: _Ctx, key: str, p: str, name: str, body: Any, parse) -> Any:
+    try:
+        ck = (key, name, json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                    allow_nan=False))
+    except (TypeError, ValueError):   # not plain JSON (e.g. a YAML date): no caching
+        return parse(ctx, p, name, body)
+    with _PARSED_LOCK:
+        obj = _PARSED.get(ck)
+        if obj is not None:
+            _PARSED.move_to_end(ck)
+            return obj
+    before = len(ctx.errors)
+    obj = parse(ctx, p, name, body)
+    if obj is not None and len(ctx.errors) == before:
+        with _PARSED_LOCK:
+            _PARSED[ck] = obj
+            while len(_PARSED) > _PARSED_MAX:
+                _PARSED.popitem(last=False)
+    return obj
+
+
 def _section(ctx: _Ctx, doc: dict[str, Any], key: str, parse) -> dict[str, Any]:
     v = doc.get(key)
     if v is None:
@@ -256,7 +287,7 @@ def _section(ctx: _Ctx, doc: dict[str, Any], key: str, parse) -> dict[str, Any]:
     for name, body in v.items():
         p = f"{key}.{name}"
         if _name(ctx, p, name):
-            obj = parse(ctx, p, name, body)
+            obj = _parse_cached(ctx, key, p, name, body, parse)
             if obj is not None:
                 out[name] = obj
     return dict(sorted(out.items()))
