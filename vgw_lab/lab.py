@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vgw_lab import netlab, runs
+from vgw_lab.fleet import Fleet
 from vgw_lab.remote import RemoteTarget
 from vgw_lab.report import Observation
 from vgw_lab.topology import Expectation, Topology
@@ -46,12 +47,14 @@ def pick_run(hypervisors: list[str]) -> str:
 
 
 class Lab:
-    """One running lab: run directory, controller (maybe ours), Mininet network, servers."""
+    """One running lab: run directory, controller (maybe ours) or fleet, Mininet network,
+    servers."""
 
     def __init__(self, topo: Topology, args: argparse.Namespace):
         self.topo = topo
         self.args = args
         self.ctl: netlab.Controller | None = None
+        self.fleet: Fleet | None = None
         self.target: RemoteTarget | None = None
         self.net = None
         self.servers: list = []
@@ -91,11 +94,44 @@ class Lab:
         self.save()
         return self.ctl.url, self.ctl.of_port
 
+    def start_fleet(self, members: int = 3, apis: int = 2) -> tuple[str, dict[str, int]]:
+        """The policy database as a Raft cluster (``vgw-db``), ``apis`` vgw-api servers
+        and one agent per hypervisor for its bridge; (first API URL, OpenFlow port of
+        each hypervisor's agent). Its files go to the run directory."""
+        self.fleet = Fleet(self.dir / "fleet", members=members, apis=apis, agents=0)
+        say(f"[lab] starting the fleet: {members} database members (vgw-db), {apis} vgw-api, "
+            f"one agent per hypervisor ({len(self.topo.hypervisors)})")
+        try:
+            self.fleet.start()
+            for hv in self.topo.hypervisors:
+                # The chassis is named after its bridge (which Mininet makes in build()).
+                self.fleet.add_agent(name=self.names[hv], bridge_names=[self.names[hv]])
+        finally:  # even half-started: record what runs
+            self._record_fleet()
+        ports = {hv: a.ctl.of_port for hv, a in zip(self.topo.hypervisors,
+                                                     self.fleet.agents, strict=True)}
+        return self.fleet.apis[0].url, ports
+
+    def _record_fleet(self) -> None:
+        f = self.fleet
+        if f is None:
+            return
+        self.state["fleet"] = {
+            "members": [{"db": str(m.files.db), "pid": m.pid(), "remote": m.remote}
+                        for m in f.members],
+            "apis": [{"url": s.url, "pid": s.proc.pid if s.proc else None} for s in f.apis],
+            "agents": [{"name": a.name, "pid": a.ctl.proc.pid if a.ctl.proc else None,
+                        "url": a.url, "bridges": [b.name for b in a.bridges]}
+                       for a in f.agents]}
+        self.save()
+
     def _record(self, created: list[tuple[str, str]]) -> None:
         self.state["api_objects"] = [list(c) for c in created]
         self.save()
 
-    def build(self, of_port: int) -> None:
+    def build(self, of_port: int | dict[str, int]) -> None:
+        """The Mininet network; ``of_port`` is the controller's OpenFlow port, or one
+        per hypervisor (a fleet: each bridge gets only its own agent)."""
         from mininet.log import setLogLevel
         from mininet.net import Mininet
         from mininet.node import RemoteController
@@ -107,8 +143,14 @@ class Lab:
                         vm_ids=self.vm_ids)
         self.net = Mininet(topo=mtopo, controller=None, autoSetMacs=False,
                            waitConnected=False, build=False)
-        self.net.addController("c0", controller=RemoteController, ip="127.0.0.1",
-                               port=of_port)
+        ports = of_port if isinstance(of_port, dict) else None
+        if ports is None:
+            self.net.addController("c0", controller=RemoteController, ip="127.0.0.1",
+                                   port=of_port)
+        else:
+            for hv in self.topo.hypervisors:
+                self.net.addController(f"c{hv}", controller=RemoteController,
+                                       ip="127.0.0.1", port=ports[hv])
         try:
             self.net.build()
         finally:  # even half-built: record what exists so `vgw-lab down` can find it
@@ -118,9 +160,25 @@ class Lab:
             self.state["links"] = sorted(str(i) for sw in self.net.switches
                                          for i in sw.intfList() if str(i) != "lo")
             self.save()
-        self.net.start()
+        if ports is None:
+            self.net.start()
+        else:
+            self._start_per_bridge()
         bridges = ", ".join(f"{hv}={br}" for hv, br in self.names.items())
         say(f"[lab] Mininet up: {len(self.topo.vms)} VMs on {bridges}")
+
+    def _start_per_bridge(self) -> None:
+        """Mininet's ``net.start()``, except that each bridge gets only its own
+        hypervisor's controller (net.start() gives every bridge all of them)."""
+        by_bridge = {self.names[hv]: self.net.get(f"c{hv}") for hv in self.topo.hypervisors}
+        for c in self.net.controllers:
+            c.start()
+        for sw in self.net.switches:
+            sw.start([by_bridge[sw.name]])
+        # Mininet's OVS switches queue their ovs-vsctl commands; this runs them.
+        for cls in {type(sw) for sw in self.net.switches}:
+            if hasattr(cls, "batchStartup"):
+                cls.batchStartup([sw for sw in self.net.switches if type(sw) is cls])
 
     def apply_policy(self, api: Client) -> int:
         if self.target is not None:
@@ -154,6 +212,36 @@ class Lab:
             "the controller's? --of-port)" if self.target else "")
         raise RuntimeError(f"switches did not reach revision {revision} with every VM in "
                            f"{timeout:.0f} s{hint}: {json.dumps(sws)[:2000]}")
+
+    def wait_agents_ready(self, revision: int, timeout: float = 30) -> None:
+        """Every API server shows every hypervisor's agent at ``revision`` or later,
+        fresh, with its bridge and exactly its VMs' ports (GET /v1/switches agents)."""
+        assert self.fleet is not None
+        want = {self.names[hv]: {self.vm_ids[v.name] for v in self.topo.vms.values()
+                                 if v.hypervisor == hv}
+                for hv in self.topo.hypervisors}
+        deadline = time.monotonic() + timeout
+        rows: dict[str, Any] = {}
+        for s in self.fleet.apis:
+            api = s.client(timeout=10)
+            while True:
+                rows = {r["name"]: r for r in api.call("GET", "/v1/switches")["agents"]}
+                if all(br in rows and rows[br]["applied_revision"] >= revision
+                       and not rows[br]["stale"] and br in rows[br]["bridges"]
+                       and set(rows[br]["vm_ports"]) == vms for br, vms in want.items()):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"agents did not reach revision {revision} with every "
+                                       f"VM in {timeout:.0f} s (through {s.url}): "
+                                       f"{json.dumps(rows)[:2000]}")
+                time.sleep(0.1)
+        say(f"[lab] every agent runs revision {revision} with its VMs (as both API servers "
+            "show it)" if len(self.fleet.apis) > 1 else
+            f"[lab] every agent runs revision {revision} with its VMs")
+
+    def where(self) -> list[str]:
+        """Where the fleet's pieces run (members with their role, API URLs, agents)."""
+        return self.fleet.where() if self.fleet is not None else []
 
     def start_servers(self) -> None:
         for vm, (tcp, udp) in sorted(self.topo.server_ports().items()):
@@ -267,6 +355,8 @@ class Lab:
             problems += self.target.remove()
         if self.ctl is not None:
             self.ctl.stop()
+        if self.fleet is not None:
+            problems += self.fleet.stop(remove_dir=False)
         leftovers = runs.cleanup(dict(self.state, pid=None), self.args.token, say=say)
         problems += leftovers
         if problems:

@@ -4,6 +4,8 @@
     vgw-lab run three-tier --cli                      # ... then the Mininet CLI
     vgw-lab run three-tier --keep                     # ... leave it up (exec, vgwctl)
     vgw-lab run three-tier --api http://127.0.0.1:8080 --of-port 6653   # your controller
+    vgw-lab run fleet                                 # database cluster, API servers, agents
+    vgw-lab run three-tier --fleet                    # any topology on such a fleet
     vgw-lab exec [--run RUN] VM [CMD ...]             # a command in a running lab's VM
     vgw-lab down [RUN]                                # tear a running lab down
     vgw-lab state three-tier [--json]                 # its state document (vgwctl apply -f -)
@@ -30,6 +32,9 @@ from vgw_lab.topology import TopologyError
 from vgw_ryu.api.client import Client
 
 TOPOLOGIES = ROOT / "topologies"
+# Topologies that run on a fleet without --fleet. (A topology file has no field for it:
+# the format is shared with `mn --custom`, which has no fleet.)
+FLEET_TOPOLOGIES = {"fleet"}
 
 
 class Terminate(BaseException):
@@ -46,9 +51,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         say("vgw-lab: needs root (Mininet, namespaces, OVS)")
         return 2
     try:
-        topo = topology.load(topology.find(args.topology, TOPOLOGIES))
+        path = topology.find(args.topology, TOPOLOGIES)
+        topo = topology.load(path)
     except TopologyError as e:
         say(f"vgw-lab: {e}")
+        return 2
+    fleet = args.fleet or (path.parent.resolve() == TOPOLOGIES.resolve()
+                           and path.stem in FLEET_TOPOLOGIES)
+    if fleet and args.api:
+        say("vgw-lab: a fleet lab starts its own database, API servers and agents; "
+            "--api names a controller that runs already (use one or the other)")
         return 2
     say(f"[lab] {topo.name}: {' '.join(topo.description.split())}")
     subprocess.run([str(ROOT / "scripts" / "ovs-up.sh")], check=True)
@@ -60,11 +72,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{' unless --keep (Ctrl-C)' if args.keep else ''})")
     failed, stopped = True, False
     try:
-        url, of_port = lab.start_controller()
+        of_port: int | dict[str, int]
+        if fleet:
+            url, of_port = lab.start_fleet()
+        else:
+            url, of_port = lab.start_controller()
         api = Client(url, args.token, timeout=30)
         lab.build(of_port)
         rev = lab.apply_policy(api)
-        lab.wait_ready(api, rev)
+        if fleet:
+            lab.wait_agents_ready(rev)
+            say("[fleet] where everything runs:\n" + "\n".join(
+                f"  {line}" for line in lab.where()))
+        else:
+            lab.wait_ready(api, rev)
         lab.start_servers()
         obs = lab.check_verdicts("before any move" if topo.moves else "policy")
         problems = []
@@ -111,6 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         say(f"vgw-lab: {type(e).__name__}: {e}")
         if lab.ctl is not None:
             say(lab.ctl.log_text()[-3000:])
+        if lab.fleet is not None:
+            say(f"[lab] the fleet's logs are under {lab.fleet.dir} (kept with --keep)")
         return 2
     finally:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -184,6 +207,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--api", help="REST URL of a running controller (default: start one); "
                    "the lab adds its own objects there and deletes them at the end")
     r.add_argument("--of-port", type=int, default=6653, help="its OpenFlow port")
+    r.add_argument("--fleet", action="store_true",
+                   help="run on a fleet: a 3-member database cluster (vgw-db), 2 vgw-api "
+                   "servers and one agent per hypervisor (the default for `fleet`)")
     r.add_argument("--token", default=os.environ.get("VGW_TOKEN"),
                    help="bearer token of the --api controller (default: $VGW_TOKEN)")
     r.add_argument("--timeout", type=float, default=1.5,
