@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +102,7 @@ def cmd_start(a: argparse.Namespace) -> int:
         return 0
     _progress(f"starting ovsdb-server for {files.db} ({server.kind(files)})")
     srv.start(timeout=a.timeout)
-    st = srv.status(timeout=a.timeout)
+    st = _status_soon(srv, a.timeout)
     if st["connected"]:
         _progress(f"running (pid {st['pid']}, {st['role']}); log {files.log}")
     elif st["status"] == "joining cluster":
@@ -113,6 +114,19 @@ def cmd_start(a: argparse.Namespace) -> int:
                   "(see vgw-db status)")
     print(",".join(srv.remotes))
     return 0
+
+
+def _status_soon(srv: DbServer, timeout: float) -> dict:
+    """The new server's status; a member that just reached its cluster drops its
+    clients once, so a failed ask is tried again within the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return srv.status(timeout=max(1.0, deadline - time.monotonic()))
+        except DbError:
+            if time.monotonic() >= deadline or not srv.running():
+                raise
+            time.sleep(0.2)
 
 
 def cmd_stop(a: argparse.Namespace) -> int:
