@@ -46,7 +46,8 @@ from vgw_ryu.ryuapp.switch_io import SwitchIO
 from vgw_ryu.ryuapp.syncer import OVSDB_GRACE, Syncer
 from vgw_ryu.ryuapp.wsgi import API_INSTANCE, RestController, check_bind
 from vgw_ryu.store.local import LocalDatabase, import_legacy, is_remote
-from vgw_ryu.store.ovsdb import OvsdbStore, StoreError
+from vgw_ryu.store.ovsdb import OvsdbStore, StoreError, StoreUnavailableError
+from vgw_ryu.store.policycache import PolicyCache
 from vgw_ryu.store.server import DbError
 from vgw_ryu.store.zonefile import ZoneFile, ZoneFileError
 
@@ -145,13 +146,31 @@ class VgwApp(app_manager.RyuApp):
             remote = self.local_db.open()
         # Green locks: a write waits for the database without stopping other work.
         self.store = OvsdbStore(remote, timeout=self.conf.db_timeout,
-                                lock=green_threading.RLock)
+                                lock=green_threading.RLock, connect=False)
         zones = ZoneFile(options.zones_file(self.conf))
+        cache = PolicyCache(options.policy_cache_file(self.conf)) \
+            if self.local_db is None else None
+        initial = None
+        try:
+            self.store.wait_connected(self.conf.db_timeout)
+        except StoreUnavailableError as e:
+            initial = cache.load() if cache is not None else None
+            if initial is None:
+                raise
+            LOG.warning("%s: enforcing revision %d from %s until the database answers",
+                        e, initial.revision, cache.path)
         if self.local_db is not None and self.local_db.legacy is not None:
             import_legacy(self.store, zones, self.local_db.legacy)
         # A fleet agent numbers only the VMs it hosts: zones are per hypervisor.
         self.engine = Engine(self.store, zones, lock=green_threading.RLock,
-                             local_zones=self.local_db is None)
+                             local_zones=self.local_db is None, initial=initial)
+        if cache is not None:
+            def keep() -> None:
+                snap = self.engine.snapshot()
+                doc = {k: v for k, v in snap.document().items() if k != "revision"}
+                cache.save(doc, snap.revision, snap.ids.rule_numbers())
+            keep()
+            self.engine.on_change(keep)
 
     def _db_loop(self):
         """Adopt what other writers commit; keep this process's database server up."""

@@ -94,6 +94,12 @@ def zones_file(conf) -> str:
     return os.path.abspath(conf.db) + ".zones.json"
 
 
+def policy_cache_file(conf) -> str:
+    """A fleet agent's copy of the last policy it enforced: beside its zone file."""
+    return os.path.join(os.path.dirname(os.path.abspath(zones_file(conf))),
+                        f"policy-{chassis(conf)}.json")
+
+
 def chassis(conf) -> str:
     """This hypervisor's name: ``--vgw-chassis``, else the host name."""
     return conf.chassis or socket.gethostname()

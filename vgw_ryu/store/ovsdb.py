@@ -139,6 +139,12 @@ class OvsdbStore:
                                            f"within {timeout or self.timeout:g} s")
                 self._block(deadline)
 
+    def synced(self) -> bool:
+        """True once the replica has received the database (it may lag if disconnected
+        since, but it is never an empty stand-in)."""
+        with self._lock:
+            return bool(self.idl.has_ever_connected())
+
     def health(self) -> dict[str, Any]:
         """For GET /v1/health: which member the replica follows, if it is in touch."""
         with self._lock:
