@@ -82,11 +82,12 @@ class Engine:
 
     def __init__(self, store: Any, zones: ZoneFile | None = None,
                  lock: Callable[[], Any] = threading.RLock, with_zones: bool = True,
-                 local_zones: bool = False):
+                 local_zones: bool = False, initial: Any = None):
         self.store = store
         self.zone_file = zones if zones is not None else ZoneFile(None)
         self._lock = lock()
-        loaded = store.load()
+        # initial: what to enforce until the database answers (an agent's policy cache).
+        loaded = initial if initial is not None else store.load()
         self.revision = loaded.revision
         try:
             self.state = parse_state(loaded.doc)
@@ -161,6 +162,9 @@ class Engine:
         """
         with self._lock:
             self.store.poll()
+            # A replica that never received the database is empty, not a new state.
+            if not getattr(self.store, "synced", lambda: True)():
+                return False
             if self.store.revision() == self.revision:
                 return False
             loaded = self.store.load()
