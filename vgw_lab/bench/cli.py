@@ -18,6 +18,7 @@ import vgw_lab.bench
 from vgw_lab import netlab
 from vgw_lab.bench.bed import Bed, run_experiment, run_isolation
 from vgw_lab.bench.common import RESULTS, ROOT, say
+from vgw_lab.bench.fleet import run_fleet
 from vgw_lab.bench.puntrate import measure as punt_measure
 from vgw_lab.bench.report import markdown, plot
 from vgw_lab.bench.scale import run_compile, run_scale
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if "scale" not in skip:
         r["scale"] = run_scale([int(x) for x in a.scale.split(",")], a.changes,
                                a.per_bridge, work)
+    if "fleet" not in skip:
+        r["fleet"] = run_fleet(a.smoke)
     save()
     plot(r, out / f"{stem}.png")
     say(f"results: {out / stem}.json, .md, .png")

@@ -485,33 +485,38 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("fleet bench: needs root (Open vSwitch)", file=sys.stderr)
         return 2
-    sizes = [20] if a.smoke else [100, 1000]
-    writes = 5 if a.smoke else 20
+    print(json.dumps(run_fleet(a.smoke, a.workdir), indent=2))
+    return 0
+
+
+def run_fleet(smoke: bool, workdir: Path | None = None) -> dict[str, Any]:
+    """The fleet section of make bench (``smoke``: small sizes)."""
+    sizes = [20] if smoke else [100, 1000]
+    writes = 5 if smoke else 20
     # 1,000 client sockets plus the fleet's own: more than the usual soft limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     subprocess.run([str(netlab.ROOT / "scripts" / "ovs-up.sh")], check=True,
                    stdout=subprocess.DEVNULL)
-    r: dict[str, Any] = {"smoke": a.smoke, "machine": {"cpus": os.cpu_count()}}
+    r: dict[str, Any] = {"smoke": smoke, "machine": {"cpus": os.cpu_count()}}
     say("starting the fleet: 3 database members, 2 vgw-api, 3 agents")
-    fleet = Fleet(a.workdir or default_workdir("vgw-fleet-bench-"), members=3, apis=2,
+    fleet = Fleet(workdir or default_workdir("vgw-fleet-bench-"), members=3, apis=2,
                   agents=3, api_args=["--db-timeout", "5"])
     fleet.start()
     try:
         r["visible"] = {str(n): run_visible(fleet, n, writes) for n in sizes}
         vms = setup_enforcement(fleet)
         r["enforced"] = run_enforced(fleet, vms, writes)
-        secs = 2.0 if a.smoke else 10.0
+        secs = 2.0 if smoke else 10.0
         r["throughput"] = {f"apis_{k}": run_throughput(fleet, k, secs) for k in (1, 2)}
-        r["leader_kill"] = run_leader_kill(fleet, 60 if a.smoke else 300)
+        r["leader_kill"] = run_leader_kill(fleet, 60 if smoke else 300)
         r["put_state"] = run_put_state(fleet, 1000, vms)
         r["warnings"] = fleet.warnings
     finally:
-        problems = fleet.stop(remove_dir=a.workdir is None)
+        problems = fleet.stop(remove_dir=workdir is None)
         if problems:
             say(f"teardown problems: {problems}")
-    print(json.dumps(r, indent=2))
-    return 0
+    return r
 
 
 if __name__ == "__main__":
