@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from vgw_ryu.policy.model import parse_state, state_doc
 from vgw_ryu.policy.ruleset import effective_rules
 from vgw_ryu.runtime.connections import parse_dump
 from vgw_ryu.runtime.impact import cuts
-from vgw_ryu.runtime.ovstrace import trace
+from vgw_ryu.runtime.ovstrace import parse
 
 
 def scale_state(n: int, group_size: int = 100) -> dict[str, Any]:
@@ -219,6 +220,12 @@ def run_scale(sizes: list[int], changes: int, per_bridge: int, work: Path) -> di
                                  "sync_ofctl_ratio": sync_s / anchor_s, **mem})
             if n == 1000 or (n == sizes[-1] and out["change"] is None and n < 1000):
                 out["change"] = run_changes(ctl, bridges[0], doc, changes)
+                if n >= 200:   # a VM to move from g1 to g0
+                    out["label_change"] = run_label_changes(ctl, bridges[0], doc,
+                                                            min(changes, 100))
+                out["vm_add"] = run_vm_adds(ctl, bridges[0], doc, changes)
+                out["port_burst"] = run_port_burst(ctl, bridges[0], doc,
+                                                   200 if n >= 1000 else 20)
         return out
     finally:
         # Controller first: a bridge it is still programming is slow to delete.
@@ -228,14 +235,53 @@ def run_scale(sizes: list[int], changes: int, per_bridge: int, work: Path) -> di
                       check=False, timeout=600)
 
 
+def _percentiles(lat: list[float]) -> dict[str, Any]:
+    lat = sorted(lat)
+    p99 = lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)]
+    return {"changes": len(lat), "p50_ms": statistics.median(lat), "p99_ms": p99,
+            "all_ms": lat}
+
+
+def _vm_flow(vms: dict, src: str, dst: str, src_port: int) -> str:
+    """A TCP SYN from ``src`` (on ofport ``src_port``) to ``dst``, as ofproto/trace reads
+    it, with the destination port left as ``{}``."""
+    return ("in_port={},tcp,dl_src={},dl_dst={},nw_src={},nw_dst={},tp_src=40000,"
+            "tp_dst={}").format(src_port, vms[src]["mac"], vms[dst]["mac"],
+                                vms[src]["ips"][0], vms[dst]["ips"][0], "{}")
+
+
+def _commits(br: netlab.Bridge, flow: str) -> tuple[int, str]:
+    """How many stages commit ``flow`` (ofproto/trace), and the trace. Only the trace
+    runs: the verdict needs no port map (ovstrace.trace's dpif/show), and a lighter
+    poll measures the change, not itself."""
+    p = subprocess.run(["ovs-appctl", "ofproto/trace", br.name, flow, "--ct-next", "trk,new",
+                        "--ct-next", "trk,new"], capture_output=True, text=True, timeout=30,
+                       check=True)
+    return parse(p.stdout, {}).commits, p.stdout
+
+
+def _enforced_ms(br: netlab.Bridge, flow: str, since: float, what: str) -> float:
+    """Poll ofproto/trace until ``flow`` is allowed by both stages (two commits: the
+    source's egress and the destination's ingress); ms since ``since``. The VM ports are
+    patch ports with no peer, so nothing is output: the commits are the verdict."""
+    while (tr := _commits(br, flow))[0] < 2:
+        if time.monotonic() - since > 30:
+            raise RuntimeError(f"{what} was never enforced:\n{tr[1][-3000:]}")
+    return (time.monotonic() - since) * 1000
+
+
+def _rule0_port(ctl: netlab.Controller) -> int:
+    """The destination port rule r0 (ingress to every VM from group g0) allows now."""
+    rules = ctl.get("/v1/policies/p")[1]["rules"]
+    return int(str(next(r for r in rules if r["id"] == "r0")["ports"]).split("-")[0])
+
+
 def run_changes(ctl: netlab.Controller, br: netlab.Bridge, doc: dict, changes: int
                 ) -> dict[str, Any]:
     """Change one rule's port; time from the REST answer until ofproto/trace allows it."""
     vms = doc["vms"]
-    dst, src = "vm0", "vm1"   # vm1 is in g0, the peer group of rule r0 (ingress to vm0)
-    flow = ("in_port=2,tcp,dl_src={},dl_dst={},nw_src={},nw_dst={},tp_src=40000,"
-            "tp_dst={}").format(vms[src]["mac"], vms[dst]["mac"], vms[src]["ips"][0],
-                                vms[dst]["ips"][0], "{}")
+    # vm1 is in g0, the peer group of rule r0 (ingress to vm0)
+    flow = _vm_flow(vms, "vm1", "vm0", 2)
     policy = doc["policies"]["p"]
     lat = []
     for k in range(changes):
@@ -246,15 +292,116 @@ def run_changes(ctl: netlab.Controller, br: netlab.Bridge, doc: dict, changes: i
         status, _ = ctl.request("PUT", "/v1/policies/p", {**policy, "rules": rules})
         assert status == 200
         t_ans = time.monotonic()
-        # The VM ports are patch ports with no peer, so nothing is output: "enforced" is
-        # the destination's ingress stage committing the connection (its allow).
-        while not (tr := trace(br.name, flow.format(port), ("trk,new", "trk,new"))).commits >= 2:
-            if time.monotonic() - t_ans > 30:
-                raise RuntimeError(f"a rule change was never enforced:\n{tr.text[-3000:]}")
-        lat.append((time.monotonic() - t_ans) * 1000)
+        lat.append(_enforced_ms(br, flow.format(port), t_ans, "a rule change"))
         say(f"change {k + 1}/{changes}: enforced {lat[-1]:.0f} ms after the REST answer "
             f"(answer took {(t_ans - t0) * 1000:.0f} ms)")
-    lat.sort()
-    p99 = lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)]
-    return {"vms": len(vms), "changes": changes, "p50_ms": statistics.median(lat),
-            "p99_ms": p99, "all_ms": lat}
+    return {"vms": len(vms), **_percentiles(lat)}
+
+
+def run_label_changes(ctl: netlab.Controller, br: netlab.Bridge, doc: dict, changes: int
+                      ) -> dict[str, Any]:
+    """Move a VM from group g1 to g0 by its label (it leaves the peers of g1's rules and
+    joins those of g0's); time from the REST answer until its connection to vm0 on rule
+    r0's port is allowed."""
+    vms = doc["vms"]
+    port = _rule0_port(ctl)
+    lat = []
+    for k in range(changes):
+        i = 100 + k    # vm100.. are in g1 (groups of 100)
+        name = f"vm{i}"
+        vm = {**vms[name], "labels": {**vms[name]["labels"], "g": "g0"}}
+        t0 = time.monotonic()
+        status, _ = ctl.request("PUT", f"/v1/vms/{name}", vm)
+        assert status == 200
+        t_ans = time.monotonic()
+        vms[name] = vm
+        lat.append(_enforced_ms(br, _vm_flow(vms, name, "vm0", i + 1).format(port), t_ans,
+                                "a label change"))
+        say(f"label change {k + 1}/{changes}: enforced {lat[-1]:.0f} ms after the REST "
+            f"answer (answer took {(t_ans - t0) * 1000:.0f} ms)")
+    return {"vms": len(vms), **_percentiles(lat)}
+
+
+def _new_vm(k: int) -> dict[str, Any]:
+    return {"mac": f"02:02:00:00:{(k >> 8) & 255:02x}:{k & 255:02x}",
+            "ips": [f"10.250.{(k >> 8) & 255}.{k & 255}"], "labels": {"g": "g0", "fleet": "yes"}}
+
+
+def run_vm_adds(ctl: netlab.Controller, br: netlab.Bridge, doc: dict, changes: int
+                ) -> dict[str, Any]:
+    """A new VM (in group g0, under the fleet policy) whose port is already plugged:
+    time from the REST answer until its connection to vm0 on r0's port is allowed (its
+    own flows, its rules' zones and g0's peers all changed)."""
+    vms = doc["vms"]
+    port = _rule0_port(ctl)
+    first = max(len(vms), 1000) + 1
+    lat = []
+    for k in range(changes):
+        name, ofport = f"new{k}", first + k
+        _add_vm_ports(br.name, [(name, ofport)])
+        time.sleep(1.0)   # the port is seen and the switch settled (it revalidates)
+        vm = _new_vm(k)
+        t0 = time.monotonic()
+        status, _ = ctl.request("PUT", f"/v1/vms/{name}", vm)
+        assert status == 200
+        t_ans = time.monotonic()
+        vms[name] = vm
+        lat.append(_enforced_ms(br, _vm_flow(vms, name, "vm0", ofport).format(port), t_ans,
+                                "a new VM"))
+        say(f"VM add {k + 1}/{changes}: enforced {lat[-1]:.0f} ms after the REST answer "
+            f"(answer took {(t_ans - t0) * 1000:.0f} ms)")
+    return {"vms": len(vms), **_percentiles(lat)}
+
+
+def run_port_burst(ctl: netlab.Controller, br: netlab.Bridge, doc: dict, n: int = 200
+                   ) -> dict[str, Any]:
+    """n VMs declared first, then their n ports plugged in one OVSDB transaction: time
+    until every one is programmed and the last one enforced, and how many syncs it took."""
+    vms = doc["vms"]
+    port = _rule0_port(ctl)
+    base = 10_000
+    news = {f"burst{k}": _new_vm(base + k) for k in range(n)}
+    now = {k: v for k, v in ctl.get("/v1/state")[1].items() if k != "revision"}
+    status, body = ctl.request("PUT", "/v1/state", {**now, "vms": {**now["vms"], **news}},
+                               timeout=300)
+    assert status == 200, body
+    rev = body["revision"]
+    netlab.wait_until(lambda: all(s["applied_revision"] == rev for s in
+                                  ctl.get("/v1/switches")[1]["switches"]),
+                      timeout=120, interval=0.05, what="the burst's VMs declared")
+    vms.update(news)
+    first = max(p for s in ctl.get("/v1/switches")[1]["switches"]
+                for p in [v["ofport"] for v in s["vm_ports"]]) + 1
+    names = [(name, first + k) for k, name in enumerate(news)]
+    logged = ctl.log_text().count(" programmed: ")
+    runs = _sync_runs(ctl)
+    before = sum(len(s["vm_ports"]) for s in ctl.get("/v1/switches")[1]["switches"])
+    cmd = ["ovs-vsctl"]
+    for vm, ofport in names:
+        p = f"b{ofport}{br.name[-6:]}"[:15]
+        cmd += ["--", "add-port", br.name, p, "--", "set", "Interface", p, "type=patch",
+                f"options:peer=peer-{p}", f"ofport_request={ofport}", f"external_ids:vm-id={vm}"]
+    netlab.sh(*cmd, timeout=300)
+    t0 = time.monotonic()
+    # Traces only: polling the REST API would load the controller being measured.
+    (last, last_port), (one, one_port) = names[-1], names[0]
+    ms = _enforced_ms(br, _vm_flow(vms, last, "vm0", last_port).format(port), t0,
+                      f"{n} ports at once")
+    ms = max(ms, _enforced_ms(br, _vm_flow(vms, one, "vm0", one_port).format(port), t0,
+                              f"{n} ports at once"))
+    time.sleep(1.0)   # syncs still under way count too
+    syncs = ctl.log_text().count(" programmed: ") - logged
+    runs = _sync_runs(ctl) - runs
+    seen = sum(len(s["vm_ports"]) for s in ctl.get("/v1/switches")[1]["switches"])
+    assert seen == before + n, f"{seen - before} of {n} new VM ports seen"
+    say(f"{n} VM ports at once: the first and last enforced {ms:.0f} ms after ovs-vsctl "
+        f"returned, in {syncs} sync(s) that changed flows ({runs} syncs in all)")
+    return {"ports": n, "enforced_ms": ms, "syncs": syncs, "sync_runs": runs}
+
+
+def _sync_runs(ctl: netlab.Controller) -> int:
+    """How many switch syncs the controller ran so far, flows changed or not (/metrics)."""
+    status, text = ctl.request("GET", "/metrics")
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    m = re.search(r"^vgw_sync_seconds_count(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.M)
+    return int(float(m.group(1))) if status == 200 and m else -1

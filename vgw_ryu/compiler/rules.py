@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from vgw_ryu.compiler.builder import FlowSet, Match
 from vgw_ryu.compiler.proto import ETH_IP, ETH_IPV6
-from vgw_ryu.compiler.stage import EGRESS, INGRESS
+from vgw_ryu.compiler.stage import EGRESS, INGRESS, Stage
 from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a register map
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_PEER, KIND_RULE, KIND_VM
@@ -87,52 +87,61 @@ def src_port_clause(eff: EffectiveRule) -> list[Match]:
             for lo, hi in r.src_ports for m in port_masks(lo, hi)]
 
 
-def build_stateless(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) -> None:
-    """*_ct: a stateless allow rule lets its packets pass before conntrack, per packet."""
-    r = eff.rule
-    stage = INGRESS if r.direction == "ingress" else EGRESS
-    # *_ct, clause 1: the VMs of this stage's zone the rule applies to.
-    clauses: list[list[Match]] = [[F.match(F.ZONE.match(z)) for z in zones]]
-    if eff.peers is not None:
-        clauses.append([net_match(n, *PEER_FIELDS[stage.direction]) for n in eff.peers])
-    clauses.append(proto_clause(eff) if r.protocol != "any" else
-                   [{"eth_type": ETH_IP}, {"eth_type": ETH_IPV6}])
-    if r.src_ports:
-        clauses.append(src_port_clause(eff))
-    n = len(clauses)
-    for i, clause in enumerate(clauses, 1):
-        for match in clause:
-            kind, owner = (KIND_VM, match[F.ZONE.reg]) if i == 1 else (KIND_PEER, 0)
-            b.add_conj(P.CT_STATELESS, match, Conjunction(number, i, n), kind, owner,
-                       table=stage.ct)
-    # *_ct: the rule matched: pass as the stage passes, with no connection entry.
-    b.add(stage.ct, P.CT_STATELESS, {"conj_id": number}, stage.pass_actions,
-          goto=stage.pass_goto, kind=KIND_RULE, owner=number)
+def _stage(eff: EffectiveRule) -> Stage:
+    return INGRESS if eff.rule.direction == "ingress" else EGRESS
 
 
-def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) -> None:
-    """rules: the clause flows of one rule and its ``conj_id`` flow."""
+def rule_place(eff: EffectiveRule) -> tuple[str, int]:
+    """(table, priority) of a rule's flows: a stateful rule's tier table at its rule
+    priority, a stateless one in its stage's ct table ahead of conntrack."""
+    if eff.rule.stateful:
+        return tier_table(eff.tier), rules_priority(eff)
+    return _stage(eff).ct, P.CT_STATELESS
+
+
+def zone_match(eff: EffectiveRule, zone: int) -> Match:
+    """Clause 1 for one VM: its zone, and in the rules table (shared by both stages)
+    the direction being judged."""
+    if eff.rule.stateful:
+        return F.match(F.ZONE.match(zone), F.DIRECTION.match(_stage(eff).direction))
+    return F.match(F.ZONE.match(zone))
+
+
+def later_clauses(eff: EffectiveRule) -> list[list[Match]]:
+    """Clauses 2..n of a rule: peers, protocol and ports, source ports."""
     r = eff.rule
-    prio = rules_priority(eff)
-    table = tier_table(eff.tier)
-    direction = F.DIR_INGRESS if r.direction == "ingress" else F.DIR_EGRESS
-    # rules, clause 1: the VMs the rule applies to, in the stage of its direction.
-    clauses: list[list[Match]] = [
-        [F.match(F.ZONE.match(z), F.DIRECTION.match(direction)) for z in zones]]
+    direction = _stage(eff).direction
+    clauses: list[list[Match]] = []
     if eff.peers is not None:
         clauses.append([net_match(n, *PEER_FIELDS[direction]) for n in eff.peers])
     if r.protocol != "any":
         clauses.append(proto_clause(eff))
+    elif not r.stateful:
+        # A stateless rule is matched before conntrack, which needs an IP packet.
+        clauses.append([{"eth_type": ETH_IP}, {"eth_type": ETH_IPV6}])
     if r.src_ports:
         clauses.append(src_port_clause(eff))
-    if len(clauses) == 1:
+    if not clauses:
         clauses.append([{}])  # a conjunction needs two clauses; this one always holds
-    n = len(clauses)
-    for i, clause in enumerate(clauses, 1):
-        for match in clause:
-            # Clause 1 names one VM (its zone): owned by it, like the rest of its flows.
-            kind, owner = (KIND_VM, match[F.ZONE.reg]) if i == 1 else (KIND_PEER, 0)
-            b.add_conj(prio, match, Conjunction(number, i, n), kind, owner, table=table)
+    return clauses
+
+
+def clause_owner(i: int, match: Match) -> tuple[int, int]:
+    """(cookie kind, owner) of a clause flow: clause 1 names one VM (its zone) and is
+    owned by it, like the rest of its flows; the other clauses are shared peers."""
+    return (KIND_VM, match[F.ZONE.reg]) if i == 1 else (KIND_PEER, 0)
+
+
+def build_decision(b: FlowSet, eff: EffectiveRule, number: int) -> None:
+    """The ``conj_id`` flow(s) of a rule: what it does once all its clauses match."""
+    r = eff.rule
+    table, prio = rule_place(eff)
+    if not r.stateful:
+        stage = _stage(eff)
+        # *_ct: the rule matched: pass as the stage passes, with no connection entry.
+        b.add(table, prio, {"conj_id": number}, stage.pass_actions, goto=stage.pass_goto,
+              kind=KIND_RULE, owner=number)
+        return
     # rules: the conjunction's verdict, with the rule number for the controller; new
     # and established packets apart, so the flow counters tell connections from packets.
     # A pass rule decides nothing: the packet goes on to the next tier's table.
@@ -141,3 +150,18 @@ def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) ->
     for state in (ct_state("+new+trk"), ct_state("-new+trk")):
         b.add(table, prio, F.match(("conj_id", number), state), decide, kind=KIND_RULE,
               owner=number)
+
+
+def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) -> None:
+    """The clause flows of one rule and its ``conj_id`` flow(s). A stateful rule lives in
+    the rules table of its tier; a stateless allow rule in its stage's ct table, where
+    its packets pass before conntrack, per packet."""
+    table, prio = rule_place(eff)
+    rest = later_clauses(eff)
+    n = 1 + len(rest)
+    # rules or *_ct, clause 1: the VMs the rule applies to, in the stage of its direction.
+    for i, clause in enumerate([[zone_match(eff, z) for z in zones], *rest], 1):
+        for match in clause:
+            b.add_conj(prio, match, Conjunction(number, i, n), *clause_owner(i, match),
+                       table=table)
+    build_decision(b, eff, number)

@@ -16,6 +16,8 @@ flows work together is written down in flows/PIPELINE.md; the short version:
 
 The flows are built per concern: infra.py (fixed flows, per Stage), vm.py (a VM's
 own flows), rules.py (the policy); this module adds the ports and puts them together.
+It is the reference: the controller compiles with incremental.SwitchCompiler, which
+keeps these flows per owner between changes and must give exactly the same set.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 from vgw_ryu.compiler.builder import FlowSet
 from vgw_ryu.compiler.facts import SwitchFacts
 from vgw_ryu.compiler.infra import build_infra
-from vgw_ryu.compiler.rules import build_rule, build_stateless
+from vgw_ryu.compiler.rules import build_rule
 from vgw_ryu.compiler.vm import build_vm
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_PORT
@@ -86,8 +88,7 @@ def build_rules(b: FlowSet, local_protected: list[str], ids: Ids,
         eff, zones = by_rule[key]
         if eff.peers is not None and not eff.peers:
             continue  # the peer set is empty: the rule can match nothing
-        build = build_rule if eff.rule.stateful else build_stateless
-        build(b, eff, ids.rule(*key), sorted(zones))
+        build_rule(b, eff, ids.rule(*key), sorted(zones))
 
 
 def compile_switch(state: State, facts: SwitchFacts, ids: Ids,
@@ -96,7 +97,8 @@ def compile_switch(state: State, facts: SwitchFacts, ids: Ids,
     """All flows one switch should have, sorted; ``ids`` must be synced with ``state``.
 
     ``cache`` (any dict the caller keeps) memoises each VM's own flows, which depend
-    only on the VM, its port and its zone: a rule change then rebuilds rule flows only.
+    only on the VM, its port, its zone and its log level. The full compile, from
+    scratch: the reference for incremental.SwitchCompiler, and what tools and tests use.
     """
     b = FlowSet()
     build_infra(b, state.settings)

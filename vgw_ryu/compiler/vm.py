@@ -1,6 +1,6 @@
 """A protected VM's own flows: its port in classify, its anti-spoofing guard and its
-entry in ingress_classify. They depend only on the VM, its port and its zone, which is
-what lets compile_switch cache them."""
+entry in ingress_classify. They depend only on the VM, its port, its zone and its log
+level, which is what lets the compilers keep them while other things change."""
 
 from __future__ import annotations
 

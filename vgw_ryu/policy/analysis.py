@@ -13,7 +13,8 @@ field path of the rule or policy concerned:
 * ``applies_to_nothing``: a policy applied to no VM.
 
 Analysis works on sets of port ranges and prefixes, never on enumerated packets, and
-once per distinct rule list (VMs with the same policies share one). No Ryu here.
+once per distinct rule list (VMs with the same policies share one): its cost grows with
+the VMs only by one look at each VM's list. No Ryu here.
 """
 
 from __future__ import annotations
@@ -103,6 +104,38 @@ def meet(a: EffectiveRule, b: EffectiveRule) -> bool:
         and _nets_meet(a.peers, b.peers)
 
 
+def _distinct_lists(effective: dict[str, list[EffectiveRule]]
+                    ) -> tuple[list[list[EffectiveRule]], list[tuple[list[EffectiveRule], int]]]:
+    """(each VM's rule list, each distinct one once; [(rule list, how many VMs have
+    it)] merged by rule keys, as the analysis judges them).
+
+    VMs with the same policies list the very same rule objects, so they are grouped by
+    the objects' identities first (one cheap look per VM), and those groups by rule keys
+    (once per group): the last VM's list stands for a key, in order of first appearance.
+    """
+    by_ids: dict[tuple[int, ...], list] = {}    # identities -> [list, VMs, last VM index]
+    for i, rules in enumerate(effective.values()):
+        sig = tuple(map(id, rules))
+        seen = by_ids.get(sig)
+        if seen is None:
+            by_ids[sig] = [rules, 1, i]
+        else:
+            seen[1] += 1
+            seen[2] = i
+    by_keys: dict[tuple, list] = {}
+    for rules, n_vms, last in by_ids.values():
+        key = tuple(e.key for e in rules)
+        had = by_keys.get(key)
+        if had is None:
+            by_keys[key] = [rules, n_vms, last]
+        else:
+            had[1] += n_vms
+            if last > had[2]:
+                had[0], had[2] = rules, last
+    return ([rules for rules, _, _ in by_ids.values()],
+            [(rules, n_vms) for rules, n_vms, _ in by_keys.values()])
+
+
 def analyze(state: State, effective: dict[str, list[EffectiveRule]] | None = None
             ) -> list[dict[str, Any]]:
     """Warnings about a valid state, each {"code", "message", "field"}, sorted by field."""
@@ -117,11 +150,8 @@ def analyze(state: State, effective: dict[str, list[EffectiveRule]] | None = Non
     # rule key -> for how many of its VMs it was shadowed, and by what
     shadowed: dict[tuple[str, str], tuple[int, str]] = {}
     applies: dict[tuple[str, str], int] = {}
-    lists: dict[tuple, tuple[list[EffectiveRule], int]] = {}
-    for rules in effective.values():
-        key = tuple(e.key for e in rules)
-        lists[key] = (rules, lists.get(key, (rules, 0))[1] + 1)
-    for rules, n_vms in lists.values():
+    every, lists = _distinct_lists(effective)
+    for rules, n_vms in lists:
         stateful = [e for e in rules if e.rule.stateful]
         for i, eff in enumerate(stateful):
             applies[eff.key] = applies.get(eff.key, 0) + n_vms
@@ -144,7 +174,7 @@ def analyze(state: State, effective: dict[str, list[EffectiveRule]] | None = Non
                                  "deny > reject > pass > allow decides",
                                  _path(state, other))
                     found[(w.code, w.field)] = w
-    for rules in effective.values():
+    for rules in every:
         for eff in rules:
             if eff.peers is not None and not eff.peers:
                 w = Finding("never_matches", f"{eff.policy}/{eff.rule.id}: its peer "
@@ -156,7 +186,7 @@ def analyze(state: State, effective: dict[str, list[EffectiveRule]] | None = Non
     for key, (count, by) in shadowed.items():
         if count and count == applies.get(key):
             pol, rid = key
-            eff = next(e for rules in effective.values() for e in rules if e.key == key)
+            eff = next(e for rules in every for e in rules if e.key == key)
             w = Finding("shadowed", f"{pol}/{rid} can never decide: {by} comes first and "
                          "matches everything it does, for every VM it applies to",
                          _path(state, eff))

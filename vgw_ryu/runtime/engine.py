@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, is_uplink_name
+from vgw_ryu.compiler import PortFacts, SwitchCompiler, SwitchFacts, is_uplink_name
 from vgw_ryu.pipeline.flows import Flow
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State, ValidationError, parse_state, state_doc
@@ -103,7 +103,8 @@ class Engine:
         self.switches: dict[int, SwitchView] = {}
         self._learned: dict[tuple[int, int], str] = {}  # (dpid, ofport) -> MAC from punts
         self.listeners: list = []
-        self.vm_flow_cache: dict = {}
+        # dpid -> that switch's compiled flows, kept per owner between compiles.
+        self.compilers: dict[int, SwitchCompiler] = {}
         # Connection-table flushes owed to the switches, oldest first: (plan, zones in
         # use when it was made). Zones held after a restart are flushed again.
         self._flushes: list[tuple[conntrack.FlushPlan, set[int]]] = []
@@ -311,13 +312,15 @@ class Engine:
         """(desired flows, revision they come from) for one switch and its interfaces.
 
         Ports are classified here, under the lock, against the state being compiled.
+        The flows come from the switch's SwitchCompiler, which recomputes only what
+        changed since its last call (a FlowList: it also says what changed).
         """
         with self._lock:
             facts = self.refresh_facts(dpid, ifaces)
-            if len(self.vm_flow_cache) > 4 * len(self.state.vms) + 64:
-                self.vm_flow_cache.clear()  # old VM versions: let them go
-            flows = compile_switch(self.state, facts, self.ids, self.effective,
-                                   self.vm_flow_cache)
+            for gone in self.compilers.keys() - self.switches.keys():
+                del self.compilers[gone]   # a switch that went away: its memo too
+            compiler = self.compilers.setdefault(dpid, SwitchCompiler())
+            flows = compiler.compile(self.state, facts, self.ids, self.effective)
             return flows, self.revision
 
     def learn_mac(self, dpid: int, ofport: int, mac: str) -> bool:

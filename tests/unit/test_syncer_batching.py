@@ -1,0 +1,108 @@
+"""The sync loop's scheduling: a burst of changes makes one sync per switch, a lone change
+is not held back, a stream of changes cannot hold a sync back for long, and a busy switch
+cannot starve the others. The switch work itself is faked (no OVS, no Ryu datapath)."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+import pytest
+
+from vgw_ryu.ryuapp import compat
+
+compat.apply()   # the syncer imports Ryu's ofctl, which needs it on Python 3.11
+
+from ryu.lib import hub  # noqa: E402
+
+from vgw_ryu.ryuapp import syncer as syncer_mod  # noqa: E402
+from vgw_ryu.ryuapp.syncer import BATCH_MAX, BATCH_QUIET, Syncer  # noqa: E402
+
+
+class Recorder(Syncer):
+    """A Syncer whose syncs only record (dpid, when) and take ``work`` seconds."""
+
+    def __init__(self, dps, work: float = 0.0):
+        super().__init__(engine=None, io=None, dps=dps, ports=lambda: None, meter_rates={},
+                         after_sync=lambda dp: None)
+        self.work = work
+        self.synced: list[tuple[int, float]] = []
+        self.during: list = []   # called at the end of each sync
+
+    def flush_conntrack(self) -> None:
+        pass
+
+    def apply_limits(self) -> None:
+        pass
+
+    def sync(self, dpid: int, full: bool = False) -> None:
+        self.synced.append((dpid, time.monotonic()))
+        if self.work:
+            hub.sleep(self.work)
+        for hook in self.during:
+            hook(dpid)
+
+
+@pytest.fixture
+def running(monkeypatch):
+    """Start a Recorder's loop in a green thread; stop it and restore the collector."""
+    monkeypatch.setattr(syncer_mod, "GC_IDLE", 60.0)   # no full collection in a test
+    thresholds = gc.get_threshold()
+    threads = []
+
+    def start(dps=(1,), work: float = 0.0) -> Recorder:
+        s = Recorder({d: object() for d in dps}, work)
+        threads.append(hub.spawn(s.loop))
+        hub.sleep(0.01)
+        return s
+
+    yield start
+    for t in threads:
+        hub.kill(t)
+    gc.set_threshold(*thresholds)
+
+
+def test_a_burst_of_changes_is_one_sync(running):
+    s = running()
+    for i in range(200):   # e.g. the port-status messages of one OVSDB transaction,
+        s.schedule(1)      # handled a few at a time between other green threads
+        if i % 20 == 0:
+            hub.sleep(0)
+    hub.sleep(BATCH_MAX * 3)
+    assert [d for d, _ in s.synced] == [1]
+
+
+def test_a_lone_change_is_synced_at_once(running, monkeypatch):
+    monkeypatch.setattr(syncer_mod, "BATCH_MAX", 0.5)
+    s = running()
+    t0 = time.monotonic()
+    s.schedule(1)
+    hub.sleep(0.3)
+    assert len(s.synced) == 1
+    assert s.synced[0][1] - t0 < 0.25   # it waited for quiet, not for the cap
+
+
+def test_a_stream_of_changes_cannot_hold_a_sync_back(running, monkeypatch):
+    monkeypatch.setattr(syncer_mod, "BATCH_MAX", 0.05)
+    s = running()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.3:
+        s.schedule(1)
+        hub.sleep(BATCH_QUIET / 4)
+    hub.sleep(0.1)
+    assert s.synced and s.synced[0][1] - t0 < 0.05 + 0.1
+
+
+def test_a_busy_switch_does_not_starve_another(running):
+    s = running(dps=(1, 2), work=0.002)
+    # Switch 1 changes again during each of its syncs (e.g. a flapping port).
+    s.during.append(lambda dpid: s.schedule(1) if dpid == 1 else None)
+    s.schedule(1)
+    hub.sleep(BATCH_MAX)
+    t2 = time.monotonic()
+    s.schedule(2)
+    hub.sleep(0.1)
+    after = [d for d, t in s.synced if t >= t2]
+    # Switch 2 goes next, or after the one sync of switch 1 already under way.
+    assert 2 in after and after.index(2) <= 1
+    assert after.count(1) > 5   # and switch 1 keeps being synced too

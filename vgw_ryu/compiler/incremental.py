@@ -1,0 +1,463 @@
+"""Incremental compile: one switch's desired flows kept per owner, with the inputs each
+owner's flows came from, so a change recomputes only the owners whose inputs changed.
+
+The owners (as OVN's incremental processing keeps its flows per logical object):
+
+* the fixed flows: the settings;
+* the ports that are not protected VMs: those ports and the unknown-port setting;
+* each protected VM here: the VM, its port, its zone and its log level;
+* each rule that applies to a VM here: its effective rule (peer prefixes included), its
+  number and the sorted zones of the local VMs it applies to;
+* each conjunction clause flow: the rules that use it. Rules with an identical clause
+  share one flow (as Antrea shares its clauses), which counts its users by rule number
+  and is rebuilt only when they change. A rule's first clause (its VMs) is updated by
+  the zones that came or went, its other clauses by what changed in them.
+
+An owner whose inputs are unchanged keeps its very Flow objects, so the sync diff and
+the OpenFlow bytes cached on each flow (pipeline.wire) cost nothing for it, and every
+result says what changed since the previous one (``FlowList.added`` and ``removed``),
+so the sync need not compare the rest. ``compile_switch`` stays the reference: for the
+same inputs both give the same flows (tests/unit/test_incremental.py checks it over
+random change sequences).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vgw_ryu.compiler.builder import FlowSet, Match
+from vgw_ryu.compiler.facts import PortFacts, SwitchFacts
+from vgw_ryu.compiler.infra import build_infra
+from vgw_ryu.compiler.rules import (
+    build_decision,
+    clause_owner,
+    later_clauses,
+    rule_place,
+    zone_match,
+)
+from vgw_ryu.compiler.switch import build_ports, compile_switch
+from vgw_ryu.compiler.vm import build_vm
+from vgw_ryu.pipeline.flows import Conjunction, Flow
+from vgw_ryu.pipeline.tables import T
+from vgw_ryu.policy.ids import Ids
+from vgw_ryu.policy.model import State
+from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules, log_level
+
+FlowKey = tuple[int, int, tuple]     # Flow.key: (table, priority, match), the switch's identity
+SyncKey = tuple[int, int]            # (table, cookie): what the sync diff compares
+ClauseKey = tuple[int, tuple, str]   # (priority, sorted match items, table), as FlowSet.add_conj
+RuleKey = tuple[str, str]            # (policy, rule id)
+# Owner stages, in the order compile_switch adds their flows: when two owners build a
+# flow with one key, a later VM replaces it and anyone else must build the same flow.
+INFRA, PORTS, VM, RULE, CLAUSE = range(5)
+Owner = tuple[int, Any]              # (stage, name within the stage)
+
+_GENERATIONS = itertools.count(1)
+
+
+class FlowList(list):
+    """Desired flows (in no particular order) and what changed since an earlier result.
+
+    ``gen`` names this result; ``added`` (flows) and ``removed`` ((table, cookie) keys)
+    are relative to the result named ``base`` (None: not known, compare everything).
+    ``meters``: the meters the flows name.
+    """
+
+    def __init__(self, flows: Iterable[Flow], gen: int, base: int | None = None,
+                 added: list[Flow] | None = None, removed: list[SyncKey] | None = None,
+                 meters: set[int] | None = None):
+        super().__init__(flows)
+        self.gen = gen
+        self.base = base
+        self.added: list[Flow] = added or []
+        self.removed: list[SyncKey] = removed or []
+        self.meters: set[int] = meters if meters is not None else \
+            {f.meter for f in self if f.meter is not None}
+
+
+class FlowConflictError(Exception):
+    """Two owners build different flows under one key: the full compile decides (and
+    raises, as it does for such a state)."""
+
+
+@dataclass(eq=False)
+class _Clause:
+    """One shared clause flow: where it is, its match and cookie owner (both follow from
+    the match, so all its users agree on them), its users and its flow."""
+    key: ClauseKey
+    table: str
+    priority: int
+    match: Match
+    kind: int
+    owner: int
+    users: dict[int, frozenset[Conjunction]] = field(default_factory=dict)  # rule number
+    flow: list[Flow] = field(default_factory=list)   # [] or [the flow]
+
+    @property
+    def owner_id(self) -> Owner:
+        return (CLAUSE, self.key)
+
+
+@dataclass(eq=False)
+class _Rule:
+    """What a rule's flows came from, and its part in the shared clauses."""
+    eff: EffectiveRule
+    number: int
+    zones: tuple[int, ...]
+    place: tuple       # what its first clause depends on besides the zone
+    rest: dict[ClauseKey, tuple[Match, frozenset[Conjunction]]]   # its later clauses
+
+
+def clause_key(priority: int, match: Match, table: str) -> ClauseKey:
+    """The identity of a clause flow, as FlowSet.add_conj merges them."""
+    return (priority, tuple(sorted(match.items())), table)
+
+
+def _built(build: Callable[[FlowSet], None]) -> list[Flow]:
+    b = FlowSet()
+    build(b)
+    return list(b.flows.values())
+
+
+class SwitchCompiler:
+    """One switch's compiled flows, kept between compiles; not thread-safe (the engine
+    calls it under its lock)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.inputs: dict[Owner, Any] = {}        # owner -> the inputs of its flows
+        self.owned: dict[Owner, list[Flow]] = {}
+        self.out: dict[FlowKey, Flow] = {}        # the switch's flows
+        self.holder: dict[FlowKey, Owner] = {}    # who built each (one owner) ...
+        self.shared: dict[FlowKey, dict[Owner, Flow]] = {}   # ... or several
+        self.in_sync: dict[SyncKey, int] = {}     # (table, cookie) -> flows with it
+        self.meters: dict[int, int] = {}          # meter -> flows naming it
+        self.vms: set[str] = set()
+        self.rules: dict[RuleKey, _Rule] = {}
+        self.clauses: dict[ClauseKey, _Clause] = {}
+        self.gen: int | None = None
+        self._before: dict[FlowKey, Flow | None] = {}
+        self._dirty: set[ClauseKey] = set()
+
+    # --- the compile --------------------------------------------------------------------
+    def compile(self, state: State, facts: SwitchFacts, ids: Ids,
+                effective: dict[str, list[EffectiveRule]] | None = None) -> FlowList:
+        """The switch's flows for these inputs (``ids`` synced with ``state``), the same
+        set compile_switch gives, computed from what changed since the last call."""
+        effective = effective if effective is not None else effective_rules(state)
+        self._before, self._dirty = {}, set()
+        try:
+            self._owner((INFRA, ""), state.settings,
+                        lambda: _built(lambda b: build_infra(b, state.settings)))
+            self._ports(state, facts)
+            local = self._vms(state, facts, ids)
+            self._rules(local, ids, effective)
+            self._flush_clauses()
+        except FlowConflictError:
+            self._reset()
+            return FlowList(compile_switch(state, facts, ids, effective), next(_GENERATIONS))
+        except BaseException:
+            self._reset()   # half-applied: start over next time
+            raise
+        return self._result()
+
+    def _ports(self, state: State, facts: SwitchFacts) -> None:
+        """Uplinks, unprotected VMs and silent unknown ports: few, built together."""
+        relevant: list[PortFacts] = []
+        for p in facts.ports:
+            if p.kind == "uplink" or (p.kind == "unknown" and p.mac):
+                relevant.append(p)
+            elif p.kind == "vm" and p.vm in state.vms and not state.vms[p.vm].protected:
+                relevant.append(p)
+        ports = SwitchFacts(tuple(relevant))
+        self._owner((PORTS, ""), (ports, state.settings.unknown_ports),
+                    lambda: _built(lambda b: build_ports(b, state, ports)))
+
+    def _vms(self, state: State, facts: SwitchFacts, ids: Ids) -> list[tuple[str, int]]:
+        """Each protected VM here; returns their (name, zone)."""
+        vm_ports = facts.vm_ports()
+        local: list[tuple[str, int]] = []
+        inputs = self.inputs
+        for name, port in vm_ports.items():
+            vm = state.vms.get(name)
+            if vm is None or not vm.protected:
+                continue
+            zone = ids.zone(name)
+            local.append((name, zone))
+            owner = (VM, name)
+            key = (vm, port, zone, log_level(state, name))
+            if inputs.get(owner) != key:
+                self._own(owner, _built(lambda b, k=key: build_vm(b, *k)))
+                inputs[owner] = key
+        names = {name for name, _ in local}
+        for gone in self.vms - names:
+            self._drop((VM, gone))
+        self.vms = names
+        return local
+
+    def _rules(self, local: list[tuple[str, int]], ids: Ids,
+               effective: dict[str, list[EffectiveRule]]) -> None:
+        """Each rule once, with the zones of the local VMs it applies to."""
+        # VMs with the same policies share one list of rule objects' identities: the
+        # rule -> zones grouping costs one pass per distinct list, not per VM and rule.
+        lists: dict[tuple[int, ...], tuple[list[EffectiveRule], list[int]]] = {}
+        for name, zone in local:
+            rules = effective[name]
+            sig = tuple(map(id, rules))
+            seen = lists.get(sig)
+            if seen is None:
+                lists[sig] = (rules, [zone])
+            else:
+                seen[1].append(zone)
+        by_rule: dict[RuleKey, tuple[EffectiveRule, list[tuple[int, ...]]]] = {}
+        for rules, zones in lists.values():
+            group = tuple(sorted(zones))
+            for eff in rules:
+                had = by_rule.get(eff.key)
+                if had is None:
+                    by_rule[eff.key] = (eff, [group])
+                else:
+                    had[1].append(group)
+        wanted: set[RuleKey] = set()
+        for key, (eff, groups) in by_rule.items():
+            if eff.peers is not None and not eff.peers:
+                continue  # the peer set is empty: the rule can match nothing
+            wanted.add(key)
+            zones = groups[0] if len(groups) == 1 else \
+                tuple(sorted(itertools.chain.from_iterable(groups)))
+            self._rule(key, eff, ids.rule(*key), zones)
+        for key in set(self.rules) - wanted:
+            self._drop_rule(key)
+
+    def _rule(self, key: RuleKey, eff: EffectiveRule, number: int,
+              zones: tuple[int, ...]) -> None:
+        """One rule's own flows and its part in the shared clauses, where they changed."""
+        old = self.rules.get(key)
+        same = old is not None and old.number == number and (old.eff is eff or old.eff == eff)
+        if same and old.zones == zones:
+            old.eff = eff
+            return
+        table, prio = rule_place(eff)
+        rest: dict[ClauseKey, tuple[Match, frozenset[Conjunction]]]
+        if same:
+            # Only its VMs changed: its own flows and later clauses stay as they are.
+            rest, n = old.rest, old.place[2]
+        else:
+            self._owner((RULE, key), (eff, number),
+                        lambda: _built(lambda b: build_decision(b, eff, number)))
+            rest_clauses = later_clauses(eff)
+            n = 1 + len(rest_clauses)
+            rest = {}
+            for i, clause in enumerate(rest_clauses, 2):
+                for match in clause:
+                    ck = clause_key(prio, match, table)
+                    had = rest.get(ck)
+                    rest[ck] = (match, (had[1] if had else frozenset())
+                                | {Conjunction(number, i, n)})
+            old_rest = old.rest if old is not None else {}
+            for ck in old_rest.keys() | rest.keys():
+                mine = rest.get(ck)
+                if old_rest.get(ck) != mine:
+                    self._use(ck, number, table, prio, mine)
+        place = (table, prio, n, number, eff.rule.stateful, eff.rule.direction)
+        first = frozenset({Conjunction(number, 1, n)})
+        if old is not None and old.place == place:
+            # Only the zones that came or went change their clause flows.
+            had, now = set(old.zones), set(zones)
+            self._zones(old.eff, number, had - now, None)
+            self._zones(eff, number, now - had, first)
+        else:
+            if old is not None:
+                self._zones(old.eff, old.number, old.zones, None)
+            self._zones(eff, number, zones, first)
+        self.rules[key] = _Rule(eff, number, zones, place, rest)
+
+    def _drop_rule(self, key: RuleKey) -> None:
+        old = self.rules.pop(key)
+        self._zones(old.eff, old.number, old.zones, None)
+        for ck in old.rest:
+            self._use(ck, old.number, old.place[0], old.place[1], None)
+        self._drop((RULE, key))
+
+    def _zones(self, eff: EffectiveRule, number: int, zones: Iterable[int],
+               first: frozenset[Conjunction] | None) -> None:
+        """Rule ``number`` uses the first clause flows of these VMs' zones (``first``: its
+        conjunction there), or (None) no longer does."""
+        table, prio = rule_place(eff)
+        for z in zones:
+            match = zone_match(eff, z)
+            self._use(clause_key(prio, match, table), number, table, prio,
+                      (match, first) if first is not None else None, 1)
+
+    def _use(self, ck: ClauseKey, number: int, table: str, prio: int,
+             entry: tuple[Match, frozenset[Conjunction]] | None, i: int = 2) -> None:
+        """Rule ``number`` uses clause ``ck`` (its ``i``-th) with these conjunctions (None:
+        no more)."""
+        c = self.clauses.get(ck)
+        if entry is None:
+            if c is not None and c.users.pop(number, None) is not None:
+                self._dirty.add(c.key)
+            return
+        if c is None:
+            c = self.clauses[ck] = _Clause(ck, table, prio, entry[0],
+                                           *clause_owner(i, entry[0]))
+        c.users[number] = entry[1]
+        self._dirty.add(c.key)
+
+    def _flush_clauses(self) -> None:
+        """Rebuild the clause flows whose users changed."""
+        for ck in self._dirty:
+            c = self.clauses[ck]
+            if not c.users:
+                del self.clauses[ck]
+                self._replace(c.owner_id, c.flow, [])
+                continue
+            acts = sorted({x for conjs in c.users.values() for x in conjs},
+                          key=lambda x: (x.id, x.clause))
+            c.flow = self._replace(c.owner_id, c.flow, [
+                Flow.make(T[c.table], c.priority, c.match, acts, kind=c.kind, owner=c.owner)])
+
+    # --- owners and the flows they build ---------------------------------------------
+    def _owner(self, owner: Owner, inputs: Any, build: Callable[[], list[Flow]]) -> None:
+        """Rebuild an owner's flows if its inputs changed."""
+        if owner in self.inputs and self.inputs[owner] == inputs:
+            return
+        self._own(owner, build())
+        self.inputs[owner] = inputs
+
+    def _own(self, owner: Owner, new: list[Flow]) -> None:
+        kept = self._replace(owner, self.owned.pop(owner, []), new)
+        if kept:
+            self.owned[owner] = kept
+
+    def _drop(self, owner: Owner) -> None:
+        self._own(owner, [])
+        self.inputs.pop(owner, None)
+
+    def _replace(self, owner: Owner, old: list[Flow], new: list[Flow]) -> list[Flow]:
+        """An owner's flows were ``old`` and are ``new``; returns them, an unchanged flow
+        as its old object."""
+        if not old:
+            for f in new:
+                self._add(owner, f)
+            return new
+        prev = {f.key: f for f in old}
+        kept: list[Flow] = []
+        for f in new:
+            o = prev.pop(f.key, None)
+            if o is not None:
+                if o.cookie == f.cookie and o == f:
+                    kept.append(o)
+                    continue
+                self._remove(owner, o)
+            self._add(owner, f)
+            kept.append(f)
+        for o in prev.values():
+            self._remove(owner, o)
+        return kept
+
+    def _add(self, owner: Owner, f: Flow) -> None:
+        k = f.key
+        if self.gen is not None and k not in self._before:
+            self._before[k] = self.out.get(k)
+        several = self.shared.get(k)
+        if several is not None:
+            several[owner] = f
+            self._resolve(k)
+            return
+        h = self.holder.get(k)
+        if h is None:
+            self.out[k] = f
+            self.holder[k] = owner
+            return
+        self.shared[k] = {h: self.out[k], owner: f}
+        del self.holder[k]
+        self._resolve(k)
+
+    def _remove(self, owner: Owner, f: Flow) -> None:
+        k = f.key
+        if self.gen is not None and k not in self._before:
+            self._before[k] = self.out.get(k)
+        several = self.shared.get(k)
+        if several is None:
+            del self.out[k]
+            del self.holder[k]
+            return
+        del several[owner]
+        if len(several) == 1:
+            ((h, g),) = several.items()
+            del self.shared[k]
+            self.holder[k], self.out[k] = h, g
+        else:
+            self._resolve(k)
+
+    def _resolve(self, k: FlowKey) -> None:
+        """The flow of a key several owners build, as compile_switch ends up with it: it
+        adds owners stage by stage (VMs by name), a VM's flow replaces what came before
+        and any other owner must build the same flow."""
+        current: Flow | None = None
+        several = self.shared[k]
+        for owner in sorted(several):
+            f = several[owner]
+            if current is not None and owner[0] != VM and f != current:
+                raise FlowConflictError(f"two different flows for one match: {f.body} / "
+                                        f"{current.body}")
+            current = f
+        self.out[k] = current
+
+    def _result(self) -> FlowList:
+        """The flows, and what changed (as the sync sees flows) since the last result."""
+        if self.gen is None:
+            # The first result: nothing to compare with, the sync compares everything.
+            for f in self.out.values():
+                sk = (f.table, f.cookie)
+                self.in_sync[sk] = self.in_sync.get(sk, 0) + 1
+                if f.meter is not None:
+                    self.meters[f.meter] = self.meters.get(f.meter, 0) + 1
+            self.gen = next(_GENERATIONS)
+            return FlowList(self.out.values(), self.gen, meters=set(self.meters))
+        change: dict[SyncKey, int] = {}
+        came: dict[SyncKey, Flow] = {}
+        for k, before in self._before.items():
+            after = self.out.get(k)
+            if before is after or (before is not None and after is not None
+                                   and before.cookie == after.cookie):
+                continue
+            if before is not None:
+                sk = (before.table, before.cookie)
+                change[sk] = change.get(sk, 0) - 1
+                self._count_meter(before.meter, -1)
+            if after is not None:
+                sk = (after.table, after.cookie)
+                change[sk] = change.get(sk, 0) + 1
+                came[sk] = after
+                self._count_meter(after.meter, 1)
+        added: list[Flow] = []
+        removed: list[SyncKey] = []
+        for sk, d in change.items():
+            was = self.in_sync.get(sk, 0)
+            now = was + d
+            if now:
+                self.in_sync[sk] = now
+            else:
+                self.in_sync.pop(sk, None)
+            if not was and now:
+                added.append(came[sk])
+            elif was and not now:
+                removed.append(sk)
+        self._before = {}
+        base, self.gen = self.gen, next(_GENERATIONS)
+        return FlowList(self.out.values(), self.gen, base, added, removed, set(self.meters))
+
+    def _count_meter(self, meter: int | None, d: int) -> None:
+        if meter is not None:
+            n = self.meters.get(meter, 0) + d
+            if n:
+                self.meters[meter] = n
+            else:
+                del self.meters[meter]
