@@ -225,6 +225,10 @@ def test_connection_limit_per_vm(lab):
     lab.applied(lab.put(doc), {"client", "other", "srv"})
     vm = lab.ctl.get("/v1/vms/client")[1]
     assert vm["max_connections"] == 50 and vm["connections"]["limit"] == 50, vm
+    # The cap reaches the datapath after the flows (a unixctl call of its own).
+    wait_until(lambda: f"zone={vm['zone']},limit=50," in sh(
+        "ovs-appctl", "dpctl/ct-get-limits", f"zone={vm['zone']}"), timeout=10,
+        what="the zone limit in the datapath")
     holder = client.popen(sys.executable, "-c", TCP_MANY, IP["srv"], "80", "200", "4",
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
