@@ -283,7 +283,7 @@ class VgwApp(app_manager.RyuApp):
 
     def _ovsdb_loop(self):
         """Port identity from OVSDB: connect, follow changes, reconnect on failure."""
-        next_try = 0.0
+        next_try = last_check = 0.0
         while True:
             if self.ports is None and time.monotonic() >= next_try:
                 try:
@@ -294,7 +294,10 @@ class VgwApp(app_manager.RyuApp):
                     next_try = time.monotonic() + 5
             if self.ports is not None:
                 try:
-                    if self.ports.poll():
+                    # Also once a second: a switch that connected between an OVSDB
+                    # change and its first sync must not keep a stale port list.
+                    if self.ports.poll() or time.monotonic() - last_check >= 1.0:
+                        last_check = time.monotonic()
                         self._refresh_ifaces()
                 except Exception:
                     LOG.exception("OVSDB replica failed; reconnecting")
