@@ -151,12 +151,15 @@ def chaos_body(i: int) -> dict[str, Any]:
 
 
 def write_stream(fleet: Fleet, n: int, acks: list[Ack], tag: str,
-                 deadline_s: float = 120) -> None:
+                 deadline_s: float = 120, before: Any = None) -> None:
     """``n`` writes alternating between the API servers, one at a time; a 503 or no
-    answer is retried with the same X-Request-Id (on the other server)."""
+    answer is retried with the same X-Request-Id (on the other server). ``before(i)``
+    runs before write ``i`` (to keep the stream going through an event)."""
     clients = [fleet.api(i, timeout=DB_TIMEOUT + 10) for i in range(len(fleet.apis))]
     deadline = time.monotonic() + deadline_s
     for i in range(n):
+        if before is not None:
+            before(i)
         rid = f"{tag}-{i}"
         tries = 0
         while True:
@@ -205,8 +208,15 @@ def test_chaos_leader_killed_mid_stream(env: Env) -> None:
     th = threading.Thread(target=chaos, daemon=True)
     th.start()
     t0 = time.monotonic()
+    def pace(i: int) -> None:
+        # Fast writes must not all be done before the kill (or the restart) happens.
+        for at, event in ((0.4, "kill_at"), (0.8, "restart_at")):
+            if i == int(N_WRITES * at):
+                wait_until(lambda event=event: event in events or bool(failures),
+                           timeout=120, what=event)
+
     try:
-        write_stream(f, N_WRITES, acks, f"chaos{f.tag}")
+        write_stream(f, N_WRITES, acks, f"chaos{f.tag}", before=pace)
     finally:
         done.set()
         th.join(timeout=60)

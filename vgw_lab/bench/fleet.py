@@ -430,6 +430,11 @@ def run_leader_kill(fleet: Fleet, writes: int) -> dict[str, Any]:
     retried = 0
     try:
         for i in range(writes):
+            if i == int(writes * 0.4):
+                # Fast writes could all be done before the leader is found and killed:
+                # the rest of the stream must run through the outage.
+                wait_until(lambda: "kill" in events or bool(failures), timeout=120,
+                           what="the leader kill")
             tries = 0
             while True:
                 c = clients[(i + tries) % len(clients)]
