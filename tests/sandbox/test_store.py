@@ -128,7 +128,7 @@ def test_a_request_id_is_applied_once(db, stores):
     assert s.request_revision(rid) == 1
 
 
-def test_no_server_answers_503_material_in_time_and_recovers(db, stores):
+def test_no_commit_in_time_is_unavailable_and_changes_nothing(db, stores):
     d = db()
     s = stores(d.remote, timeout=1.0)
     e = Engine(s)

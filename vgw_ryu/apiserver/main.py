@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         raise SystemExit(f"vgw-api: {e}") from None
     try:
-        store = OvsdbStore(args.db, timeout=args.db_timeout)
+        store = OvsdbStore(args.db, timeout=args.db_timeout, connect=False)
         store.wait_connected(max(args.db_timeout, 30.0))
         engine = Engine(store, with_zones=False)   # zones are the agents' business
     except (StoreError, RuntimeError) as e:

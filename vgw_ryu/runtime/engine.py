@@ -164,7 +164,7 @@ class Engine:
         with self._lock:
             self.store.poll()
             # A replica that never received the database is empty, not a new state.
-            if not getattr(self.store, "synced", lambda: True)():
+            if not self.store.synced():
                 return False
             if self.store.revision() == self.revision:
                 return False

@@ -118,7 +118,6 @@ class VgwApp(app_manager.RyuApp):
                                   self.state_file, self.invalid)
         self.chassis = ChassisReporter(self.store, self.engine,
                                        options.chassis(self.conf), socket.gethostname())
-        self.backend.store = self.store
         self.metrics = Metrics(self.backend.scrape)
         self.backend.metrics = self.metrics
         self.syncer.metrics = self.metrics

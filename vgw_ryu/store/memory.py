@@ -40,6 +40,9 @@ class MemoryStore:
     def poll(self) -> bool:
         return False
 
+    def synced(self) -> bool:
+        return True
+
     def write(self, doc: dict[str, Any], rules: dict[str, int], base: int,
               if_match: int | None = None, extra: dict[str, str] | None = None,
               request_id: str | None = None, new_revision: int | None = None) -> int:

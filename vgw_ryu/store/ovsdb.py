@@ -14,7 +14,6 @@ the timeout raises ``StoreUnavailableError``: never a hang. No Ryu here.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 import uuid
@@ -27,7 +26,6 @@ from typing import Any
 import ovs.db.idl
 import ovs.poller
 
-LOG = logging.getLogger("vgw_ryu.store")
 SCHEMA_PATH = Path(__file__).with_name("vgw.ovsschema")
 KEEP_REQUESTS = 256        # request ids remembered in Global.requests (newest kept)
 OBJECT_TABLES = {"vms": "VM", "groups": "Group", "policies": "Policy"}
@@ -73,15 +71,6 @@ def _loads(text: str, what: str) -> Any:
         raise StoreError(f"{what} in the database is not JSON ({e})") from None
 
 
-def _quiet_ovs_vlog() -> None:
-    """The ovs library logs every reconnect through Python logging at INFO: keep it to
-    warnings unless the operator asked for more."""
-    logging.getLogger("reconnect").setLevel(logging.WARNING)
-    logging.getLogger("jsonrpc").setLevel(logging.WARNING)
-    logging.getLogger("idl").setLevel(logging.WARNING)
-    logging.getLogger("poller").setLevel(logging.WARNING)
-
-
 class OvsdbStore:
     """A replica of the policy database and the writes to it.
 
@@ -120,11 +109,6 @@ class OvsdbStore:
             txn.wait(poller)
         poller.timer_wait(max(1, min(100, int((deadline - time.monotonic()) * 1000))))
         poller.block()
-
-    def connected(self) -> bool:
-        """True while the replica is connected to a member that is in its cluster."""
-        with self._lock:
-            return self._live()
 
     def wait_connected(self, timeout: float | None = None) -> None:
         """Block until the replica is complete; StoreUnavailableError after ``timeout``."""
@@ -176,8 +160,7 @@ class OvsdbStore:
     def revision(self) -> int:
         """The revision the replica holds."""
         with self._lock:
-            g = self._global()
-            return int(g.revision) if g is not None else 0
+            return self._replica_revision()
 
     def meta(self, key: str) -> str | None:
         """A value written with a state change's ``extra`` (e.g. the seed file's hash)."""
@@ -213,8 +196,7 @@ class OvsdbStore:
     def request_revision(self, request_id: str) -> int | None:
         """The revision a request committed, if the replica has seen it commit."""
         with self._lock:
-            g = self._global()
-            return dict(g.requests).get(request_id) if g is not None else None
+            return self._committed(request_id)
 
     # --- writes ----------------------------------------------------------------------
     def write(self, doc: dict[str, Any], rules: dict[str, int], base: int,
@@ -322,15 +304,19 @@ class OvsdbStore:
                 wanted_rules[(pname, rid)] = {"doc": _dumps(rule), "position": pos,
                                               "number": rules[f"{pname}/{rid}"]}
         self._sync_rows(txn, "Rule", ("policy", "rule_id"), wanted_rules)
+        return self._commit(txn, deadline), txn
+
+    def _commit(self, txn: Any, deadline: float) -> int:
+        """Commit and wait for the answer; INCOMPLETE (aborted) at the deadline."""
         status = txn.commit()
         while status == ovs.db.idl.Transaction.INCOMPLETE:
             if time.monotonic() >= deadline:
                 txn.abort()
-                return ovs.db.idl.Transaction.INCOMPLETE, txn
+                return status
             self.idl.run()
             self._block(deadline, txn)
             status = txn.commit()
-        return status, txn
+        return status
 
     def _sync_rows(self, txn: Any, table: str, keys: tuple[str, ...],
                    wanted: dict[tuple, dict[str, Any]]) -> None:
@@ -384,14 +370,7 @@ class OvsdbStore:
             for k, v in fields.items():
                 if getattr(row, k, None) != v:
                     setattr(row, k, v)
-            status = txn.commit()
-            while status == ovs.db.idl.Transaction.INCOMPLETE:
-                if time.monotonic() >= deadline:
-                    txn.abort()
-                    return False
-                self.idl.run()
-                self._block(deadline, txn)
-                status = txn.commit()
+            status = self._commit(txn, deadline)
             return status in (ovs.db.idl.Transaction.SUCCESS,
                               ovs.db.idl.Transaction.UNCHANGED)
 
@@ -399,5 +378,3 @@ class OvsdbStore:
         with self._lock:
             self.idl.close()
 
-
-_quiet_ovs_vlog()
