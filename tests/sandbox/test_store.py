@@ -10,7 +10,9 @@ import uuid
 
 import pytest
 
+from vgw_ryu.policy import model
 from vgw_ryu.runtime.engine import Engine
+from vgw_ryu.store import ovsdb
 from vgw_ryu.store.local import LocalDatabase, import_legacy
 from vgw_ryu.store.ovsdb import (
     ConflictError,
@@ -95,6 +97,63 @@ def test_only_the_changed_rows_are_written(db, stores):
     e.apply_document(doc)
     assert [r["id"] for r in s.load().doc["policies"]["web-in"]["rules"]] == ["ssh", "http"]
     assert s.load().rules == {"web-in/http": 1, "web-in/ssh": 2}
+
+
+def test_one_object_writes_touch_only_their_rows_and_read_back_as_a_whole(db, stores):
+    s = stores(db().remote)
+    e = Engine(s)
+    e.apply_document(json.loads(json.dumps(DOC)))
+    doc = e.state_document()
+    del doc["revision"]
+    before = {t: _row_uuids(s, t) for t in ("VM", "Policy")}
+
+    def write(kind: str, name: str, body: dict | None) -> None:
+        new = (model.remove_object(e.state, kind, name) if body is None
+               else model.replace_object(e.state, kind, name, body))
+        e.replace_state(new, touched={kind: {name}})
+        if body is None:
+            doc[kind].pop(name)
+        else:
+            doc[kind][name] = model.object_doc(kind, getattr(new, kind)[name])
+            doc[kind] = dict(sorted(doc[kind].items()))
+
+    write("vms", "app1", {"ips": ["10.0.0.31"], "mac": "02:00:00:00:00:31"})
+    write("vms", "db1", {"ips": ["10.0.0.22"], "mac": "02:00:00:00:00:21"})
+    rules = doc["policies"]["web-in"]["rules"]
+    # a rule added, one removed, the rest reordered: rows follow, numbers stay
+    write("policies", "web-in", {"applied_to": ["vm:web1", "vm:app1"], "rules": [
+        {"id": "https", "direction": "ingress", "action": "allow", "protocol": "tcp",
+         "ports": "443"}, rules[0]]})
+    write("vms", "db1", None)
+    write("policies", "app-out", {"applied_to": ["vm:app1"], "rules": [rules[1]]})
+    write("policies", "app-out", None)
+    loaded = s.load()
+    assert loaded.revision == e.revision == 7
+    assert model.state_doc(model.parse_state(loaded.doc)) == doc
+    assert loaded.rules == e.ids.rule_numbers() and set(loaded.rules) == {"web-in/http",
+                                                                          "web-in/https"}
+    assert {r.policy for r in s.idl.tables["Rule"].rows.values()} == {"web-in"}
+    vms = _row_uuids(s, "VM")
+    assert set(vms) == {"web1", "app1"} and vms["web1"] == before["VM"]["web1"]
+    assert _row_uuids(s, "Policy") == before["Policy"]      # updated in place
+    # A fresh replica (another process) reads the same state.
+    assert Engine(stores(s.remote)).state_document() == e.state_document()
+
+
+def test_request_ids_are_kept_to_the_newest_few(db, stores, monkeypatch):
+    monkeypatch.setattr(ovsdb, "KEEP_REQUESTS", 5)
+    s = stores(db().remote)
+    e = Engine(s)
+    e.apply_document(json.loads(json.dumps(DOC)))
+    ids = [uuid.uuid4().hex for _ in range(8)]
+    for k, rid in enumerate(ids):
+        new = model.replace_object(e.state, "vms", "db1",
+                                   {"ips": [f"10.0.1.{k}"], "mac": "02:00:00:00:00:21"})
+        assert e.replace_state(new, request_id=rid, touched={"vms": {"db1"}}) == k + 2
+    s.poll()
+    held = dict(next(iter(s.idl.tables["Global"].rows.values())).requests)
+    assert held == {rid: k + 2 for k, rid in list(enumerate(ids))[-5:]}
+    assert s.request_revision(ids[-1]) == 9 and s.request_revision(ids[0]) is None
 
 
 def test_a_second_writer_is_stale_until_it_refreshes(db, stores):

@@ -16,6 +16,7 @@ vgw_ryu.api.http.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vgw_ryu.api import http, params, safe
@@ -34,6 +35,17 @@ from vgw_ryu.store.ovsdb import ConflictError, StaleError, StoreUnavailableError
 
 __all__ = ["KINDS", "MAX_BODY", "READ_ONLY", "Api", "ApiError", "Backend", "Request",
            "Response"]
+
+
+def _changed(old: model.State, new: model.State, touched: dict[str, set[str]] | None
+             ) -> bool:
+    """Whether a write changes anything: its own objects' documents, or (touched None)
+    the whole state's."""
+    if touched is None:
+        return model.state_doc(new) != model.state_doc(old)
+    return any(model.object_doc(kind, getattr(old, kind).get(n)) !=
+               model.object_doc(kind, getattr(new, kind).get(n))
+               for kind, names in touched.items() for n in names)
 
 
 # Methods counted by name; anything else a client sends is counted as OTHER (the
@@ -164,20 +176,24 @@ class Api:
                                            f"If-Match revision {header}", "revision")
         return rev, "revision"
 
-    def _commit(self, snap: Snapshot, new_doc: dict[str, Any],
+    def _commit(self, snap: Snapshot, build: Callable[[], model.State],
                 expected: tuple[int | None, str], mode: safe.WriteMode,
-                req: Request | None = None) -> safe.Outcome:
-        """Validate and commit ``new_doc`` (call inside engine.editing()). A stale expected
-        revision is a 409 even when nothing would change. A preview commits nothing; a
-        change that breaks connectivity assertions is a 409 unless forced."""
+                req: Request | None = None,
+                touched: dict[str, set[str]] | None = None) -> safe.Outcome:
+        """Validate and commit the state ``build()`` makes (call inside
+        engine.editing()). ``touched``: the only objects the write changes, by section
+        (a one-object write: compared and stored alone), or None for the whole state.
+        A stale expected revision is a 409 even when nothing would change. A preview
+        commits nothing; a change that breaks connectivity assertions is a 409 unless
+        forced."""
         rev, where = expected
         try:
-            new = model.parse_state(new_doc)
+            new = build()
         except ValidationError as e:
             raise ApiError(400, "invalid", str(e), e.field) from None
         if rev is not None and rev != snap.revision:
             raise ApiError(409, "conflict", str(ConflictError(rev, snap.revision)), where)
-        changed = model.state_doc(new) != model.state_doc(snap.state)
+        changed = _changed(snap.state, new, touched)
         warnings = analyze(new) if changed or mode.preview else []
         if mode.preview:
             return safe.Outcome(snap.revision, changed, safe.violations(new), new,
@@ -189,8 +205,9 @@ class Api:
             raise safe.refusal(broken)
         try:
             rid = http.request_id(req) if req is not None else None
-            return safe.Outcome(self.engine.replace_state(new, rev, request_id=rid), True,
-                                broken, warnings=warnings)
+            return safe.Outcome(self.engine.replace_state(new, rev, request_id=rid,
+                                                          touched=touched),
+                                True, broken, warnings=warnings)
         except ConflictError as e:
             raise ApiError(409, "conflict", str(e), where) from None
 
@@ -258,7 +275,7 @@ class Api:
         expected = self._expected(req, doc)
         doc = {k: v for k, v in doc.items() if k != "revision"}
         with self.engine.editing() as snap:
-            out = self._commit(snap, doc, expected, mode, req)
+            out = self._commit(snap, lambda: model.parse_state(doc), expected, mode, req)
         return self._answer({}, out)
 
     def list_objects(self, req: Request, path: dict[str, str]) -> Response:
@@ -296,26 +313,24 @@ class Api:
             # What GET adds is read-only; accept it back so GET -> edit -> PUT works.
             body = {k: v for k, v in body.items() if k not in READ_ONLY}
         with self.engine.editing() as snap:
-            doc = model.state_doc(snap.state)
-            created = name not in doc[coll]
-            doc[coll][name] = body
-            out = self._commit(snap, doc, expected, mode, req)
+            created = name not in getattr(snap.state, coll)
+            out = self._commit(snap, lambda: model.replace_object(snap.state, coll, name, body),
+                               expected, mode, req, {coll: {name}})
         return self._answer({"created": created, "name": name}, out)
 
     def delete_object(self, req: Request, path: dict[str, str]) -> Response:
         coll, name = self._coll(req), path["name"]
         mode = safe.write_mode(req.query)
         with self.engine.editing() as snap:
-            doc = model.state_doc(snap.state)
-            if name not in doc[coll]:
+            if name not in getattr(snap.state, coll):
                 raise ApiError(404, "not_found", f"no {KINDS[coll]} named {name[:80]!r}")
             refs = references(snap.state, coll, name)
             if refs:
                 raise ApiError(409, "conflict",
                                f"{KINDS[coll]} {name!r} is still referenced by "
                                + ", ".join(refs[:10]), refs[0])
-            del doc[coll][name]
-            out = self._commit(snap, doc, (http.if_match(req), "If-Match"), mode, req)
+            out = self._commit(snap, lambda: model.remove_object(snap.state, coll, name),
+                               (http.if_match(req), "If-Match"), mode, req, {coll: {name}})
         return self._answer({"deleted": name}, out)
 
     def stats(self, req: Request, path: dict[str, str]) -> Response:

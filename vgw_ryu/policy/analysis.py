@@ -109,19 +109,28 @@ def _distinct_lists(effective: dict[str, list[EffectiveRule]]
     """(each VM's rule list, each distinct one once; [(rule list, how many VMs have
     it)] merged by rule keys, as the analysis judges them).
 
-    VMs with the same policies list the very same rule objects, so they are grouped by
-    the objects' identities first (one cheap look per VM), and those groups by rule keys
-    (once per group): the last VM's list stands for a key, in order of first appearance.
+    VMs with the same policies share one list (or list the very same rule objects), so
+    they are grouped by the list first (one cheap look per VM), then by the rule
+    objects' identities, and those groups by rule keys (once per group): the last VM's
+    list stands for a key, in order of first appearance.
     """
-    by_ids: dict[tuple[int, ...], list] = {}    # identities -> [list, VMs, last VM index]
+    by_list: dict[int, list] = {}      # the list object -> [list, VMs, last VM index]
     for i, rules in enumerate(effective.values()):
-        sig = tuple(map(id, rules))
-        seen = by_ids.get(sig)
+        seen = by_list.get(id(rules))
         if seen is None:
-            by_ids[sig] = [rules, 1, i]
+            by_list[id(rules)] = [rules, 1, i]
         else:
             seen[1] += 1
             seen[2] = i
+    by_ids: dict[tuple[int, ...], list] = {}    # identities -> [list, VMs, last VM index]
+    for rules, n, i in by_list.values():
+        sig = tuple(map(id, rules))
+        seen = by_ids.get(sig)
+        if seen is None:
+            by_ids[sig] = [rules, n, i]
+        else:
+            seen[1] += n
+            seen[2] = max(seen[2], i)
     by_keys: dict[tuple, list] = {}
     for rules, n_vms, last in by_ids.values():
         key = tuple(e.key for e in rules)

@@ -77,3 +77,20 @@ def state_doc(s: State) -> dict[str, Any]:
             "policies": {n: policy_doc(p) for n, p in s.policies.items()},
             **({"expectations": [e.doc() for e in s.expectations]} if s.expectations
                else {})}
+
+
+_OBJECT_DOCS = {"vms": vm_doc, "groups": group_doc, "policies": policy_doc}
+
+
+def object_doc(kind: str, obj: Vm | Group | Policy | None) -> dict[str, Any] | None:
+    """The canonical document of one VM, group or policy (``kind`` is its section);
+    None for None (an object that does not exist)."""
+    return None if obj is None else _OBJECT_DOCS[kind](obj)
+
+
+def objects_doc(state: State, touched: dict[str, set[str]]) -> dict[str, Any]:
+    """Only the named objects' documents, by section (an absent name: deleted), as a
+    store writes one object without the rest of the state."""
+    return {kind: {n: _OBJECT_DOCS[kind](getattr(state, kind)[n]) for n in sorted(names)
+                   if n in getattr(state, kind)}
+            for kind, names in touched.items()}

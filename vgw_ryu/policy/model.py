@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from vgw_ryu.policy.docs import (
     group_doc,
+    object_doc,
+    objects_doc,
     policy_doc,
     rule_doc,
     settings_doc,
@@ -59,6 +61,8 @@ from vgw_ryu.policy.parse import (
     parse_policy,
     parse_state,
     parse_vm,
+    remove_object,
+    replace_object,
 )
 from vgw_ryu.policy.rule_parse import RULE_KEYS
 
@@ -93,6 +97,8 @@ __all__ = [
     "Vm",
     "check_references",
     "group_doc",
+    "object_doc",
+    "objects_doc",
     "parse_group",
     "parse_ip",
     "parse_net",
@@ -103,6 +109,8 @@ __all__ = [
     "parse_vm",
     "policy_doc",
     "proto_number",
+    "remove_object",
+    "replace_object",
     "rule_doc",
     "settings_doc",
     "state_doc",

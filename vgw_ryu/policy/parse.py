@@ -3,7 +3,8 @@
 ``parse_state`` turns a whole document into a ``State`` or raises ``ValidationError``
 naming every bad field by its path, e.g.
 ``policies.web-in.rules[1].ports: 70000 is not a port (1-65535)``; ``parse_object``
-does the same for one VM, group or policy. No Ryu here.
+does the same for one VM, group or policy, and ``replace_object`` / ``remove_object``
+change one in a valid state without parsing the rest again. No Ryu here.
 """
 
 from __future__ import annotations
@@ -295,10 +296,19 @@ def _section(ctx: _Ctx, doc: dict[str, Any], key: str, parse) -> dict[str, Any]:
 
 def check_references(ctx: _Ctx, state: State) -> None:
     """Every name a policy or group uses exists; identities are not shared."""
+    _check_members(ctx, state)
+    _check_policies(ctx, state)
+    _check_identities(ctx, state)
+
+
+def _check_members(ctx: _Ctx, state: State) -> None:
     for gname, g in state.groups.items():
         for i, m in enumerate(g.members):
             if m not in state.vms:
                 ctx.err(f"groups.{gname}.members[{i}]", f"vm {m!r} does not exist")
+
+
+def _check_policies(ctx: _Ctx, state: State) -> None:
     tiers = state.settings.tiers
     for pname, pol in state.policies.items():
         if pol.tier is not None and pol.tier not in tiers:
@@ -320,6 +330,10 @@ def check_references(ctx: _Ctx, state: State) -> None:
                 if r.peer.value not in table:
                     ctx.err(f"policies.{pname}.rules[{i}].peer",
                             f"{r.peer.kind} {r.peer.value!r} does not exist")
+
+
+def _check_identities(ctx: _Ctx, state: State) -> tuple[dict[str, str], dict[IpAddr, str]]:
+    before = len(ctx.errors)
     macs: dict[str, str] = {}
     ips: dict[IpAddr, str] = {}
     for name, vm in state.vms.items():
@@ -331,6 +345,38 @@ def check_references(ctx: _Ctx, state: State) -> None:
             if ip in ips and ips[ip] != name:
                 ctx.err(f"vms.{name}.ips[{i}]", f"{ip} is also an address of vm {ips[ip]!r}")
             ips.setdefault(ip, name)
+    if len(ctx.errors) == before:
+        object.__setattr__(state, "_identities", (macs, ips))
+    return macs, ips
+
+
+def _identities(state: State) -> tuple[dict[str, str], dict[IpAddr, str]]:
+    """Which VM holds each MAC and IP of a valid state (computed once per state)."""
+    return state.__dict__.get("_identities") or _check_identities(_Ctx(), state)
+
+
+def _check_identity(ctx: _Ctx, old: State, new: State, name: str) -> None:
+    """``_check_identities`` of ``new``, which differs from the valid ``old`` in VM
+    ``name`` alone: that VM's addresses against the others' (a clash is reported by
+    the full check, with its exact messages)."""
+    macs, ips = _identities(old)
+    was, vm = old.vms.get(name), new.vms.get(name)
+    macs, ips = dict(macs), dict(ips)
+    if was is not None:
+        if was.mac is not None and macs.get(was.mac) == name:
+            del macs[was.mac]
+        for ip in was.ips:
+            if ips.get(ip) == name:
+                del ips[ip]
+    if vm is not None:
+        if (vm.mac is not None and vm.mac in macs) or any(ip in ips for ip in vm.ips):
+            _check_identities(ctx, new)
+            return
+        if vm.mac is not None:
+            macs[vm.mac] = name
+        for ip in vm.ips:
+            ips.setdefault(ip, name)
+    object.__setattr__(new, "_identities", (macs, ips))
 
 
 STATE_KEYS = ("settings", "vms", "groups", "policies", "expectations", "revision")
@@ -357,16 +403,19 @@ def parse_state(doc: Any) -> State:
 
 
 def resolve_protection(state: State,
-                       ports: dict[str, set[tuple[str | None, int | None]]] | None = None
-                       ) -> State:
+                       ports: dict[str, set[tuple[str | None, int | None]]] | None = None,
+                       only: str | None = None) -> State:
     """Each VM's protection: its own setting, else its groups' (members, labels or an
     address in the group's cidrs; any group that protects wins), else the portgroups
     its ports are in (``ports``: VM -> {(bridge, vlan tag)} where it is seen; any that
-    protects wins), else the default."""
+    protects wins), else the default. ``only``: the one VM whose protection can have
+    changed (the others' stay as they are)."""
     by_group = [(g, set(group_members(state, name))) for name, g in state.groups.items()
                 if g.protected is not None]
-    vms = {}
-    for name, vm in state.vms.items():
+    vms = dict(state.vms)
+    changed = False
+    for name, vm in (state.vms.items() if only is None else
+                     [(only, state.vms[only])] if only in state.vms else []):
         says, by = vm.protected_set, "vm"
         if says is None:
             votes = {g.protected for g, members in by_group
@@ -383,16 +432,73 @@ def resolve_protection(state: State,
                 state.settings.default_protected
         if vm.protected != says or vm.protected_by != by:
             vm = dataclasses.replace(vm, protected=says, protected_by=by)
+            changed = True
         vms[name] = vm
-    return dataclasses.replace(state, vms=vms)
+    return dataclasses.replace(state, vms=vms) if changed else state
+
+
+_PARSERS = {"vms": parse_vm, "groups": parse_group, "policies": parse_policy}
+
+
+def replace_object(state: State, kind: str, name: str, body: Any) -> State:
+    """``state`` with one VM, group or policy (``kind`` is its section) written.
+
+    Validated exactly as ``parse_state`` would validate the whole document with that
+    one change (the object itself, then every cross-object check), without parsing
+    the other objects again: a one-object write costs that object. Raises
+    ValidationError.
+    """
+    ctx = _Ctx()
+    path = f"{kind}.{name}"
+    obj = _parse_cached(ctx, kind, path, name, body, _PARSERS[kind]) \
+        if _name(ctx, path, name) else None
+    if ctx.errors or obj is None:
+        raise ValidationError(ctx.errors or [FieldError(path, "invalid")])
+    section = dict(getattr(state, kind))
+    had = name in section
+    section[name] = obj
+    return _with_section(ctx, state, kind, name,
+                         section if had else dict(sorted(section.items())))
+
+
+def remove_object(state: State, kind: str, name: str) -> State:
+    """``state`` without one VM, group or policy, validated as ``replace_object``."""
+    section = dict(getattr(state, kind))
+    section.pop(name, None)
+    return _with_section(_Ctx(), state, kind, name, section)
+
+
+def _with_section(ctx: _Ctx, state: State, kind: str, name: str,
+                  section: dict[str, Any]) -> State:
+    # The other objects were valid on their own and with each other; what one change
+    # can break is what crosses objects from it: protection (a VM's own; every VM's
+    # when a group changes), references, shared addresses.
+    new = dataclasses.replace(state, **{kind: section})
+    if kind == "vms":
+        new = resolve_protection(new, only=name)
+    elif kind == "groups":
+        new = resolve_protection(new)
+    elif new.vms is state.vms and new.groups is state.groups:
+        # A policy: the same VMs and groups, the same memberships (kept per state).
+        memo = state.__dict__.get("_group_members")
+        if memo is not None:
+            object.__setattr__(new, "_group_members", memo)
+    if kind != "policies":
+        _check_members(ctx, new)
+    _check_policies(ctx, new)
+    if kind == "vms":
+        _check_identity(ctx, state, new, name)
+    expectations.check_references(ctx, new, new.expectations)
+    if ctx.errors:
+        raise ValidationError(ctx.errors)
+    return new
 
 
 def parse_object(kind: str, name: str, body: Any) -> Vm | Group | Policy:
     """Validate one VM, group or policy document (without cross-references)."""
     ctx = _Ctx()
     path = f"{kind}.{name}"
-    parse = {"vms": parse_vm, "groups": parse_group, "policies": parse_policy}[kind]
-    obj = parse(ctx, path, name, body) if _name(ctx, path, name) else None
+    obj = _PARSERS[kind](ctx, path, name, body) if _name(ctx, path, name) else None
     if ctx.errors or obj is None:
         raise ValidationError(ctx.errors or [FieldError(path, "invalid")])
     return obj

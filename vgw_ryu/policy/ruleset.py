@@ -50,11 +50,14 @@ def _all_members(state: State) -> dict[str, tuple[str, ...]]:
     selectors = [(g, tuple(grp.match_labels)) for g, grp in state.groups.items()
                  if grp.match_labels]
     if selectors:
+        # VMs by label (key, value): a selector is the intersection of its labels' sets.
+        by_label: dict[tuple[str, str], set[str]] = {}
         for vm_name, vm in state.vms.items():
-            labels = set(vm.labels)
-            for g, want in selectors:
-                if all(kv in labels for kv in want):
-                    names[g].add(vm_name)
+            for kv in vm.labels:
+                by_label.setdefault(kv, set()).add(vm_name)
+        for g, want in selectors:
+            sets = sorted((by_label.get(kv, set()) for kv in want), key=len)
+            names[g].update(sets[0].intersection(*sets[1:]))
     memo = {g: tuple(sorted(n)) for g, n in names.items()}
     object.__setattr__(state, "_group_members", memo)
     return memo
@@ -86,17 +89,41 @@ def resolve_peer(state: State, rule: Rule,
         if key not in memo:
             memo[key] = resolve_peer(state, rule)
         return memo[key]
+    if p.kind == "group":
+        return _group_nets(state, p.value, family)
     if p.kind == "cidr":
         nets = [ipaddress.ip_network(p.value)]
-    elif p.kind == "vm":
-        nets = vm_nets(state.vms[p.value])
     else:
-        nets = [n for m in group_members(state, p.value) for n in vm_nets(state.vms[m])]
-        nets += list(state.groups[p.value].resolved_cidrs())
-    if rule.protocol == "icmp":
-        nets = [n for n in nets if n.version == 4]
-    elif rule.protocol == "icmpv6":
-        nets = [n for n in nets if n.version == 6]
+        nets = vm_nets(state.vms[p.value])
+    return _family_sorted(nets, family)
+
+
+# A group's prefixes by (group, family): kept with the group object and its member VM
+# objects they came from, so the next state (one write later) reuses them unless the
+# group or one of its members changed. Objects are never mutated, so identity suffices.
+_GROUP_NETS: dict[tuple[str, int], tuple[object, tuple, tuple[IpNet, ...]]] = {}
+_GROUP_NETS_MAX = 20_000
+
+
+def _group_nets(state: State, group: str, family: int) -> tuple[IpNet, ...]:
+    grp = state.groups[group]
+    vms = tuple(state.vms[m] for m in _all_members(state)[group])
+    had = _GROUP_NETS.get((group, family))
+    if had is not None and had[0] is grp and len(had[1]) == len(vms) and \
+            all(a is b for a, b in zip(had[1], vms, strict=True)):
+        return had[2]
+    nets = [n for vm in vms for n in vm_nets(vm)] + list(grp.resolved_cidrs())
+    out = _family_sorted(nets, family)
+    if len(_GROUP_NETS) >= _GROUP_NETS_MAX:
+        _GROUP_NETS.clear()
+    _GROUP_NETS[(group, family)] = (grp, vms, out)
+    return out
+
+
+def _family_sorted(nets: list[IpNet], family: int) -> tuple[IpNet, ...]:
+    """Prefixes of one IP family (0: both), sorted, without duplicates."""
+    if family:
+        nets = [n for n in nets if n.version == family]
     return tuple(sorted(set(nets), key=lambda n: (n.version, n.network_address, n.prefixlen)))
 
 
@@ -122,7 +149,8 @@ def effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
     """For every VM, the ordered rules of all policies applied to it.
 
     Computed once per State (states are never mutated): a write's analysis, assertion
-    check and commit share it. Callers must not modify the answer.
+    check and commit share it. VMs under the same policies share one list object.
+    Callers must not modify the answer.
     """
     memo = state.__dict__.get("_effective")
     if memo is None:
@@ -132,18 +160,29 @@ def effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
 
 
 def _effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
-    out: dict[str, list[EffectiveRule]] = {name: [] for name in state.vms}
+    # VMs under the same policies get one shared, sorted list: the sort (and every
+    # reader that groups VMs by their list) costs once per distinct set of policies.
+    applied: dict[str, list[str]] = {name: [] for name in state.vms}
     members: dict[str, list[str]] = {}
+    for pname in state.policies:
+        for vm in applied_vms(state, pname, members):
+            applied[vm].append(pname)
     peers: dict = {}
+    by_policy: dict[str, list[EffectiveRule]] = {}
     for pname, pol in state.policies.items():
-        targets = applied_vms(state, pname, members)
         tier = state.settings.tier_of(pol.tier)
-        for rule in pol.rules:
-            eff = EffectiveRule(pname, rule, resolve_peer(state, rule, peers), tier)
-            for vm in targets:
-                out[vm].append(eff)
-    for rules in out.values():
-        rules.sort(key=EffectiveRule.sort_key)
+        by_policy[pname] = [EffectiveRule(pname, rule, resolve_peer(state, rule, peers), tier)
+                            for rule in pol.rules]
+    lists: dict[tuple[str, ...], list[EffectiveRule]] = {}
+    out: dict[str, list[EffectiveRule]] = {}
+    for vm, pnames in applied.items():
+        sig = tuple(pnames)
+        rules = lists.get(sig)
+        if rules is None:
+            rules = [eff for p in sig for eff in by_policy[p]]
+            rules.sort(key=EffectiveRule.sort_key)
+            lists[sig] = rules
+        out[vm] = rules
     return out
 
 

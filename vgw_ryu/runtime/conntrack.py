@@ -56,6 +56,8 @@ def plan(old: State, new: State, old_zones: dict[str, int]) -> FlushPlan:
     addrs: list[AddressFlush] = []
     for name, vm in sorted(old.vms.items()):
         after = new.vms.get(name)
+        if after is vm:
+            continue   # the very same object: nothing about it changed
         if vm.protected and name in old_zones:
             if after is None:
                 zones.append(ZoneFlush(old_zones[name], name, "vm deleted"))

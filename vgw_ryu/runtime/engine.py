@@ -20,7 +20,7 @@ from typing import Any
 from vgw_ryu.compiler import PortFacts, SwitchCompiler, SwitchFacts, is_uplink_name
 from vgw_ryu.pipeline.flows import Flow
 from vgw_ryu.policy.ids import Ids
-from vgw_ryu.policy.model import State, ValidationError, parse_state, state_doc
+from vgw_ryu.policy.model import State, ValidationError, objects_doc, parse_state, state_doc
 from vgw_ryu.policy.parse import resolve_protection
 from vgw_ryu.policy.ruleset import EffectiveRule, connection_limit, effective_rules
 from vgw_ryu.runtime import conntrack
@@ -121,9 +121,12 @@ class Engine:
 
     def replace_state(self, new: State, if_match: int | None = None,
                       extra: dict[str, str] | None = None,
-                      request_id: str | None = None) -> int:
+                      request_id: str | None = None,
+                      touched: dict[str, set[str]] | None = None) -> int:
         """Commit a validated state; returns the new revision (after the commit).
 
+        ``touched``: the only objects that differ from the state held, by section (a
+        one-object write stores those rows alone); None stores the whole state.
         Raises the store's StaleError when the database moved past the state this
         engine holds (another writer): ``refresh()`` and compute the write again.
         """
@@ -133,8 +136,9 @@ class Engine:
             ids.sync(new, self._local)
             # Zones first: a zone must be durable before any flow or row uses it.
             self.zone_file.save(ids.zone_doc())
-            rev = self.store.write(state_doc(new), ids.rule_numbers(), self.revision,
-                                   if_match, extra, request_id)
+            doc = state_doc(new) if touched is None else objects_doc(new, touched)
+            rev = self.store.write(doc, ids.rule_numbers(), self.revision, if_match, extra,
+                                   request_id, touched=touched)
             if rev == self.revision:
                 return rev
             self._adopt(new, ids, rev)

@@ -45,7 +45,8 @@ class MemoryStore:
 
     def write(self, doc: dict[str, Any], rules: dict[str, int], base: int,
               if_match: int | None = None, extra: dict[str, str] | None = None,
-              request_id: str | None = None, new_revision: int | None = None) -> int:
+              request_id: str | None = None, new_revision: int | None = None,
+              touched: dict[str, set[str]] | None = None) -> int:
         with self._lock:
             if request_id and request_id in self._requests:
                 return self._requests[request_id]
@@ -53,7 +54,17 @@ class MemoryStore:
                 raise ConflictError(if_match, self._revision)
             if base != self._revision:
                 raise StaleError(f"store at {self._revision}, write from {base}")
-            self._doc = copy.deepcopy(doc)
+            if touched is None:
+                self._doc = copy.deepcopy(doc)
+            else:   # only these objects; a name not in doc is deleted
+                for kind, names in touched.items():
+                    section = self._doc.setdefault(kind, {})
+                    for name in names:
+                        if name in doc.get(kind, {}):
+                            section[name] = copy.deepcopy(doc[kind][name])
+                        else:
+                            section.pop(name, None)
+                    self._doc[kind] = dict(sorted(section.items()))
             self._rules = dict(rules)
             self._revision = new_revision if new_revision is not None else base + 1
             self._meta.update(extra or {})

@@ -71,6 +71,26 @@ def _loads(text: str, what: str) -> Any:
         raise StoreError(f"{what} in the database is not JSON ({e})") from None
 
 
+def _object_rows(key: str, section: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+    """The wanted rows of one section (VM, Group, Policy), by name; a policy's rules
+    have their own rows."""
+    return {(name,): {"doc": _dumps({k: v for k, v in body.items() if k != "rules"}
+                                    if key == "policies" else body)}
+            for name, body in section.items()}
+
+
+def _rule_rows(policies: dict[str, Any], numbers: dict[str, int]
+               ) -> dict[tuple, dict[str, Any]]:
+    """The wanted Rule rows of these policies, by (policy, rule id)."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for pname, pol in policies.items():
+        for pos, rule in enumerate(pol.get("rules") or []):
+            rid = str(rule.get("id"))
+            out[(pname, rid)] = {"doc": _dumps(rule), "position": pos,
+                                 "number": numbers[f"{pname}/{rid}"]}
+    return out
+
+
 class OvsdbStore:
     """A replica of the policy database and the writes to it.
 
@@ -89,7 +109,11 @@ class OvsdbStore:
         helper = ovs.db.idl.SchemaHelper(location=str(SCHEMA_PATH))
         helper.register_all()
         self.idl = ovs.db.idl.Idl(remote, helper, leader_only=False)
+        for table in OBJECT_TABLES.values():
+            self.idl.index_create(table, "name").add_column("name")
+        self.idl.index_create("Rule", "policy").add_column("policy")
         self._seen_seqno = -1
+        self._requests_seen: tuple[int, dict[str, int]] = (-1, {})
         if connect:
             self.wait_connected(timeout)
 
@@ -201,14 +225,18 @@ class OvsdbStore:
     # --- writes ----------------------------------------------------------------------
     def write(self, doc: dict[str, Any], rules: dict[str, int], base: int,
               if_match: int | None = None, extra: dict[str, str] | None = None,
-              request_id: str | None = None, new_revision: int | None = None) -> int:
+              request_id: str | None = None, new_revision: int | None = None,
+              touched: dict[str, set[str]] | None = None) -> int:
         """Make the database hold ``doc`` (computed from revision ``base``); the new
         revision (``base + 1``, or ``new_revision`` for an import), after the server
         committed it.
 
-        Only rows that differ are written. Raises ConflictError (If-Match is stale),
-        StaleError (the database is past ``base``: recompute and call again),
-        StoreUnavailableError (no answer within the timeout) or StoreError.
+        Only rows that differ are written. ``touched`` (by section, the only objects
+        that changed): ``doc`` holds just those (a name absent is deleted) and only
+        their rows, and a policy's rules, are looked at; settings stay as they are.
+        Raises ConflictError (If-Match is stale), StaleError (the database is past
+        ``base``: recompute and call again), StoreUnavailableError (no answer within
+        the timeout) or StoreError.
         """
         request_id = request_id or uuid.uuid4().hex
         deadline = time.monotonic() + self.timeout
@@ -231,7 +259,7 @@ class OvsdbStore:
                     continue
                 new = new_revision if new_revision is not None else base + 1
                 status, txn = self._transact(doc, rules, base, new, extra or {},
-                                             request_id, deadline)
+                                             request_id, deadline, touched)
                 if status == ovs.db.idl.Transaction.SUCCESS:
                     return new
                 if status == ovs.db.idl.Transaction.UNCHANGED:
@@ -260,51 +288,79 @@ class OvsdbStore:
         return int(g.revision) if g is not None else 0
 
     def _committed(self, request_id: str) -> int | None:
-        g = self._global()
-        return dict(g.requests).get(request_id) if g is not None else None
+        return self._requests().get(request_id)
+
+    def _requests(self) -> dict[str, int]:
+        """Global.requests as the replica holds it, converted once per replica change
+        (reading an IDL map column converts all of it)."""
+        seqno = self.idl.change_seqno
+        if self._requests_seen[0] != seqno:
+            g = self._global()
+            self._requests_seen = (seqno, dict(g.requests) if g is not None else {})
+        return self._requests_seen[1]
 
     def _transact(self, doc: dict[str, Any], rules: dict[str, int], base: int, new: int,
-                  extra: dict[str, str], request_id: str, deadline: float
-                  ) -> tuple[int, Any]:
+                  extra: dict[str, str], request_id: str, deadline: float,
+                  touched: dict[str, set[str]] | None = None) -> tuple[int, Any]:
         txn = ovs.db.idl.Transaction(self.idl)
         txn.add_comment(f"vgw_ryu revision {new} request {request_id}")
         g = self._global()
-        if g is None:
+        first = g is None
+        if first:
             g = txn.insert(self.idl.tables["Global"])
             g.settings = "{}"
             g.expectations = ""
-            g.requests = {}
+            g.requests = {request_id: new}
             g.meta = {}
         else:
             g.verify("revision")
         g.revision = new
+        if not first:
+            # Mutations, not the whole map: the request ids written and dropped.
+            g.setkey("requests", request_id, new)
+            held = self._requests()
+            if len(held) >= KEEP_REQUESTS:
+                for rid, _ in sorted(held.items(), key=lambda kv: kv[1])[
+                        :len(held) + 1 - KEEP_REQUESTS]:
+                    g.delkey("requests", rid)
+        if extra:
+            g.meta = {**dict(g.meta), **extra}
+        if touched is not None:
+            self._write_objects(txn, doc, rules, touched)
+            return self._commit(txn, deadline), txn
         settings = _dumps(doc.get("settings") or {})
         if g.settings != settings:
             g.settings = settings
         expectations = _dumps(doc["expectations"]) if doc.get("expectations") else ""
         if g.expectations != expectations:
             g.expectations = expectations
-        requests = dict(g.requests)
-        requests[request_id] = new
-        if len(requests) > KEEP_REQUESTS:
-            requests = dict(sorted(requests.items(), key=lambda kv: kv[1])[-KEEP_REQUESTS:])
-        g.requests = requests
-        if extra:
-            g.meta = {**dict(g.meta), **extra}
         for key, table in OBJECT_TABLES.items():
-            wanted = {name: _dumps({k: v for k, v in body.items() if k != "rules"}
-                                   if key == "policies" else body)
-                      for name, body in (doc.get(key) or {}).items()}
-            self._sync_rows(txn, table, ("name",), {(n,): {"doc": d}
-                                                   for n, d in wanted.items()})
-        wanted_rules: dict[tuple, dict[str, Any]] = {}
-        for pname, pol in (doc.get("policies") or {}).items():
-            for pos, rule in enumerate(pol.get("rules") or []):
-                rid = str(rule.get("id"))
-                wanted_rules[(pname, rid)] = {"doc": _dumps(rule), "position": pos,
-                                              "number": rules[f"{pname}/{rid}"]}
-        self._sync_rows(txn, "Rule", ("policy", "rule_id"), wanted_rules)
+            self._sync_rows(txn, table, ("name",), _object_rows(key, doc.get(key) or {}))
+        self._sync_rows(txn, "Rule", ("policy", "rule_id"),
+                        _rule_rows(doc.get("policies") or {}, rules))
         return self._commit(txn, deadline), txn
+
+    def _write_objects(self, txn: Any, doc: dict[str, Any], rules: dict[str, int],
+                       touched: dict[str, set[str]]) -> None:
+        # Found through the IDL's indexes: a one-object write looks at its own rows,
+        # not at every row of the table.
+        for key, names in touched.items():
+            table = OBJECT_TABLES[key]
+            section = {n: b for n, b in (doc.get(key) or {}).items() if n in names}
+            for name in names:
+                self._sync_rows(txn, table, ("name",),
+                                _object_rows(key, {name: section[name]} if name in section
+                                             else {}),
+                                self._indexed(table, "name", name))
+                if key == "policies":
+                    self._sync_rows(txn, "Rule", ("policy", "rule_id"),
+                                    _rule_rows({name: section[name]} if name in section
+                                               else {}, rules),
+                                    self._indexed("Rule", "policy", name))
+
+    def _indexed(self, table: str, column: str, value: str) -> list[Any]:
+        rows = self.idl.tables[table].rows
+        return list(rows.indexes[column].irange(*[rows.IndexEntry(**{column: value})] * 2))
 
     def _commit(self, txn: Any, deadline: float) -> int:
         """Commit and wait for the answer; INCOMPLETE (aborted) at the deadline."""
@@ -319,10 +375,12 @@ class OvsdbStore:
         return status
 
     def _sync_rows(self, txn: Any, table: str, keys: tuple[str, ...],
-                   wanted: dict[tuple, dict[str, Any]]) -> None:
-        """Insert, update (only changed columns) and delete rows of ``table``."""
+                   wanted: dict[tuple, dict[str, Any]], rows: list[Any] | None = None
+                   ) -> None:
+        """Insert, update (only changed columns) and delete rows of ``table`` (of
+        ``rows``, when given: the only ones ``wanted`` is about)."""
         have = {tuple(getattr(r, k) for k in keys): r
-                for r in self.idl.tables[table].rows.values()}
+                for r in (self.idl.tables[table].rows.values() if rows is None else rows)}
         for key, row in list(have.items()):
             if key not in wanted:
                 row.delete()

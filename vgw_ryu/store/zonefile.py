@@ -55,7 +55,7 @@ class ZoneFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.path.parent)
             with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, sort_keys=True)
+                f.write(json.dumps(doc, sort_keys=True))   # the C encoder; dump() is not
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
