@@ -161,6 +161,36 @@ def _value_text(name: str, v: MatchValue) -> str:
     return v
 
 
+# A switch's flows repeat a few thousand match items and actions many times over: each
+# is rendered once (the text is a pure function of the frozen value).
+_TEXTS: dict[Any, str] = {}
+_TEXTS_MAX = 200_000
+
+
+def _item_text(kv: tuple[str, MatchValue]) -> str:
+    text = _TEXTS.get(kv)
+    if text is None:
+        k, v = kv
+        text = f"{OFCTL_NAME.get(k, k)}={_value_text(k, v)}"
+        _remember(kv, text)
+    return text
+
+
+def _action_text(a: Action) -> str:
+    key = (type(a), a)
+    text = _TEXTS.get(key)
+    if text is None:
+        text = a.text()
+        _remember(key, text)
+    return text
+
+
+def _remember(key: Any, text: str) -> None:
+    if len(_TEXTS) >= _TEXTS_MAX:
+        _TEXTS.clear()
+    _TEXTS[key] = text
+
+
 @dataclass(frozen=True)
 class Flow:
     """One OpenFlow flow: table, priority, match, actions and its owner for the cookie."""
@@ -192,10 +222,10 @@ class Flow:
         acts = []
         if self.meter is not None:
             acts.append(f"meter:{self.meter}")
-        acts += [a.text() for a in self.actions]
+        acts += [_action_text(a) for a in self.actions]
         if self.goto is not None:
             acts.append(f"goto_table:{self.goto}")
-        match = ",".join(f"{OFCTL_NAME.get(k, k)}={_value_text(k, v)}" for k, v in self.match)
+        match = ",".join([_item_text(kv) for kv in self.match])
         head = f"table={self.table},priority={self.priority}"
         return f"{head},{match} actions={','.join(acts) or 'drop'}" if match else \
             f"{head} actions={','.join(acts) or 'drop'}"

@@ -16,7 +16,10 @@ import ovs.jsonrpc
 import ovs.poller
 import ovs.stream
 
+from vgw_ryu.store import fastjson
+
 LOG = logging.getLogger("vgw_ryu.runtime.ports")
+fastjson.install()   # the port replica's updates parsed at C speed too
 COLUMNS = {
     "Bridge": ["name", "datapath_id", "ports"],
     "Port": ["name", "interfaces", "tag"],
