@@ -39,10 +39,12 @@ __all__ = ["KINDS", "MAX_BODY", "READ_ONLY", "Api", "ApiError", "Backend", "Requ
 
 def _changed(old: model.State, new: model.State, touched: dict[str, set[str]] | None
              ) -> bool:
-    """Whether a write changes anything: its own objects' documents, or (touched None)
-    the whole state's."""
+    """Whether a write changes anything: the documents of the objects it touches, or
+    (touched None: settings or assertions changed too) the whole state's."""
     if touched is None:
         return model.state_doc(new) != model.state_doc(old)
+    if not touched:
+        return False
     return any(model.object_doc(kind, getattr(old, kind).get(n)) !=
                model.object_doc(kind, getattr(new, kind).get(n))
                for kind, names in touched.items() for n in names)
@@ -193,6 +195,9 @@ class Api:
             raise ApiError(400, "invalid", str(e), e.field) from None
         if rev is not None and rev != snap.revision:
             raise ApiError(409, "conflict", str(ConflictError(rev, snap.revision)), where)
+        if touched is None:
+            # A whole-state write stores only what differs (None: settings too).
+            touched = model.changed_objects(snap.state, new)
         changed = _changed(snap.state, new, touched)
         warnings = analyze(new) if changed or mode.preview else []
         if mode.preview:

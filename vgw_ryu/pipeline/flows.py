@@ -29,6 +29,10 @@ FIELD_ORDER = (
     "icmpv4_code", "icmpv6_type", "icmpv6_code", "ipv6_nd_target",
 )
 _ORDER = {f: i for i, f in enumerate(FIELD_ORDER)}
+
+
+def _field_rank(kv: tuple[str, Any]) -> int:
+    return _ORDER[kv[0]]
 HEX_FIELDS = {"reg0", "reg4", "reg5", "reg6", "ct_mark", "eth_type", "conj_id", "tcp_dst",
               "udp_dst"}
 
@@ -177,11 +181,11 @@ def _item_text(kv: tuple[str, MatchValue]) -> str:
 
 
 def _action_text(a: Action) -> str:
-    key = (type(a), a)
-    text = _TEXTS.get(key)
+    # Kept on the (frozen) action itself: hashing a dataclass costs more than a lookup.
+    text = a.__dict__.get("_text")
     if text is None:
         text = a.text()
-        _remember(key, text)
+        object.__setattr__(a, "_text", text)
     return text
 
 
@@ -211,7 +215,8 @@ class Flow:
     def make(table: int, priority: int, match: dict[str, MatchValue],
              actions: list[Action] | tuple[Action, ...] = (), *, goto: int | None = None,
              meter: int | None = None, kind: int = KIND_INFRA, owner: int = 0) -> Flow:
-        m = tuple(sorted(match.items(), key=lambda kv: _ORDER[kv[0]]))
+        m = tuple(sorted(match.items(), key=_field_rank)) if len(match) > 1 else \
+            tuple(match.items())
         f = Flow(table, priority, m, tuple(actions), goto, meter, kind, owner)
         body = f._render()
         object.__setattr__(f, "_body", body)

@@ -94,3 +94,17 @@ def objects_doc(state: State, touched: dict[str, set[str]]) -> dict[str, Any]:
     return {kind: {n: _OBJECT_DOCS[kind](getattr(state, kind)[n]) for n in sorted(names)
                    if n in getattr(state, kind)}
             for kind, names in touched.items()}
+
+
+def changed_objects(old: State, new: State) -> dict[str, set[str]] | None:
+    """The VMs, groups and policies that differ between two states, by section (what
+    a store must write), or None when settings or assertions differ too."""
+    if new.settings != old.settings or new.expectations != old.expectations:
+        return None
+    out: dict[str, set[str]] = {}
+    for kind in _OBJECT_DOCS:
+        a, b = getattr(old, kind), getattr(new, kind)
+        names = {n for n in a.keys() | b.keys() if a.get(n) != b.get(n)}
+        if names:
+            out[kind] = names
+    return out

@@ -14,6 +14,7 @@ This module is the policy model's one import point; the code lives in
 from __future__ import annotations
 
 from vgw_ryu.policy.docs import (
+    changed_objects,
     group_doc,
     object_doc,
     objects_doc,
@@ -95,6 +96,7 @@ __all__ = [
     "State",
     "ValidationError",
     "Vm",
+    "changed_objects",
     "check_references",
     "group_doc",
     "object_doc",
