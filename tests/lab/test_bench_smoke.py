@@ -26,8 +26,15 @@ def test_bench_smoke(ovs, tmp_path):
     assert passes["A"] == 1 and passes["S"] < 1.2 < passes["B1"] < 2.2 < passes["B"], passes
     assert e["ratios"]["C/B throughput"] < 0.5
     assert min(e["slow_path_packets_through_controller"]) > 1000
-    assert r["scale"]["sizes"][0]["flows"] > 0 and r["scale"]["change"]["changes"] == 3
+    sc = r["scale"]
+    assert sc["sizes"][0]["flows"] > 0 and sc["change"]["changes"] == 3
+    # Rule changes at every size; each write's REST answer next to its enforcement.
+    assert [row["change"]["changes"] for row in sc["sizes"]] == [3, 3]
+    assert sc["sizes"][-1]["change"] == sc["change"]
+    for w in (*(row["change"] for row in sc["sizes"]), sc["vm_add"]):
+        assert 0 < w["rest_p50_ms"] <= w["rest_p99_ms"] and 0 < w["p50_ms"] <= w["p99_ms"], w
     assert r["isolation"]["flooded_gbps"]["median"] > 0
-    assert (tmp_path / "smoke.md").read_text().startswith("Measured")
+    md = (tmp_path / "smoke.md").read_text()
+    assert md.startswith("Measured") and "REST answer p50 / p99" in md
     png = (tmp_path / "smoke.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
