@@ -9,7 +9,9 @@ the interfaces with their OpenFlow port number, type and external_ids. No Ryu he
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import ovs.db.idl
 import ovs.jsonrpc
@@ -54,6 +56,25 @@ def _get_schema(remote: str, timeout_ms: int = 5000) -> dict:
         rpc.close()
 
 
+def _bridge_row(br: Any) -> tuple:
+    dpid = (br.datapath_id or [None])[0] if isinstance(br.datapath_id, list) \
+        else br.datapath_id
+    return br.name, dpid, tuple(p.uuid for p in br.ports)
+
+
+def _port_row(port: Any) -> tuple:
+    tag = port.tag[0] if isinstance(port.tag, list) and port.tag else (
+        port.tag if isinstance(port.tag, int) else None)
+    return tag, tuple(i.uuid for i in port.interfaces)
+
+
+def _iface_row(iface: Any) -> tuple:
+    ofport = iface.ofport[0] if isinstance(iface.ofport, list) and iface.ofport \
+        else iface.ofport
+    return (iface.name, ofport if isinstance(ofport, int) else -1, iface.type or "",
+            dict(iface.external_ids))
+
+
 class PortDirectory:
     """A live view of the switches' interfaces; call ``poll()`` often (non-blocking)."""
 
@@ -64,6 +85,10 @@ class PortDirectory:
             helper.register_columns(table, cols)
         self.idl = ovs.db.idl.Idl(remote, helper)
         self._seqno = -1
+        # What bridges() read from each row, by row uuid, until the row changes: reading
+        # an IDL column converts it, and a port plugged must not cost every port again.
+        self._rows: dict[Any, tuple] = {}
+        self.idl.notify = self._row_changed
 
     def poll(self) -> bool:
         """Process what OVSDB sent; True when the replica changed since the last call."""
@@ -84,25 +109,37 @@ class PortDirectory:
             poller_deadline -= 100
         return self.idl.has_ever_connected()
 
+    def _row_changed(self, event: str, row: Any, updates: Any = None) -> None:
+        self._rows.pop(row.uuid, None)
+
+    def _read(self, row: Any, read: Callable[[Any], tuple]) -> tuple:
+        got = self._rows.get(row.uuid)
+        if got is None:
+            got = self._rows[row.uuid] = read(row)
+        return got
+
     def bridges(self) -> dict[int, list[Iface]]:
         """datapath id -> interfaces with an OpenFlow port number."""
         out: dict[int, list[Iface]] = {}
+        port_rows = self.idl.tables["Port"].rows
+        iface_rows = self.idl.tables["Interface"].rows
         for br in self.idl.tables["Bridge"].rows.values():
-            dpid_text = (br.datapath_id or [None])[0] if isinstance(br.datapath_id, list) \
-                else br.datapath_id
+            name, dpid_text, port_ids = self._read(br, _bridge_row)
             if not dpid_text:
                 continue
             ifaces = []
-            for port in br.ports:
-                tag = port.tag[0] if isinstance(port.tag, list) and port.tag else (
-                    port.tag if isinstance(port.tag, int) else None)
-                for iface in port.interfaces:
-                    ofport = iface.ofport[0] if isinstance(iface.ofport, list) and iface.ofport \
-                        else iface.ofport
-                    if not isinstance(ofport, int) or ofport <= 0:
+            for pid in port_ids:
+                port = port_rows.get(pid)
+                if port is None:
+                    continue
+                tag, iface_ids = self._read(port, _port_row)
+                for iid in iface_ids:
+                    iface = iface_rows.get(iid)
+                    if iface is None:
                         continue
-                    ifaces.append(Iface(iface.name, ofport, iface.type or "",
-                                        dict(iface.external_ids), br.name, tag))
+                    iname, ofport, itype, ext = self._read(iface, _iface_row)
+                    if ofport > 0:
+                        ifaces.append(Iface(iname, ofport, itype, ext, name, tag))
             out[int(dpid_text, 16)] = sorted(ifaces, key=lambda i: i.ofport)
         return out
 
