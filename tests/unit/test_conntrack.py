@@ -93,3 +93,13 @@ def test_messages_skip_zones_flushed_whole_and_cover_both_directions():
     assert (ct.NXT_CT_FLUSH, ct.flush_tuple_body(3, dst=IP("10.0.0.10"))) in \
         [(m[0], m[1]) for m in tuple_msgs]
     assert all("zone 1 " not in m[2] for m in tuple_msgs)
+
+
+def test_messages_made_as_sent_are_the_plans_messages_and_counted_up_front():
+    p = ct.plan(_state({"a": A, "b": B}), _state({"b": B}), {"a": 1, "b": 2})
+    zones = set(range(1, 40))
+    made = ct.iter_messages(p, zones)
+    assert not isinstance(made, list)          # a generator: nothing held at once
+    made = list(made)
+    assert made == [(sub, body) for sub, body, _ in ct.messages(p, zones)]
+    assert ct.message_count(p, zones) == len(made) == 1 + 2 * 2 * 38

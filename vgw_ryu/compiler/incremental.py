@@ -40,7 +40,7 @@ from vgw_ryu.compiler.rules import (
 )
 from vgw_ryu.compiler.switch import build_ports, compile_switch
 from vgw_ryu.compiler.vm import build_vm
-from vgw_ryu.pipeline.flows import Conjunction, Flow
+from vgw_ryu.pipeline.flows import Conjunction, Flow, conjunction
 from vgw_ryu.pipeline.tables import T
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State
@@ -258,14 +258,14 @@ class SwitchCompiler:
                     ck = clause_key(prio, match, table)
                     had = rest.get(ck)
                     rest[ck] = (match, (had[1] if had else frozenset())
-                                | {Conjunction(number, i, n)})
+                                | {conjunction(number, i, n)})
             old_rest = old.rest if old is not None else {}
             for ck in old_rest.keys() | rest.keys():
                 mine = rest.get(ck)
                 if old_rest.get(ck) != mine:
                     self._use(ck, number, table, prio, mine)
         place = (table, prio, n, number, eff.rule.stateful, eff.rule.direction)
-        first = frozenset({Conjunction(number, 1, n)})
+        first = frozenset({conjunction(number, 1, n)})
         if old is not None and old.place == place:
             # Only the zones that came or went change their clause flows.
             had, now = set(old.zones), set(zones)

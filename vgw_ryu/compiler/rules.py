@@ -11,7 +11,7 @@ from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a 
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_PEER, KIND_RULE, KIND_VM
 from vgw_ryu.pipeline.ctstate import ct_state
-from vgw_ryu.pipeline.flows import Conjunction, Resubmit
+from vgw_ryu.pipeline.flows import Resubmit, conjunction
 from vgw_ryu.pipeline.tables import T, tier_table
 from vgw_ryu.policy.model import IpNet, proto_number
 from vgw_ryu.policy.ruleset import ACTION_RANK, EffectiveRule
@@ -162,6 +162,6 @@ def build_rule(b: FlowSet, eff: EffectiveRule, number: int, zones: list[int]) ->
     # rules or *_ct, clause 1: the VMs the rule applies to, in the stage of its direction.
     for i, clause in enumerate([[zone_match(eff, z) for z in zones], *rest], 1):
         for match in clause:
-            b.add_conj(prio, match, Conjunction(number, i, n), *clause_owner(i, match),
+            b.add_conj(prio, match, conjunction(number, i, n), *clause_owner(i, match),
                        table=table)
     build_decision(b, eff, number)

@@ -31,7 +31,7 @@ from vgw_ryu.pipeline import fields as F  # noqa: N812 - F.<field> reads like a 
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
 from vgw_ryu.pipeline.cookies import KIND_VM
 from vgw_ryu.pipeline.ctstate import ct_state
-from vgw_ryu.pipeline.flows import Controller, Ct, CtClear, Resubmit
+from vgw_ryu.pipeline.flows import CT_CLEAR, Controller, Ct, Resubmit
 from vgw_ryu.pipeline.tables import PUNT_BY_PURPOSE, log_meter
 from vgw_ryu.policy.model import Vm
 
@@ -114,7 +114,7 @@ def build_address_pairs(b: FlowSet, vm: Vm, p: int, mac: str | None, own: dict) 
             # ingress_classify: traffic to the pair's own MAC is this VM's too.
             for eth in IP_FAMILIES:
                 b.add("ingress_classify", P.INGRESS_VM, {"eth_dst": pair.mac, "eth_type": eth},
-                      [F.ZONE.load(own["owner"]), F.OUT_PORT.load(p), CtClear()],
+                      [F.ZONE.load(own["owner"]), F.OUT_PORT.load(p), CT_CLEAR],
                       goto="ingress_ct", **own)
 
 
@@ -185,7 +185,7 @@ def build_vm(b: FlowSet, vm: Vm, port: PortFacts, zone: int, log: str = "none") 
     # ct_clear drops the egress stage's conntrack state, which is another zone's.
     for eth in IP_FAMILIES:
         b.add("ingress_classify", P.INGRESS_VM, {"eth_dst": mac, "eth_type": eth},
-              [F.ZONE.load(zone), F.OUT_PORT.load(p), CtClear()], goto="ingress_ct", **own)
+              [F.ZONE.load(zone), F.OUT_PORT.load(p), CT_CLEAR], goto="ingress_ct", **own)
     # ingress_classify: ND to it is forwarded untracked.
     for icmp_type in UNTRACKED_ND:
         b.add("ingress_classify", P.INGRESS_ND, {"eth_dst": mac, "eth_type": ETH_IPV6,

@@ -7,6 +7,7 @@ app turns the same objects into OpenFlow messages (vgw_ryu.ryuapp.ofencode). No 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,12 +129,22 @@ class Conjunction:
         return f"conjunction({self.id},{self.clause}/{self.n_clauses})"
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def conjunction(id: int, clause: int, n_clauses: int) -> Conjunction:
+    """A shared Conjunction action: a switch's clause flows name each (rule, clause) many
+    times, and one object renders its text once."""
+    return Conjunction(id, clause, n_clauses)
+
+
 @dataclass(frozen=True)
 class OutputReg:
     reg: str
 
     def text(self) -> str:
         return f"output:{_nxm(self.reg)}[]"
+
+
+CT_CLEAR = CtClear()
 
 
 @dataclass(frozen=True)

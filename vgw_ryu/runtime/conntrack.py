@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from vgw_ryu.policy.model import IpAddr, State
@@ -113,6 +114,26 @@ def flush_tuple_body(zone: int, src: IpAddr | None = None, dst: IpAddr | None = 
     body = head + (_nested(_CT_ORIG_DIRECTION, fields) if fields else b"")
     # OpenFlow gives 16-bit property values a length of 8: two bytes of pad inside.
     return body + _prop(_CT_ZONE_ID, struct.pack("!H2x", zone))
+
+
+def iter_messages(flush: FlushPlan, all_zones: set[int]) -> Iterator[tuple[int, bytes]]:
+    """(Nicira subtype, body) of every message the plan needs on a switch, made as they
+    are sent: an address flush runs in every zone, so deleting hundreds of VMs among
+    thousands of zones is millions of messages, never to be held at once."""
+    whole = {z.zone for z in flush.zones}
+    for z in flush.zones:
+        yield NXT_CT_FLUSH_ZONE, flush_zone_body(z.zone)
+    zones = sorted(all_zones - whole)
+    for a in flush.addresses:
+        for zone in zones:
+            yield NXT_CT_FLUSH, flush_tuple_body(zone, src=a.addr)
+            yield NXT_CT_FLUSH, flush_tuple_body(zone, dst=a.addr)
+
+
+def message_count(flush: FlushPlan, all_zones: set[int]) -> int:
+    """How many messages ``iter_messages`` makes for the plan."""
+    return len(flush.zones) + 2 * len(flush.addresses) * len(
+        all_zones - {z.zone for z in flush.zones})
 
 
 def messages(flush: FlushPlan, all_zones: set[int]) -> list[tuple[int, bytes, str]]:

@@ -39,6 +39,7 @@ BATCH_MAX = 0.01
 # (or, under endless churn, between syncs once GC_MAX_DEFER passed), and what survives
 # them (flows, state: long-lived) is frozen out of the next ones' way, all of it thawed
 # for one collection every GC_THAW seconds so no garbage stays frozen for good.
+FLUSH_CHUNK = 2000   # connection-table flush messages per barrier
 GC_IDLE = 1.0
 GC_MAX_DEFER = 30.0
 GC_THAW = 600.0
@@ -167,11 +168,22 @@ class Syncer:
             self.engine.return_flushes(owed)   # nobody to flush yet; zones stay held
             return
         for plan, in_use in owed:
-            msgs = conntrack.messages(plan, in_use)
+            count = conntrack.message_count(plan, in_use)
+            if count > 10 * FLUSH_CHUNK:
+                LOG.warning("conntrack flush of %d zone(s) and %d address(es) in %d zone(s): "
+                            "%d messages per switch; flows wait until it is done",
+                            len(plan.zones), len(plan.addresses), len(in_use), count)
             try:
                 for dp in dps:
-                    self.io.send_and_confirm(
-                        dp, [ofencode.nicira(dp, sub, body) for sub, body, _ in msgs])
+                    # In chunks, each confirmed: memory stays small and the switch
+                    # (and this controller's other work) keeps up with a big plan.
+                    chunk: list = []
+                    for sub, body in conntrack.iter_messages(plan, in_use):
+                        chunk.append(ofencode.nicira(dp, sub, body))
+                        if len(chunk) >= FLUSH_CHUNK:
+                            self.io.send_and_confirm(dp, chunk)
+                            chunk = []
+                    self.io.send_and_confirm(dp, chunk)
             except Exception:
                 LOG.exception("conntrack flush failed; retrying")
                 self.engine.return_flushes([(plan, in_use)])
