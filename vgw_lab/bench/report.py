@@ -141,7 +141,8 @@ def writes_table(s: dict[str, Any]) -> list[str]:
     lines += ["", "REST answer: from the request sent to its answer read, one object "
                   "written. Enforced: from the answer until `ofproto/trace` on the VMs' "
                   f"bridge shows the connection the write allows committed by both stages"
-                  f"{how}. Target p99 <= 100 ms."]
+                  f"{how}. Targets at 1,000 VMs: enforced p99 <= 50 ms, REST answer p99 "
+                  "<= 20 ms."]
     return lines
 
 

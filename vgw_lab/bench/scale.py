@@ -171,6 +171,16 @@ def run_scale(sizes: list[int], changes: int, per_bridge: int, work: Path) -> di
     bridges: list[netlab.Bridge] = []
     try:
         for n in sizes:
+            if bridges:
+                # Each size starts from no VMs. Replacing the last size's VMs in one write
+                # would flush every removed address in every zone in use (250 addresses x
+                # 5,250 zones x 2 directions is 2.6 million flush messages per switch;
+                # see README, Performance); what this section measures is programming.
+                status, body = ctl.request("PUT", "/v1/state", {"vms": {}}, timeout=300)
+                assert status == 200, body
+                netlab.wait_until(lambda rev=body["revision"]: all(
+                    s["applied_revision"] == rev for s in ctl.get("/v1/switches")[1]["switches"]),
+                    timeout=300, interval=0.1, what="the previous size's VMs removed")
             for br in bridges:
                 netlab.sh("ovs-vsctl", "--timeout=600", "--if-exists", "del-br", br.name,
                           check=False, timeout=600)
