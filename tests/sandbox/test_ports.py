@@ -40,6 +40,7 @@ def test_the_directory_follows_changes_as_a_fresh_replica_sees_them(bridges):
     pd = PortDirectory(OVSDB)
     try:
         assert pd.wait_ready()
+        assert pd.datapath_types()[dpid] == "netdev"   # the lab bridges' datapath
         ports = [f"{br.name[-6:]}p{i}"[:15] for i in range(3)]
         cmd = ["ovs-vsctl"]
         for i, p in enumerate(ports):

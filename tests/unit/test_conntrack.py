@@ -103,3 +103,9 @@ def test_messages_made_as_sent_are_the_plans_messages_and_counted_up_front():
     made = list(made)
     assert made == [(sub, body) for sub, body, _ in ct.messages(p, zones)]
     assert ct.message_count(p, zones) == len(made) == 1 + 2 * 2 * 38
+
+
+def test_a_flush_goes_to_one_switch_per_datapath_and_to_every_unknown_one():
+    types = {1: "netdev", 2: "netdev", 3: "system", 5: "netdev", 6: "system"}
+    assert ct.one_per_datapath([2, 1, 4, 3, 5, 6, 7], types) == [2, 4, 3, 7]
+    assert ct.one_per_datapath([], types) == []

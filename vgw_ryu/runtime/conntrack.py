@@ -130,6 +130,20 @@ def iter_messages(flush: FlushPlan, all_zones: set[int]) -> Iterator[tuple[int, 
             yield NXT_CT_FLUSH, flush_tuple_body(zone, dst=a.addr)
 
 
+def one_per_datapath(dpids: list[int], types: dict[int, str]) -> list[int]:
+    """The switches a flush goes to: one per datapath type (``types``: dpid -> type),
+    since the bridges of one type share one datapath and its connection table; a switch
+    of unknown type goes on its own. In the order given."""
+    out, seen = [], set()
+    for dpid in dpids:
+        kind = types.get(dpid)
+        if kind is None or kind not in seen:
+            out.append(dpid)
+            if kind is not None:
+                seen.add(kind)
+    return out
+
+
 def message_count(flush: FlushPlan, all_zones: set[int]) -> int:
     """How many messages ``iter_messages`` makes for the plan."""
     return len(flush.zones) + 2 * len(flush.addresses) * len(

@@ -23,7 +23,7 @@ from vgw_ryu.store import fastjson
 LOG = logging.getLogger("vgw_ryu.runtime.ports")
 fastjson.install()   # the port replica's updates parsed at C speed too
 COLUMNS = {
-    "Bridge": ["name", "datapath_id", "ports"],
+    "Bridge": ["name", "datapath_id", "ports", "datapath_type"],
     "Port": ["name", "interfaces", "tag"],
     "Interface": ["name", "ofport", "type", "external_ids"],
 }
@@ -59,7 +59,8 @@ def _get_schema(remote: str, timeout_ms: int = 5000) -> dict:
 def _bridge_row(br: Any) -> tuple:
     dpid = (br.datapath_id or [None])[0] if isinstance(br.datapath_id, list) \
         else br.datapath_id
-    return br.name, dpid, tuple(p.uuid for p in br.ports)
+    # An empty datapath_type is the default, "system".
+    return br.name, dpid, tuple(p.uuid for p in br.ports), br.datapath_type or "system"
 
 
 def _port_row(port: Any) -> tuple:
@@ -124,7 +125,7 @@ class PortDirectory:
         port_rows = self.idl.tables["Port"].rows
         iface_rows = self.idl.tables["Interface"].rows
         for br in self.idl.tables["Bridge"].rows.values():
-            name, dpid_text, port_ids = self._read(br, _bridge_row)
+            name, dpid_text, port_ids, _ = self._read(br, _bridge_row)
             if not dpid_text:
                 continue
             ifaces = []
@@ -141,6 +142,16 @@ class PortDirectory:
                     if ofport > 0:
                         ifaces.append(Iface(iname, ofport, itype, ext, name, tag))
             out[int(dpid_text, 16)] = sorted(ifaces, key=lambda i: i.ofport)
+        return out
+
+    def datapath_types(self) -> dict[int, str]:
+        """datapath id -> its datapath type (``system``, ``netdev``): bridges of one type
+        share one datapath, and so one connection table."""
+        out = {}
+        for br in self.idl.tables["Bridge"].rows.values():
+            _, dpid_text, _, dp_type = self._read(br, _bridge_row)
+            if dpid_text:
+                out[int(dpid_text, 16)] = dp_type
         return out
 
     def bridge_names(self) -> dict[int, str]:

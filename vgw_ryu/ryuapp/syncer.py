@@ -167,6 +167,10 @@ class Syncer:
         if not dps:
             self.engine.return_flushes(owed)   # nobody to flush yet; zones stay held
             return
+        ports = self.ports()
+        if ports is not None and ports.idl.has_ever_connected():
+            types = ports.datapath_types()
+            dps = [self.dps[d] for d in conntrack.one_per_datapath(list(self.dps), types)]
         for plan, in_use in owed:
             count = conntrack.message_count(plan, in_use)
             if count > 10 * FLUSH_CHUNK:
