@@ -205,15 +205,23 @@ class SwitchCompiler:
         """Each rule once, with the zones of the local VMs it applies to."""
         # VMs with the same policies share one list of rule objects' identities: the
         # rule -> zones grouping costs one pass per distinct list, not per VM and rule.
-        lists: dict[tuple[int, ...], tuple[list[EffectiveRule], list[int]]] = {}
+        # (Most VMs share one list object: grouped by it first, then by identities.)
+        by_list: dict[int, tuple[list[EffectiveRule], list[int]]] = {}
         for name, zone in local:
             rules = effective[name]
+            seen = by_list.get(id(rules))
+            if seen is None:
+                by_list[id(rules)] = (rules, [zone])
+            else:
+                seen[1].append(zone)
+        lists: dict[tuple[int, ...], tuple[list[EffectiveRule], list[int]]] = {}
+        for rules, zones_of in by_list.values():
             sig = tuple(map(id, rules))
             seen = lists.get(sig)
             if seen is None:
-                lists[sig] = (rules, [zone])
+                lists[sig] = (rules, zones_of)
             else:
-                seen[1].append(zone)
+                seen[1].extend(zones_of)
         by_rule: dict[RuleKey, tuple[EffectiveRule, list[tuple[int, ...]]]] = {}
         for rules, zones in lists.values():
             group = tuple(sorted(zones))

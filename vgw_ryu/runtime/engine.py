@@ -102,6 +102,9 @@ class Engine:
         self.effective: dict[str, list[EffectiveRule]] = effective_rules(self.state)
         self.switches: dict[int, SwitchView] = {}
         self._learned: dict[tuple[int, int], str] = {}  # (dpid, ofport) -> MAC from punts
+        # dpid -> id(Iface) -> (what its classification read, the PortFacts): see
+        # refresh_facts
+        self._classified: dict[int, dict[int, tuple]] = {}
         self.listeners: list = []
         # dpid -> that switch's compiled flows, kept per owner between compiles.
         self.compilers: dict[int, SwitchCompiler] = {}
@@ -244,6 +247,7 @@ class Engine:
     def forget_switch(self, dpid: int) -> None:
         with self._lock:
             self.switches.pop(dpid, None)
+            self._classified.pop(dpid, None)
             for key in [k for k in self._learned if k[0] == dpid]:
                 del self._learned[key]
 
@@ -253,11 +257,30 @@ class Engine:
             sw = self.switch(dpid)
             sw.ifaces = ifaces
             ports = []
+            state = self.state
+            memo = self._classified.get(dpid, {})
+            kept = self._classified[dpid] = {}
             for iface in ifaces:
                 if iface.ofport in (LOCAL_PORT, 65534):
                     continue
-                ports.append(classify_port(self.state, iface,
-                                           self._learned.get((dpid, iface.ofport))))
+                learned = self._learned.get((dpid, iface.ofport))
+                # A port named for a declared VM (or an uplink) stays what it was while
+                # that VM object, the settings and the port are the same: a sync does not
+                # classify a thousand ports again. Others (by MAC, unknown) are re-read.
+                eid = iface.external_ids
+                by_id, by_iface = eid.get("vm-id"), eid.get("iface-id")
+                vm1 = state.vms.get(by_id) if by_id else None
+                vm2 = state.vms.get(by_iface) if by_iface else None
+                had = memo.get(id(iface))
+                if had is not None and had[0] is iface and had[1] is learned and \
+                        had[2] is state.settings and had[3] is vm1 and had[4] is vm2:
+                    facts = had[5]
+                else:
+                    facts = classify_port(state, iface, learned)
+                if facts.kind == "uplink" or (facts.kind == "vm" and facts.vm in (
+                        by_id, by_iface)):
+                    kept[id(iface)] = (iface, learned, state.settings, vm1, vm2, facts)
+                ports.append(facts)
             sw.facts = SwitchFacts(tuple(ports))
             if self._local is not None:
                 self._number_local(sw.facts)
