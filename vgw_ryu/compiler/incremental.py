@@ -138,6 +138,9 @@ class SwitchCompiler:
         self.in_sync: dict[SyncKey, int] = {}     # (table, cookie) -> flows with it
         self.meters: dict[int, int] = {}          # meter -> flows naming it
         self.vms: set[str] = set()
+        # What _vms last read (the VMs, settings, ports, zones) and found: a change that
+        # touches none of them (a rule, a group's rules) skips the look at every VM.
+        self._vms_read: tuple | None = None
         self.rules: dict[RuleKey, _Rule] = {}
         self.clauses: dict[ClauseKey, _Clause] = {}
         self.gen: int | None = None
@@ -180,6 +183,11 @@ class SwitchCompiler:
 
     def _vms(self, state: State, facts: SwitchFacts, ids: Ids) -> list[tuple[str, int]]:
         """Each protected VM here; returns their (name, zone)."""
+        zones = ids.zones()
+        read = self._vms_read
+        if read is not None and read[0] is state.vms and read[1] is state.settings and \
+                read[2] == facts.ports and read[3] == zones:
+            return list(read[4])
         vm_ports = facts.vm_ports()
         local: list[tuple[str, int]] = []
         inputs = self.inputs
@@ -198,6 +206,7 @@ class SwitchCompiler:
         for gone in self.vms - names:
             self._drop((VM, gone))
         self.vms = names
+        self._vms_read = (state.vms, state.settings, facts.ports, zones, tuple(local))
         return local
 
     def _rules(self, local: list[tuple[str, int]], ids: Ids,

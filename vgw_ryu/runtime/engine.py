@@ -46,6 +46,8 @@ class SwitchView:
     of_version: int = 0
     bridge: str | None = None
     port_problems: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # (ifaces, VMs, settings, learned-MAC count) the facts were classified from
+    facts_read: tuple | None = None
 
 
 def classify_port(state: State, iface: Iface, learned_mac: str | None) -> PortFacts:
@@ -102,6 +104,7 @@ class Engine:
         self.effective: dict[str, list[EffectiveRule]] = effective_rules(self.state)
         self.switches: dict[int, SwitchView] = {}
         self._learned: dict[tuple[int, int], str] = {}  # (dpid, ofport) -> MAC from punts
+        self._learned_seq = 0   # changes of _learned, so classifications know they are old
         # dpid -> id(Iface) -> (what its classification read, the PortFacts): see
         # refresh_facts
         self._classified: dict[int, dict[int, tuple]] = {}
@@ -250,14 +253,20 @@ class Engine:
             self._classified.pop(dpid, None)
             for key in [k for k in self._learned if k[0] == dpid]:
                 del self._learned[key]
+                self._learned_seq += 1
 
     def refresh_facts(self, dpid: int, ifaces: list[Iface]) -> SwitchFacts:
         """Classify a switch's ports against the current state."""
         with self._lock:
             sw = self.switch(dpid)
+            state = self.state
+            read = (ifaces, state.vms, state.settings, self._learned_seq)
+            last = sw.facts_read
+            if last is not None and last[0] is ifaces and last[1] is state.vms and \
+                    last[2] is state.settings and last[3] == read[3]:
+                return sw.facts   # nothing a port's classification reads has changed
             sw.ifaces = ifaces
             ports = []
-            state = self.state
             memo = self._classified.get(dpid, {})
             kept = self._classified[dpid] = {}
             for iface in ifaces:
@@ -282,6 +291,7 @@ class Engine:
                     kept[id(iface)] = (iface, learned, state.settings, vm1, vm2, facts)
                 ports.append(facts)
             sw.facts = SwitchFacts(tuple(ports))
+            sw.facts_read = read
             if self._local is not None:
                 self._number_local(sw.facts)
             self._relocate()
@@ -354,6 +364,7 @@ class Engine:
         """Remember a MAC seen on an unknown port; True if it identifies a VM."""
         with self._lock:
             self._learned[(dpid, ofport)] = mac.lower()
+            self._learned_seq += 1
             return any(vm.mac == mac.lower() for vm in self.state.vms.values())
 
     def learned_mac(self, dpid: int, ofport: int) -> str | None:
