@@ -371,13 +371,16 @@ def test_shared_pair_mac_goes_to_the_last_vm_as_in_the_full_compile():
     _check_step(comp, state, SwitchFacts(tuple(ports)), ids, flows, known)
 
 
-def test_a_failed_compile_starts_over(monkeypatch):
-    doc = {"vms": {"a": {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1"]}}}
-    state = parse_state(doc)
+def _one_vm() -> tuple:
+    """(state, ids, facts, a fresh compiler) of one protected VM on port 1."""
+    state = parse_state({"vms": {"a": {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1"]}}})
     ids = Ids()
     ids.sync(state)
-    facts = SwitchFacts((PortFacts(1, "a", "vm", "a"),))
-    comp = SwitchCompiler()
+    return state, ids, SwitchFacts((PortFacts(1, "a", "vm", "a"),)), SwitchCompiler()
+
+
+def test_a_failed_compile_starts_over(monkeypatch):
+    state, ids, facts, comp = _one_vm()
     first = comp.compile(state, facts, ids)
 
     def boom(*_a, **_k):
@@ -394,12 +397,7 @@ def test_a_failed_compile_starts_over(monkeypatch):
 
 
 def test_two_owners_disagreeing_fall_back_to_the_full_compile(monkeypatch):
-    doc = {"vms": {"a": {"mac": "02:00:00:00:00:01", "ips": ["10.0.0.1"]}}}
-    state = parse_state(doc)
-    ids = Ids()
-    ids.sync(state)
-    facts = SwitchFacts((PortFacts(1, "a", "vm", "a"),))
-    comp = SwitchCompiler()
+    state, ids, facts, comp = _one_vm()
     comp.compile(state, facts, ids)
     calls = []
 

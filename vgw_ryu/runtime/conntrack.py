@@ -148,22 +148,3 @@ def message_count(flush: FlushPlan, all_zones: set[int]) -> int:
     """How many messages ``iter_messages`` makes for the plan."""
     return len(flush.zones) + 2 * len(flush.addresses) * len(
         all_zones - {z.zone for z in flush.zones})
-
-
-def messages(flush: FlushPlan, all_zones: set[int]) -> list[tuple[int, bytes, str]]:
-    """(Nicira subtype, body, description) of every message the plan needs on a switch.
-
-    Address flushes run in every zone in ``all_zones`` except those flushed whole.
-    """
-    out: list[tuple[int, bytes, str]] = []
-    whole = {z.zone for z in flush.zones}
-    for z in flush.zones:
-        out.append((NXT_CT_FLUSH_ZONE, flush_zone_body(z.zone),
-                    f"zone {z.zone} of vm {z.vm} ({z.reason})"))
-    for a in flush.addresses:
-        for zone in sorted(all_zones - whole):
-            out.append((NXT_CT_FLUSH, flush_tuple_body(zone, src=a.addr),
-                        f"{a.addr} of vm {a.vm} as source in zone {zone} ({a.reason})"))
-            out.append((NXT_CT_FLUSH, flush_tuple_body(zone, dst=a.addr),
-                        f"{a.addr} of vm {a.vm} as destination in zone {zone} ({a.reason})"))
-    return out
