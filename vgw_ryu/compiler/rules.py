@@ -4,6 +4,8 @@ direction, so "peer" is the source of ingress rules and the destination of egres
 
 from __future__ import annotations
 
+import functools
+
 from vgw_ryu.compiler.builder import FlowSet, Match
 from vgw_ryu.compiler.proto import ETH_IP, ETH_IPV6
 from vgw_ryu.compiler.stage import EGRESS, INGRESS, Stage
@@ -37,8 +39,10 @@ def port_masks(lo: int, hi: int) -> list[tuple[int, int]]:
     return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def net_match(net: IpNet, field_v4: str, field_v6: str) -> Match:
-    """A match on one prefix; a host address is matched without a mask."""
+    """A match on one prefix; a host address is matched without a mask. Shared by every
+    rule naming the prefix (a group's members, rebuilt when one joins): do not modify."""
     host = 32 if net.version == 4 else 128
     v = (str(net.network_address), str(net.netmask)) if net.prefixlen < host \
         else str(net.network_address)
@@ -107,13 +111,19 @@ def zone_match(eff: EffectiveRule, zone: int) -> Match:
     return F.match(F.ZONE.match(zone))
 
 
+def peer_match(eff: EffectiveRule, net: IpNet) -> Match:
+    """One entry of a rule's peer clause (clause 2 when it has peers)."""
+    return net_match(net, *PEER_FIELDS[_stage(eff).direction])
+
+
 def later_clauses(eff: EffectiveRule) -> list[list[Match]]:
     """Clauses 2..n of a rule: peers, protocol and ports, source ports."""
     r = eff.rule
     direction = _stage(eff).direction
     clauses: list[list[Match]] = []
     if eff.peers is not None:
-        clauses.append([net_match(n, *PEER_FIELDS[direction]) for n in eff.peers])
+        fields = PEER_FIELDS[direction]
+        clauses.append([net_match(n, *fields) for n in eff.peers])
     if r.protocol != "any":
         clauses.append(proto_clause(eff))
     elif not r.stateful:

@@ -108,3 +108,13 @@ def changed_objects(old: State, new: State) -> dict[str, set[str]] | None:
         if names:
             out[kind] = names
     return out
+
+
+def replaced_names(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
+    """Names whose object differs by identity between two maps of one section, or that
+    one map lacks: what a consumer keeping results per object must look at again
+    (states share the objects a write did not touch)."""
+    changed = {name for name, obj in new.items() if old.get(name) is not obj}
+    if len(old) != len(new) - len(changed - old.keys()):
+        changed.update(old.keys() - new.keys())
+    return changed

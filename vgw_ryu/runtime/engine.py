@@ -19,6 +19,7 @@ from typing import Any
 
 from vgw_ryu.compiler import PortFacts, SwitchCompiler, SwitchFacts, is_uplink_name
 from vgw_ryu.pipeline.flows import Flow
+from vgw_ryu.policy.docs import replaced_names
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State, ValidationError, objects_doc, parse_state, state_doc
 from vgw_ryu.policy.parse import resolve_protection
@@ -48,6 +49,26 @@ class SwitchView:
     port_problems: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # (ifaces, VMs, settings, learned-MAC count) the facts were classified from
     facts_read: tuple | None = None
+    slots: _Slots | None = None   # where each classified port sits in facts.ports
+
+
+class _Slots:
+    """The ports of ``SwitchView.facts`` by position: their interfaces, the positions
+    of the ports each VM name is named by (vm-id, iface-id), and those read again on
+    any VM change (classified by MAC, or unknown)."""
+
+    def __init__(self) -> None:
+        self.ifaces: list[Iface] = []
+        self.by_name: dict[str, list[int]] = {}
+        self.reread: set[int] = set()
+
+    def add(self, i: int, iface: Iface, kept: bool) -> None:
+        self.ifaces.append(iface)
+        eid = iface.external_ids
+        for name in {eid.get("vm-id"), eid.get("iface-id")} - {None, ""}:
+            self.by_name.setdefault(name, []).append(i)
+        if not kept:
+            self.reread.add(i)
 
 
 def classify_port(state: State, iface: Iface, learned_mac: str | None) -> PortFacts:
@@ -262,40 +283,78 @@ class Engine:
             state = self.state
             read = (ifaces, state.vms, state.settings, self._learned_seq)
             last = sw.facts_read
-            if last is not None and last[0] is ifaces and last[1] is state.vms and \
-                    last[2] is state.settings and last[3] == read[3]:
-                return sw.facts   # nothing a port's classification reads has changed
-            sw.ifaces = ifaces
-            ports = []
-            memo = self._classified.get(dpid, {})
-            kept = self._classified[dpid] = {}
-            for iface in ifaces:
-                if iface.ofport in (LOCAL_PORT, 65534):
-                    continue
-                learned = self._learned.get((dpid, iface.ofport))
-                # A port named for a declared VM (or an uplink) stays what it was while
-                # that VM object, the settings and the port are the same: a sync does not
-                # classify a thousand ports again. Others (by MAC, unknown) are re-read.
-                eid = iface.external_ids
-                by_id, by_iface = eid.get("vm-id"), eid.get("iface-id")
-                vm1 = state.vms.get(by_id) if by_id else None
-                vm2 = state.vms.get(by_iface) if by_iface else None
-                had = memo.get(id(iface))
-                if had is not None and had[0] is iface and had[1] is learned and \
-                        had[2] is state.settings and had[3] is vm1 and had[4] is vm2:
-                    facts = had[5]
-                else:
-                    facts = classify_port(state, iface, learned)
-                if facts.kind == "uplink" or (facts.kind == "vm" and facts.vm in (
-                        by_id, by_iface)):
-                    kept[id(iface)] = (iface, learned, state.settings, vm1, vm2, facts)
-                ports.append(facts)
-            sw.facts = SwitchFacts(tuple(ports))
+            if last is not None and last[0] is ifaces and last[2] is state.settings and \
+                    last[3] == read[3] and sw.slots is not None:
+                if last[1] is state.vms:
+                    return sw.facts   # nothing a port's classification reads has changed
+                # Only VMs changed: the ports named for them, and those classified by
+                # MAC or unknown, are read again; the others keep their facts.
+                self._reclassify(dpid, sw, state, replaced_names(last[1], state.vms))
+            else:
+                self._classify_all(dpid, sw, state, ifaces)
             sw.facts_read = read
             if self._local is not None:
                 self._number_local(sw.facts)
             self._relocate()
             return sw.facts
+
+    def _classify_all(self, dpid: int, sw: SwitchView, state: State,
+                      ifaces: list[Iface]) -> None:
+        sw.ifaces = ifaces
+        memo = self._classified.get(dpid, {})
+        kept = self._classified[dpid] = {}
+        slots = _Slots()
+        ports = []
+        for iface in ifaces:
+            if iface.ofport in (LOCAL_PORT, 65534):
+                continue
+            facts = self._classify(dpid, iface, state, memo, kept)
+            slots.add(len(ports), iface, id(iface) in kept)
+            ports.append(facts)
+        sw.facts = SwitchFacts(tuple(ports))
+        sw.slots = slots
+
+    def _reclassify(self, dpid: int, sw: SwitchView, state: State, names: set[str]) -> None:
+        slots = sw.slots
+        kept = self._classified[dpid]
+        where = set(slots.reread)
+        for name in names:
+            where.update(slots.by_name.get(name, ()))
+        if not where:
+            return
+        ports = list(sw.facts.ports)
+        for i in where:
+            iface = slots.ifaces[i]
+            ports[i] = self._classify(dpid, iface, state, kept, kept)
+            if id(iface) in kept:
+                slots.reread.discard(i)
+            else:
+                slots.reread.add(i)
+        sw.facts = SwitchFacts(tuple(ports))
+
+    def _classify(self, dpid: int, iface: Iface, state: State,
+                  memo: dict[int, tuple], kept: dict[int, tuple]) -> PortFacts:
+        """One port's facts; kept (in ``kept``) while they depend only on the port, the
+        VM objects it names and the settings."""
+        learned = self._learned.get((dpid, iface.ofport))
+        # A port named for a declared VM (or an uplink) stays what it was while that VM
+        # object, the settings and the port are the same: a sync does not classify a
+        # thousand ports again. Others (by MAC, unknown) are re-read.
+        eid = iface.external_ids
+        by_id, by_iface = eid.get("vm-id"), eid.get("iface-id")
+        vm1 = state.vms.get(by_id) if by_id else None
+        vm2 = state.vms.get(by_iface) if by_iface else None
+        had = memo.get(id(iface))
+        if had is not None and had[0] is iface and had[1] is learned and \
+                had[2] is state.settings and had[3] is vm1 and had[4] is vm2:
+            facts = had[5]
+        else:
+            facts = classify_port(state, iface, learned)
+        if facts.kind == "uplink" or (facts.kind == "vm" and facts.vm in (by_id, by_iface)):
+            kept[id(iface)] = (iface, learned, state.settings, vm1, vm2, facts)
+        else:
+            kept.pop(id(iface), None)
+        return facts
 
     def _vm_ports(self) -> dict[str, set[tuple[str | None, int | None]]]:
         """VM -> {(bridge, VLAN tag)} of every local port it is seen on."""
