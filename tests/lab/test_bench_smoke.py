@@ -33,6 +33,7 @@ def test_bench_smoke(ovs, tmp_path):
     assert sc["sizes"][-1]["change"] == sc["change"]
     for w in (*(row["change"] for row in sc["sizes"]), sc["vm_add"]):
         assert 0 < w["rest_p50_ms"] <= w["rest_p99_ms"] and 0 < w["p50_ms"] <= w["p99_ms"], w
+    assert sc["mass_delete"]["seconds"] > 0 and sc["mass_delete"]["vms"] >= 1
     assert r["isolation"]["flooded_gbps"]["median"] > 0
     md = (tmp_path / "smoke.md").read_text()
     assert md.startswith("Measured") and "REST answer p50 / p99" in md

@@ -126,6 +126,23 @@ def _flushes(ctl: Controller) -> list[str]:
 def test_address_reuse_cannot_answer_on_the_old_owners_connections(lab):
     """The reproduced hole: a new owner of an IP must not reach a peer through the
     entries the peer's zone still holds for the old owner."""
+    _address_reuse(lab)
+
+
+def test_a_flush_targeted_by_reading_the_table_closes_the_same_hole(
+        controller_factory, bridges, vms, ovs):
+    """With the connection table read first (as for a big deletion), only the zones
+    holding the old owner's address are flushed, and looked at again after the flows
+    changed: the hole stays closed."""
+    ctl = controller_factory(extra_args=["--vgw-ct-flush-read-above", "0"]).start()
+    lab = Lab(ctl, bridges(ctl), vms)
+    _address_reuse(lab)
+    log = lab.ctl.log_text()
+    assert "message(s) for the entries the table holds" in log, log[-3000:]
+    assert "second look after the flows changed" in log, log[-3000:]
+
+
+def _address_reuse(lab: Lab) -> None:
     client = lab.add("client", IP["client"])
     old = lab.add("old", IP["old"])
     old.serve([], [53])

@@ -112,3 +112,39 @@ def test_a_flush_goes_to_one_switch_per_datapath_and_to_every_unknown_one():
     types = {1: "netdev", 2: "netdev", 3: "system", 5: "netdev", 6: "system"}
     assert ct.one_per_datapath([2, 1, 4, 3, 5, 6, 7], types) == [2, 4, 3, 7]
     assert ct.one_per_datapath([], types) == []
+
+
+# A connection table as ``dpctl/dump-conntrack`` prints it (zone 0 has no zone field).
+DUMP = """\
+tcp,orig=(src=10.0.0.1,dst=10.0.0.20,sport=40000,dport=80),reply=(src=10.0.0.20,dst=10.0.0.1,sport=80,dport=40000),zone=2,mark=0x1,labels=0x100000003,protoinfo=(state=ESTABLISHED)
+udp,orig=(src=10.0.0.30,dst=10.0.0.1,sport=53,dport=5353),reply=(src=10.0.0.1,dst=10.0.0.30,sport=5353,dport=53),zone=3
+icmp,orig=(src=10.0.0.1,dst=10.0.0.40,id=7,type=8,code=0),reply=(src=10.0.0.40,dst=10.0.0.1,id=7,type=0,code=0),zone=1
+icmp,orig=(src=10.0.0.1,dst=10.0.0.40,id=8,type=8,code=0),reply=(src=10.0.0.40,dst=10.0.0.1,id=8,type=0,code=0)
+gre,orig=(src=fd00:0::10,dst=fd00::99),reply=(src=fd00::99,dst=fd00::10),zone=12
+tcp,orig=(src=10.0.0.5,dst=10.0.0.6,sport=1,dport=2),reply=(src=10.0.0.6,dst=10.0.0.5,sport=2,dport=1),zone=2
+"""
+
+
+def test_held_addresses_reads_zone_source_and_destination_of_each_entry():
+    assert list(ct.held_addresses(DUMP)) == [
+        (2, "10.0.0.1", "10.0.0.20"), (3, "10.0.0.30", "10.0.0.1"), (1, "10.0.0.1", "10.0.0.40"),
+        (0, "10.0.0.1", "10.0.0.40"), (12, "fd00:0::10", "fd00::99"),
+        (2, "10.0.0.5", "10.0.0.6")]
+
+
+def test_targeted_messages_flush_only_where_the_table_holds_the_addresses():
+    plan = ct.FlushPlan([ct.ZoneFlush(1, "a", "vm deleted")],
+                        [ct.AddressFlush(IP("10.0.0.1"), "a", "vm deleted"),
+                         ct.AddressFlush(IP("fd00::10"), "a", "vm deleted"),
+                         ct.AddressFlush(IP("10.0.0.77"), "a", "vm deleted")])
+    got = ct.targeted_messages(plan, {0, 1, 2, 3, 12}, DUMP)
+    assert got == [
+        (ct.NXT_CT_FLUSH_ZONE, ct.flush_zone_body(1)),             # whole, as always
+        (ct.NXT_CT_FLUSH, ct.flush_tuple_body(0, src=IP("10.0.0.1"))),
+        (ct.NXT_CT_FLUSH, ct.flush_tuple_body(2, src=IP("10.0.0.1"))),
+        (ct.NXT_CT_FLUSH, ct.flush_tuple_body(12, src=IP("fd00::10"))),   # OVS's spelling
+        (ct.NXT_CT_FLUSH, ct.flush_tuple_body(3, dst=IP("10.0.0.1")))]
+    # Every message is one the brute-force plan sends too; zones not in use are left.
+    assert set(got) <= set(ct.iter_messages(plan, {0, 1, 2, 3, 12}))
+    assert ct.targeted_messages(plan, {1, 3}, DUMP) == got[:1] + got[-1:]
+    assert ct.targeted_messages(plan, {0, 2, 3, 12}, "") == got[:1]

@@ -271,3 +271,30 @@ def _sync_runs(ctl: netlab.Controller) -> int:
     text = text.decode() if isinstance(text, bytes) else str(text)
     m = re.search(r"^vgw_sync_seconds_count(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.M)
     return int(float(m.group(1))) if status == 200 and m else -1
+
+
+def run_mass_delete(ctl: netlab.Controller, n: int) -> dict[str, Any]:
+    """n VMs deleted in one write: time from the answer until every switch runs the
+    revision (their addresses flushed from every zone in use first), and the flush
+    messages the controller logged (sent, and what flushing every zone would be)."""
+    now = {k: v for k, v in ctl.get("/v1/state")[1].items() if k != "revision"}
+    gone = sorted(now["vms"])[:n]
+    logged = len(ctl.log_text())
+    t0 = time.monotonic()
+    status, body = ctl.request("PUT", "/v1/state", {
+        **now, "vms": {k: v for k, v in now["vms"].items() if k not in gone}}, timeout=300)
+    assert status == 200, body
+    t_answer = time.monotonic() - t0
+    rev = body["revision"]
+    netlab.wait_until(lambda: all(s["applied_revision"] == rev for s in
+                                  ctl.get("/v1/switches")[1]["switches"]),
+                      timeout=900, interval=0.05, what=f"{n} VMs deleted")
+    dt = time.monotonic() - t0
+    log = ctl.log_text()[logged:]
+    m = re.search(r"(\d+) message\(s\) for the entries the table holds, instead of (\d+)", log)
+    sent, brute = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+    say(f"{n} VMs deleted in one write: every switch on the new revision {dt:.2f} s after "
+        f"the write (answer {t_answer:.2f} s); flush messages sent {sent} (every zone: "
+        f"{brute})")
+    return {"vms": n, "seconds": dt, "rest_answer_s": t_answer, "flush_messages": sent,
+            "flush_messages_every_zone": brute}

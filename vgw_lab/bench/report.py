@@ -136,6 +136,14 @@ def writes_table(s: dict[str, Any]) -> list[str]:
         lines.append(f"| {b['ports']} VM ports plugged in one OVSDB transaction (VMs "
                      f"declared before) | - | - | {b['enforced_ms']:.0f} ms after `ovs-vsctl` "
                      f"returned (first and last port), {b['syncs']} sync(s) |")
+    if s.get("mass_delete"):
+        d = s["mass_delete"]
+        sent = "" if d["flush_messages"] is None else \
+            (f", {d['flush_messages']:,} flush messages for the entries the connection "
+             f"table held (every zone: {d['flush_messages_every_zone']:,})")
+        lines.append(f"| {d['vms']} VMs deleted in one write (`PUT /v1/state`) | 1 | "
+                     f"{d['rest_answer_s'] * 1000:.0f} ms | every switch on the revision "
+                     f"{d['seconds']:.2f} s after the write{sent} |")
     how = " (polled over ovs-vswitchd's control socket)" if "rest_p50_ms" in s["change"] \
         else ""
     lines += ["", "REST answer: from the request sent to its answer read, one object "

@@ -17,6 +17,7 @@ from vgw_lab.bench.changes import (
     add_vm_ports,
     run_changes,
     run_label_changes,
+    run_mass_delete,
     run_port_burst,
     run_vm_adds,
 )
@@ -233,6 +234,7 @@ def run_scale(sizes: list[int], changes: int, per_bridge: int, work: Path) -> di
                 out["vm_add"] = run_vm_adds(ctl, bridges[0], doc, changes)
                 out["port_burst"] = run_port_burst(ctl, bridges[0], doc,
                                                    200 if n >= 1000 else 20)
+                out["mass_delete"] = run_mass_delete(ctl, max(1, n // 4))
             else:
                 # The plot's change latency vs VMs; fewer changes keep the run short.
                 out["sizes"][-1]["change"] = run_changes(ctl, bridges[0], doc,

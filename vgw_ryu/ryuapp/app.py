@@ -98,6 +98,7 @@ class VgwApp(app_manager.RyuApp):
                              {p.meter: getattr(self.conf, f"meter_{p.purpose}_pps")
                               for p in PUNTS},
                              lambda dp: self.punts.reinject_pending(dp))
+        self.syncer.read_table_above = self.conf.ct_flush_read_above
         self.engine.on_change(self.syncer.schedule_all)
         self.state_file = StateFileWatcher(mode[1], self.engine, mode[0]) if mode else None
         if self.state_file is not None:

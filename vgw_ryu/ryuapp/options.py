@@ -64,6 +64,11 @@ OPTS = [
     _opt(cfg.IntOpt, "meter-log-pps", 100,
          "rate limit of log punts, per protected VM (packets/s; burst a quarter of it)"),
     _opt(cfg.IntOpt, "meter-reject-pps", 100, "rate limit of reject punts (packets/s)"),
+    _opt(cfg.IntOpt, "ct-flush-read-above", 20_000,
+         "a connection-table flush (addresses that left a VM, in every zone) of more "
+         "messages than this reads the table first and flushes only the zones that "
+         "hold those addresses, and again once the flows changed (-1: never read it, "
+         "0: always)"),
     _opt(cfg.IntOpt, "meter-unknown-pps", 100,
          "rate limit of unknown-port punts (packets/s)"),
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ryu.app.ofctl.exception import InvalidDatapath
@@ -19,7 +19,7 @@ from ryu.lib import hub
 from vgw_ryu.pipeline import wire
 from vgw_ryu.pipeline.tables import LOG_METER_BASE, PUNT_BY_PURPOSE
 from vgw_ryu.runtime import conntrack, syncdiff
-from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits
+from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits, call
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.metrics import Metrics
 from vgw_ryu.runtime.ports import Iface, PortDirectory
@@ -40,6 +40,7 @@ BATCH_MAX = 0.01
 # them (flows, state: long-lived) is frozen out of the next ones' way, all of it thawed
 # for one collection every GC_THAW seconds so no garbage stays frozen for good.
 FLUSH_CHUNK = 2000   # connection-table flush messages per barrier
+READ_TABLE_ABOVE = 20_000
 GC_IDLE = 1.0
 GC_MAX_DEFER = 30.0
 GC_THAW = 600.0
@@ -78,6 +79,10 @@ class Syncer:
         self._limits_error: str | None = None
         self._limits_rev: int | None = None   # revision whose limits are applied
         self._collected = self._thawed = time.monotonic()   # last full collections
+        # A flush plan of more messages than this reads the connection table first and
+        # flushes only the zones holding its addresses (-1: never, 0: always).
+        self.read_table_above = READ_TABLE_ABOVE
+        self._recheck: list[tuple[conntrack.FlushPlan, set[int]]] = []
 
     def schedule(self, dpid: int, full: bool = False) -> None:
         self.pending[dpid] = self.pending.get(dpid, False) or full
@@ -135,6 +140,8 @@ class Syncer:
                                   dpid)
                     self.known.pop(dpid, None)
                     hub.spawn_after(1.0, self.schedule, dpid, True)
+            if self._recheck:
+                self.recheck_flushes()
 
     def collect_garbage(self) -> None:
         """A full collection if objects grew old since the last one (of everything, frozen
@@ -168,26 +175,33 @@ class Syncer:
             self.engine.return_flushes(owed)   # nobody to flush yet; zones stay held
             return
         ports = self.ports()
+        local = False
         if ports is not None and ports.idl.has_ever_connected():
             types = ports.datapath_types()
-            dps = [self.dps[d] for d in conntrack.one_per_datapath(list(self.dps), types)]
+            chosen = conntrack.one_per_datapath(list(self.dps), types)
+            dps = [self.dps[d] for d in chosen]
+            # The table can be read here only if this host's ovs-vswitchd runs them all.
+            local = all(d in types for d in chosen)
         for plan, in_use in owed:
             count = conntrack.message_count(plan, in_use)
-            if count > 10 * FLUSH_CHUNK:
+            messages = None
+            if local and 0 <= self.read_table_above < count:
+                messages = self.read_targets(plan, in_use)
+                if messages is not None:
+                    # Entries made by the old owner's traffic until its flows go are
+                    # flushed by a second look once this round of syncs is done.
+                    self._recheck.append((plan, in_use))
+                    LOG.info("conntrack flush of %d address(es): %d message(s) for the "
+                             "entries the table holds, instead of %d", len(plan.addresses),
+                             len(messages), count)
+            elif count > 10 * FLUSH_CHUNK:
                 LOG.warning("conntrack flush of %d zone(s) and %d address(es) in %d zone(s): "
                             "%d messages per switch; flows wait until it is done",
                             len(plan.zones), len(plan.addresses), len(in_use), count)
             try:
                 for dp in dps:
-                    # In chunks, each confirmed: memory stays small and the switch
-                    # (and this controller's other work) keeps up with a big plan.
-                    chunk: list = []
-                    for sub, body in conntrack.iter_messages(plan, in_use):
-                        chunk.append(ofencode.nicira(dp, sub, body))
-                        if len(chunk) >= FLUSH_CHUNK:
-                            self.io.send_and_confirm(dp, chunk)
-                            chunk = []
-                    self.io.send_and_confirm(dp, chunk)
+                    self.send_flushes(dp, messages if messages is not None
+                                      else conntrack.iter_messages(plan, in_use))
             except Exception:
                 LOG.exception("conntrack flush failed; retrying")
                 self.engine.return_flushes([(plan, in_use)])
@@ -204,6 +218,55 @@ class Syncer:
                          "source and destination in %d zone(s)", len(dps), a.addr, a.vm,
                          a.reason, len(in_use - {z.zone for z in plan.zones}))
             self.engine.zones_flushed({z.zone for z in plan.zones})
+
+    def send_flushes(self, dp: Any, messages: Iterable[tuple[int, bytes]]) -> None:
+        """Flush messages to one switch in chunks, each confirmed: memory stays small
+        and the switch (and this controller's other work) keeps up with a big plan."""
+        chunk: list = []
+        for sub, body in messages:
+            chunk.append(ofencode.nicira(dp, sub, body))
+            if len(chunk) >= FLUSH_CHUNK:
+                self.io.send_and_confirm(dp, chunk)
+                chunk = []
+        self.io.send_and_confirm(dp, chunk)
+
+    def read_targets(self, plan: conntrack.FlushPlan, in_use: set[int]
+                     ) -> list[tuple[int, bytes]] | None:
+        """The plan's messages for what the connection table holds now (None: it could
+        not be read; the caller flushes every zone)."""
+        try:
+            dump = call("dpctl/dump-conntrack", socket_path=self.limits.socket_path)
+        except UnixctlError as e:
+            LOG.warning("cannot read the connection table (%s): flushing the addresses "
+                        "in every zone", e)
+            return None
+        return conntrack.targeted_messages(plan, in_use, dump)
+
+    def recheck_flushes(self) -> None:
+        """The second look of targeted flushes, once the flows that let the old owners
+        send are gone: whatever entries for their addresses were made meanwhile."""
+        todo, self._recheck = self._recheck, []
+        dps = list(self.dps.values())
+        ports = self.ports()
+        if ports is not None and ports.idl.has_ever_connected():
+            dps = [self.dps[d] for d in conntrack.one_per_datapath(
+                list(self.dps), ports.datapath_types())]
+        for plan, in_use in todo:
+            again = conntrack.FlushPlan([], plan.addresses)
+            in_use = in_use - {z.zone for z in plan.zones}   # flushed whole already
+            messages = self.read_targets(again, in_use)
+            try:
+                for dp in dps:
+                    self.send_flushes(dp, messages if messages is not None
+                                      else conntrack.iter_messages(again, in_use))
+            except Exception:
+                LOG.exception("conntrack flush (second look) failed; retrying")
+                self._recheck.append((plan, in_use))
+                hub.spawn_after(1.0, self.wake.set)
+                continue
+            LOG.info("conntrack flush, second look after the flows changed: %d "
+                     "message(s) for %d address(es)", len(messages or ()),
+                     len(plan.addresses))
 
     def apply_limits(self) -> None:
         """Keep the datapath's per-zone connection caps equal to the VMs' limits."""
