@@ -50,6 +50,15 @@ class SwitchView:
     # (ifaces, VMs, settings, learned-MAC count) the facts were classified from
     facts_read: tuple | None = None
     slots: _Slots | None = None   # where each classified port sits in facts.ports
+    _eids: tuple | None = None     # (ifaces, their external_ids by ofport), read-only
+
+    def external_ids(self) -> MappingProxyType:
+        """ofport -> its interface's external_ids (read-only), made once per ifaces
+        list: every write's snapshot has them, and a switch has thousands of ports."""
+        if self._eids is None or self._eids[0] is not self.ifaces:
+            self._eids = (self.ifaces, MappingProxyType(
+                {i.ofport: MappingProxyType(dict(i.external_ids)) for i in self.ifaces}))
+        return self._eids[1]
 
 
 class _Slots:
@@ -484,9 +493,7 @@ class Engine:
         """State, revision, ids, effective rules and switches from one moment."""
         with self._lock:
             switches = {dpid: SwitchInfo(dpid, sw.facts, sw.applied_revision, sw.flow_count,
-                                         sw.of_version, sw.bridge,
-                                         {i.ofport: MappingProxyType(dict(i.external_ids))
-                                          for i in sw.ifaces},
+                                         sw.of_version, sw.bridge, sw.external_ids(),
                                          MappingProxyType(dict(sw.port_problems)))
                         for dpid, sw in self.switches.items()}
             return Snapshot(self.state, self.revision, self.ids,
