@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vgw_ryu.policy.objects import IpNet, Rule, State
-from vgw_ryu.policy.ruleset import EffectiveRule, applied_vms, effective_rules
+from vgw_ryu.policy.ruleset import EffectiveRule, applied_vm_set, effective_rules
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -151,7 +151,7 @@ def analyze(state: State, effective: dict[str, list[EffectiveRule]] | None = Non
     effective = effective if effective is not None else effective_rules(state)
     found: dict[tuple[str, str], Finding] = {}
     for pname in state.policies:
-        if not applied_vms(state, pname):
+        if not applied_vm_set(state, pname):
             w = Finding("applies_to_nothing", f"policy {pname} applies to no VM (its "
                          "applied_to names no VM, or only empty groups)",
                          f"policies.{pname}.applied_to")

@@ -49,7 +49,7 @@ from vgw_ryu.policy.objects import (
     Vm,
 )
 from vgw_ryu.policy.rule_parse import _rule
-from vgw_ryu.policy.ruleset import group_members
+from vgw_ryu.policy.ruleset import group_members, keep_members, members_after
 
 MAX_CONNECTIONS = 10_000_000
 
@@ -475,7 +475,9 @@ def _with_section(ctx: _Ctx, state: State, kind: str, name: str,
     # when a group changes), references, shared addresses.
     new = dataclasses.replace(state, **{kind: section})
     if kind == "vms":
-        new = resolve_protection(new, only=name)
+        # Memberships follow from the one VM's labels (the others' are unchanged).
+        memo = members_after(state, name, section.get(name))
+        new = keep_members(resolve_protection(keep_members(new, memo), only=name), memo)
     elif kind == "groups":
         new = resolve_protection(new)
     elif new.vms is state.vms and new.groups is state.groups:

@@ -6,12 +6,13 @@ Also the model-side evaluation of one connection (``evaluate``), which the REST
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 from dataclasses import dataclass
 
 from vgw_ryu.policy.objects import PROTO_NUM as PROTO_NUM  # re-exported for the compiler
-from vgw_ryu.policy.objects import IpAddr, IpNet, Rule, State
+from vgw_ryu.policy.objects import IpAddr, IpNet, Rule, State, Vm
 
 # At equal priority deny beats reject beats allow: a rule that blocks wins a tie with one
 # that lets the connection through.
@@ -61,6 +62,35 @@ def _all_members(state: State) -> dict[str, tuple[str, ...]]:
     memo = {g: tuple(sorted(n)) for g, n in names.items()}
     object.__setattr__(state, "_group_members", memo)
     return memo
+
+
+def members_after(state: State, name: str, vm: Vm | None) -> dict[str, tuple[str, ...]] | None:
+    """Every group's members once VM ``name`` of ``state`` is replaced by ``vm`` (None:
+    deleted) and nothing else changes, from the memberships ``state`` computed (None
+    if it did not): a VM's write does not look at the other VMs' labels again."""
+    memo = state.__dict__.get("_group_members")
+    if memo is None:
+        return None
+    labels = set(vm.labels) if vm is not None else set()
+    out = dict(memo)
+    for g, grp in state.groups.items():
+        had = memo[g]
+        i = bisect.bisect_left(had, name)
+        was = i < len(had) and had[i] == name
+        now = name in grp.members or (vm is not None and bool(grp.match_labels) and
+                                      all(kv in labels for kv in grp.match_labels))
+        if now and not was:
+            out[g] = (*had[:i], name, *had[i:])
+        elif was and not now:
+            out[g] = had[:i] + had[i + 1:]
+    return out
+
+
+def keep_members(state: State, memo: dict[str, tuple[str, ...]] | None) -> State:
+    """``state`` with its group memberships already known (from ``members_after``)."""
+    if memo is not None and "_group_members" not in state.__dict__:
+        object.__setattr__(state, "_group_members", memo)
+    return state
 
 
 @functools.lru_cache(maxsize=65536)
@@ -124,25 +154,27 @@ def _family_sorted(nets: list[IpNet], family: int) -> tuple[IpNet, ...]:
     """Prefixes of one IP family (0: both), sorted, without duplicates."""
     if family:
         nets = [n for n in nets if n.version == family]
-    return tuple(sorted(set(nets), key=lambda n: (n.version, n.network_address, n.prefixlen)))
+    # By integers: comparing ipaddress objects runs Python code per comparison.
+    return tuple(sorted(set(nets), key=lambda n: (n.version, int(n.network_address),
+                                                  n.prefixlen)))
 
 
-def applied_vms(state: State, policy: str,
-                members: dict[str, list[str]] | None = None) -> list[str]:
-    """VM names a policy applies to, directly or through groups (``members``: group
-    memberships already computed for this state)."""
+def applied_vms(state: State, policy: str) -> list[str]:
+    """VM names a policy applies to, directly or through groups, sorted."""
+    return sorted(applied_vm_set(state, policy))
+
+
+def applied_vm_set(state: State, policy: str) -> set[str]:
+    """VM names a policy applies to, as a set (for callers that need no order)."""
     names: set[str] = set()
+    members = _all_members(state)
     for target in state.policies[policy].applied_to:
         kind, _, name = target.partition(":")
         if kind == "vm":
             names.add(name)
-        elif members is not None:
-            if name not in members:
-                members[name] = group_members(state, name)
-            names.update(members[name])
         else:
-            names.update(group_members(state, name))
-    return sorted(names)
+            names.update(members[name])
+    return names
 
 
 def effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
@@ -163,9 +195,8 @@ def _effective_rules(state: State) -> dict[str, list[EffectiveRule]]:
     # VMs under the same policies get one shared, sorted list: the sort (and every
     # reader that groups VMs by their list) costs once per distinct set of policies.
     applied: dict[str, list[str]] = {name: [] for name in state.vms}
-    members: dict[str, list[str]] = {}
     for pname in state.policies:
-        for vm in applied_vms(state, pname, members):
+        for vm in applied_vm_set(state, pname):
             applied[vm].append(pname)
     peers: dict = {}
     by_policy: dict[str, list[EffectiveRule]] = {}

@@ -56,6 +56,8 @@ def plan(old: State, new: State, old_zones: dict[str, int]) -> FlushPlan:
     """The flushes that make ``new`` safe after ``old`` (zones as allocated for ``old``)."""
     zones: list[ZoneFlush] = []
     addrs: list[AddressFlush] = []
+    if new.vms is old.vms:
+        return FlushPlan(zones, addrs)   # a group's or policy's write: no VM changed
     for name, vm in sorted(old.vms.items()):
         after = new.vms.get(name)
         if after is vm:
