@@ -106,6 +106,9 @@ def test_one_object_writes_touch_only_their_rows_and_read_back_as_a_whole(db, st
     doc = e.state_document()
     del doc["revision"]
     before = {t: _row_uuids(s, t) for t in ("VM", "Policy")}
+    # Another agent's replica, kept from the start: it adopts each write by the rows
+    # that changed (its load() re-reads only those; refresh() applies the objects).
+    other = Engine(stores(s.remote))
 
     def write(kind: str, name: str, body: dict | None) -> None:
         new = (model.remove_object(e.state, kind, name) if body is None
@@ -116,6 +119,11 @@ def test_one_object_writes_touch_only_their_rows_and_read_back_as_a_whole(db, st
         else:
             doc[kind][name] = model.object_doc(kind, getattr(new, kind)[name])
             doc[kind] = dict(sorted(doc[kind].items()))
+        deadline = time.monotonic() + 10
+        while not other.refresh() and time.monotonic() < deadline:
+            other.store.wait(0.1)
+        assert other.revision == e.revision
+        assert other.state_document() == e.state_document()
 
     write("vms", "app1", {"ips": ["10.0.0.31"], "mac": "02:00:00:00:00:31"})
     write("vms", "db1", {"ips": ["10.0.0.22"], "mac": "02:00:00:00:00:21"})

@@ -23,6 +23,7 @@ from vgw_ryu.policy.docs import replaced_names
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State, ValidationError, objects_doc, parse_state, state_doc
 from vgw_ryu.policy.parse import resolve_protection
+from vgw_ryu.policy.rebase import DocCache, rebase
 from vgw_ryu.policy.ruleset import EffectiveRule, connection_limit, effective_rules
 from vgw_ryu.runtime import conntrack
 from vgw_ryu.runtime.ports import Iface
@@ -128,6 +129,7 @@ class Engine:
         zdoc = self.zone_file.load()
         # local_zones (a fleet agent): zones only for the VMs seen on this hypervisor.
         self._local: set[str] | None = set() if local_zones else None
+        self._docs = DocCache()   # each object's document, for refresh()
         self.ids = Ids(zdoc.get("zones"), loaded.rules, zdoc.get("flushing"), with_zones)
         self.ids.sync(self.state, self._local)
         self.zone_file.save(self.ids.zone_doc())
@@ -211,12 +213,16 @@ class Engine:
             loaded = self.store.load()
             if loaded.revision == self.revision:
                 return False
-            try:
-                new = parse_state(loaded.doc)
-            except ValidationError as e:
-                LOG.error("revision %d in the policy database is invalid, keeping "
-                          "revision %d: %s", loaded.revision, self.revision, e)
-                return False
+            # Usually another writer changed an object or two: those alone are applied
+            # to the state held (validated as a whole parse would), the rest is shared.
+            new = rebase(self.state, loaded.doc, self._docs)
+            if new is None:
+                try:
+                    new = parse_state(loaded.doc)
+                except ValidationError as e:
+                    LOG.error("revision %d in the policy database is invalid, keeping "
+                              "revision %d: %s", loaded.revision, self.revision, e)
+                    return False
             new = self._locate(new)
             ids = Ids(self.ids.zones(), loaded.rules, sorted(self.ids.flushing()),
                       self.ids.with_zones)
