@@ -37,6 +37,8 @@ from vgw_ryu.compiler.rules import (
     later_clauses,
     peer_match,
     rule_place,
+    zone_items,
+    zone_key,
     zone_match,
 )
 from vgw_ryu.compiler.switch import build_ports, compile_switch
@@ -382,10 +384,12 @@ class SwitchCompiler:
         """Rule ``number`` uses the first clause flows of these VMs' zones (``first``: its
         conjunction there), or (None) no longer does."""
         table, prio = rule_place(eff)
+        direction = zone_key(eff)
         for z in zones:
-            match = zone_match(eff, z)
-            self._use(clause_key(prio, match, table), number, table, prio,
-                      (match, first) if first is not None else None, 1)
+            # (clause_key of the zone's match, from cached items: 20,000 at 1,000 VMs)
+            ck = (prio, zone_items(direction, z), table)
+            self._use(ck, number, table, prio,
+                      (zone_match(eff, z), first) if first is not None else None, 1)
 
     def _use(self, ck: ClauseKey, number: int, table: str, prio: int,
              entry: tuple[Match, frozenset[Conjunction]] | None, i: int = 2) -> None:

@@ -105,10 +105,27 @@ def rule_place(eff: EffectiveRule) -> tuple[str, int]:
 
 def zone_match(eff: EffectiveRule, zone: int) -> Match:
     """Clause 1 for one VM: its zone, and in the rules table (shared by both stages)
-    the direction being judged."""
-    if eff.rule.stateful:
-        return F.match(F.ZONE.match(zone), F.DIRECTION.match(_stage(eff).direction))
+    the direction being judged. Shared by every rule over the zone: do not modify."""
+    return _zone_match(_stage(eff).direction if eff.rule.stateful else None, zone)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _zone_match(direction: int | None, zone: int) -> Match:
+    # Every rule of a VM names its zone: built once per zone (and direction).
+    if direction is not None:
+        return F.match(F.ZONE.match(zone), F.DIRECTION.match(direction))
     return F.match(F.ZONE.match(zone))
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def zone_items(direction: int | None, zone: int) -> tuple:
+    """``_zone_match``'s items, sorted (a clause flow's identity)."""
+    return tuple(sorted(_zone_match(direction, zone).items()))
+
+
+def zone_key(eff: EffectiveRule) -> int | None:
+    """What a rule's first clause adds to the zone: the direction (stateful rules)."""
+    return _stage(eff).direction if eff.rule.stateful else None
 
 
 def peer_match(eff: EffectiveRule, net: IpNet) -> Match:

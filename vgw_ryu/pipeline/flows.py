@@ -31,9 +31,6 @@ FIELD_ORDER = (
 )
 _ORDER = {f: i for i, f in enumerate(FIELD_ORDER)}
 
-
-def _field_rank(kv: tuple[str, Any]) -> int:
-    return _ORDER[kv[0]]
 HEX_FIELDS = {"reg0", "reg4", "reg5", "reg6", "ct_mark", "eth_type", "conj_id", "tcp_dst",
               "udp_dst"}
 
@@ -226,8 +223,9 @@ class Flow:
     def make(table: int, priority: int, match: dict[str, MatchValue],
              actions: list[Action] | tuple[Action, ...] = (), *, goto: int | None = None,
              meter: int | None = None, kind: int = KIND_INFRA, owner: int = 0) -> Flow:
-        m = tuple(sorted(match.items(), key=_field_rank)) if len(match) > 1 else \
-            tuple(match.items())
+        # (sorted by a C-level key: this runs for every one of 25,000 flows)
+        m = tuple([(k, match[k]) for k in sorted(match, key=_ORDER.__getitem__)]) \
+            if len(match) > 1 else tuple(match.items())
         f = Flow(table, priority, m, tuple(actions), goto, meter, kind, owner)
         body = f._render()
         object.__setattr__(f, "_body", body)
