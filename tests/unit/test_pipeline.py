@@ -1,5 +1,6 @@
 """The pipeline declarations: register fields, ct states, priorities, cookies, punts."""
 
+import dataclasses
 import itertools
 import re
 from pathlib import Path
@@ -240,3 +241,13 @@ def test_stage_tables_are_declared_and_chained(stage):
     if stage.pass_goto:
         assert stage.pass_goto in state.next and stage.pass_goto in action.next
     assert {s.direction for s in STAGES} == {F.DIR_EGRESS, F.DIR_INGRESS}
+
+
+def test_a_made_flow_has_every_field_and_equals_the_dataclass_built_one():
+    f = Flow.make(3, 100, {"reg6": 5, "in_port": 1}, [Ct(table=4)], goto=7, meter=2,
+                  kind=cookies.KIND_VM, owner=5)
+    assert set(vars(f)) == {x.name for x in dataclasses.fields(Flow)}
+    same = Flow(3, 100, (("in_port", 1), ("reg6", 5)), (Ct(table=4),), 7, 2,
+                cookies.KIND_VM, 5)
+    assert f == same and hash(f) == hash(same) and f.key == same.key
+    assert f.body == same.body and f.cookie == cookies.make_cookie(cookies.KIND_VM, 5, f.body)
