@@ -267,3 +267,13 @@ def test_a_damaged_sqlite_database_is_refused_and_kept(tmp_path):
     with pytest.raises(DbError, match=r"not a .*vgw_ryu database"):
         LocalDatabase(path).open()
     assert path.read_bytes() == before
+
+
+def test_the_refresh_bench_adopts_every_write_both_ways():
+    """``python -m vgw_lab.bench.refresh``, tiny: every write adopted by object and by a
+    whole parse ends in the writer's state (checked inside, write by write)."""
+    from vgw_lab.bench.refresh import run_refresh
+    out = run_refresh(vms=30, writes=3)
+    assert out["vms"] == 30 and out["writes"] == 3
+    assert 0 < out["by_object"]["p50_ms"] <= out["by_object"]["p99_ms"]
+    assert 0 < out["whole"]["p50_ms"] <= out["whole"]["p99_ms"]
