@@ -17,24 +17,21 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from vgw_ryu.compiler import PortFacts, SwitchCompiler, SwitchFacts, is_uplink_name
+from vgw_ryu.compiler import SwitchCompiler, SwitchFacts
 from vgw_ryu.pipeline.flows import Flow
-from vgw_ryu.policy.docs import replaced_names
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State, ValidationError, objects_doc, parse_state, state_doc
 from vgw_ryu.policy.parse import resolve_protection
 from vgw_ryu.policy.rebase import DocCache, rebase
 from vgw_ryu.policy.ruleset import EffectiveRule, connection_limit, effective_rules
 from vgw_ryu.runtime import conntrack
+from vgw_ryu.runtime.portclass import SwitchPorts, classify_port  # noqa: F401 - re-exported
 from vgw_ryu.runtime.ports import Iface
 from vgw_ryu.runtime.snapshot import Snapshot, SwitchInfo
 from vgw_ryu.store.zonefile import ZoneFile
 
 LOG = logging.getLogger("vgw_ryu.runtime.engine")
 UNCAPPED = 50_000_000   # a zone limit no datapath reaches (OVS userspace: 3 M entries)
-TUNNEL_TYPES = {"patch", "vxlan", "geneve", "gre", "stt", "lisp", "erspan", "ip6gre",
-                "ip6erspan", "gtpu", "bareudp"}
-LOCAL_PORT = 0xFFFFFFFE  # OFPP_LOCAL
 
 
 @dataclass
@@ -48,9 +45,6 @@ class SwitchView:
     of_version: int = 0
     bridge: str | None = None
     port_problems: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    # (ifaces, VMs, settings, learned-MAC count) the facts were classified from
-    facts_read: tuple | None = None
-    slots: _Slots | None = None   # where each classified port sits in facts.ports
     _eids: tuple | None = None     # (ifaces, their external_ids by ofport), read-only
 
     def external_ids(self) -> MappingProxyType:
@@ -60,51 +54,6 @@ class SwitchView:
             self._eids = (self.ifaces, MappingProxyType(
                 {i.ofport: MappingProxyType(dict(i.external_ids)) for i in self.ifaces}))
         return self._eids[1]
-
-
-class _Slots:
-    """The ports of ``SwitchView.facts`` by position: their interfaces, the positions
-    of the ports each VM name is named by (vm-id, iface-id), and those read again on
-    any VM change (classified by MAC, or unknown)."""
-
-    def __init__(self) -> None:
-        self.ifaces: list[Iface] = []
-        self.by_name: dict[str, list[int]] = {}
-        self.reread: set[int] = set()
-
-    def add(self, i: int, iface: Iface, kept: bool) -> None:
-        self.ifaces.append(iface)
-        eid = iface.external_ids
-        for name in {eid.get("vm-id"), eid.get("iface-id")} - {None, ""}:
-            self.by_name.setdefault(name, []).append(i)
-        if not kept:
-            self.reread.add(i)
-
-
-def classify_port(state: State, iface: Iface, learned_mac: str | None) -> PortFacts:
-    """Decide what a port is: a VM (which), an uplink, or unknown.
-
-    In order: an operator's ``vgw-role=uplink``; a declared VM named by ``vm-id`` or
-    ``iface-id``; a tunnel or a name matching settings.uplinks; a declared VM's MAC
-    (attached-mac, then the MAC learned from the port's punts); else unknown.
-    """
-    eid = iface.external_ids
-    attached = (eid.get("attached-mac") or "").lower() or None
-    if eid.get("vgw-role") == "uplink":
-        return PortFacts(iface.ofport, iface.name, "uplink")
-    for key in ("vm-id", "iface-id"):
-        name = eid.get(key)
-        if name and name in state.vms:
-            return PortFacts(iface.ofport, iface.name, "vm", name,
-                             state.vms[name].mac or attached)
-    if iface.type in TUNNEL_TYPES or is_uplink_name(iface.name, state.settings.uplinks):
-        return PortFacts(iface.ofport, iface.name, "uplink")
-    for mac in (attached, learned_mac):
-        if mac:
-            for name, vm in state.vms.items():
-                if vm.mac == mac:
-                    return PortFacts(iface.ofport, iface.name, "vm", name, mac)
-    return PortFacts(iface.ofport, iface.name, "unknown", None, attached or learned_mac)
 
 
 class Engine:
@@ -137,9 +86,7 @@ class Engine:
         self.switches: dict[int, SwitchView] = {}
         self._learned: dict[tuple[int, int], str] = {}  # (dpid, ofport) -> MAC from punts
         self._learned_seq = 0   # changes of _learned, so classifications know they are old
-        # dpid -> id(Iface) -> (what its classification read, the PortFacts): see
-        # refresh_facts
-        self._classified: dict[int, dict[int, tuple]] = {}
+        self._ports: dict[int, SwitchPorts] = {}   # dpid -> its port classification
         self.listeners: list = []
         # dpid -> that switch's compiled flows, kept per owner between compiles.
         self.compilers: dict[int, SwitchCompiler] = {}
@@ -286,7 +233,7 @@ class Engine:
     def forget_switch(self, dpid: int) -> None:
         with self._lock:
             self.switches.pop(dpid, None)
-            self._classified.pop(dpid, None)
+            self._ports.pop(dpid, None)
             for key in [k for k in self._learned if k[0] == dpid]:
                 del self._learned[key]
                 self._learned_seq += 1
@@ -295,81 +242,19 @@ class Engine:
         """Classify a switch's ports against the current state."""
         with self._lock:
             sw = self.switch(dpid)
-            state = self.state
-            read = (ifaces, state.vms, state.settings, self._learned_seq)
-            last = sw.facts_read
-            if last is not None and last[0] is ifaces and last[2] is state.settings and \
-                    last[3] == read[3] and sw.slots is not None:
-                if last[1] is state.vms:
-                    return sw.facts   # nothing a port's classification reads has changed
-                # Only VMs changed: the ports named for them, and those classified by
-                # MAC or unknown, are read again; the others keep their facts.
-                self._reclassify(dpid, sw, state, replaced_names(last[1], state.vms))
-            else:
-                self._classify_all(dpid, sw, state, ifaces)
-            sw.facts_read = read
+            ports = self._ports.setdefault(dpid, SwitchPorts())
+            learned = self._learned
+            facts = ports.classify(self.state, ifaces,
+                                   lambda ofport: learned.get((dpid, ofport)),
+                                   self._learned_seq)
+            sw.ifaces = ifaces
+            if facts is sw.facts:
+                return facts   # nothing a port's classification reads has changed
+            sw.facts = facts
             if self._local is not None:
                 self._number_local(sw.facts)
             self._relocate()
             return sw.facts
-
-    def _classify_all(self, dpid: int, sw: SwitchView, state: State,
-                      ifaces: list[Iface]) -> None:
-        sw.ifaces = ifaces
-        memo = self._classified.get(dpid, {})
-        kept = self._classified[dpid] = {}
-        slots = _Slots()
-        ports = []
-        for iface in ifaces:
-            if iface.ofport in (LOCAL_PORT, 65534):
-                continue
-            facts = self._classify(dpid, iface, state, memo, kept)
-            slots.add(len(ports), iface, id(iface) in kept)
-            ports.append(facts)
-        sw.facts = SwitchFacts(tuple(ports))
-        sw.slots = slots
-
-    def _reclassify(self, dpid: int, sw: SwitchView, state: State, names: set[str]) -> None:
-        slots = sw.slots
-        kept = self._classified[dpid]
-        where = set(slots.reread)
-        for name in names:
-            where.update(slots.by_name.get(name, ()))
-        if not where:
-            return
-        ports = list(sw.facts.ports)
-        for i in where:
-            iface = slots.ifaces[i]
-            ports[i] = self._classify(dpid, iface, state, kept, kept)
-            if id(iface) in kept:
-                slots.reread.discard(i)
-            else:
-                slots.reread.add(i)
-        sw.facts = SwitchFacts(tuple(ports))
-
-    def _classify(self, dpid: int, iface: Iface, state: State,
-                  memo: dict[int, tuple], kept: dict[int, tuple]) -> PortFacts:
-        """One port's facts; kept (in ``kept``) while they depend only on the port, the
-        VM objects it names and the settings."""
-        learned = self._learned.get((dpid, iface.ofport))
-        # A port named for a declared VM (or an uplink) stays what it was while that VM
-        # object, the settings and the port are the same: a sync does not classify a
-        # thousand ports again. Others (by MAC, unknown) are re-read.
-        eid = iface.external_ids
-        by_id, by_iface = eid.get("vm-id"), eid.get("iface-id")
-        vm1 = state.vms.get(by_id) if by_id else None
-        vm2 = state.vms.get(by_iface) if by_iface else None
-        had = memo.get(id(iface))
-        if had is not None and had[0] is iface and had[1] is learned and \
-                had[2] is state.settings and had[3] is vm1 and had[4] is vm2:
-            facts = had[5]
-        else:
-            facts = classify_port(state, iface, learned)
-        if facts.kind == "uplink" or (facts.kind == "vm" and facts.vm in (by_id, by_iface)):
-            kept[id(iface)] = (iface, learned, state.settings, vm1, vm2, facts)
-        else:
-            kept.pop(id(iface), None)
-        return facts
 
     def _vm_ports(self) -> dict[str, set[tuple[str | None, int | None]]]:
         """VM -> {(bridge, VLAN tag)} of every local port it is seen on."""
