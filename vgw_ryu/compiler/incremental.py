@@ -24,13 +24,28 @@ random change sequences).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vgw_ryu.compiler.builder import FlowSet, Match
+from vgw_ryu.compiler.builder import Match
 from vgw_ryu.compiler.facts import PortFacts, SwitchFacts
 from vgw_ryu.compiler.infra import build_infra
+from vgw_ryu.compiler.owned import (  # noqa: F401 - FlowList and the keys are this module's API too
+    CLAUSE,
+    INFRA,
+    PORTS,
+    RULE,
+    VM,
+    FlowConflictError,
+    FlowKey,
+    FlowList,
+    OwnedFlows,
+    Owner,
+    SyncKey,
+    built,
+    next_generation,
+)
 from vgw_ryu.compiler.rules import (
     build_decision,
     clause_owner,
@@ -50,41 +65,8 @@ from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State
 from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules, log_level
 
-FlowKey = tuple[int, int, tuple]     # Flow.key: (table, priority, match), the switch's identity
-SyncKey = tuple[int, int]            # (table, cookie): what the sync diff compares
 ClauseKey = tuple[int, tuple, str]   # (priority, sorted match items, table), as FlowSet.add_conj
 RuleKey = tuple[str, str]            # (policy, rule id)
-# Owner stages, in the order compile_switch adds their flows: when two owners build a
-# flow with one key, a later VM replaces it and anyone else must build the same flow.
-INFRA, PORTS, VM, RULE, CLAUSE = range(5)
-Owner = tuple[int, Any]              # (stage, name within the stage)
-
-_GENERATIONS = itertools.count(1)
-
-
-class FlowList(list):
-    """Desired flows (in no particular order) and what changed since an earlier result.
-
-    ``gen`` names this result; ``added`` (flows) and ``removed`` ((table, cookie) keys)
-    are relative to the result named ``base`` (None: not known, compare everything).
-    ``meters``: the meters the flows name.
-    """
-
-    def __init__(self, flows: Iterable[Flow], gen: int, base: int | None = None,
-                 added: list[Flow] | None = None, removed: list[SyncKey] | None = None,
-                 meters: set[int] | None = None):
-        super().__init__(flows)
-        self.gen = gen
-        self.base = base
-        self.added: list[Flow] = added or []
-        self.removed: list[SyncKey] = removed or []
-        self.meters: set[int] = meters if meters is not None else \
-            {f.meter for f in self if f.meter is not None}
-
-
-class FlowConflictError(Exception):
-    """Two owners build different flows under one key: the full compile decides (and
-    raises, as it does for such a state)."""
 
 
 @dataclass(eq=False)
@@ -150,13 +132,7 @@ def _changed_vms(read: tuple, vms: dict[str, Any], ports: tuple[PortFacts, ...],
     return names
 
 
-def _built(build: Callable[[FlowSet], None]) -> list[Flow]:
-    b = FlowSet()
-    build(b)
-    return list(b.flows.values())
-
-
-class SwitchCompiler:
+class SwitchCompiler(OwnedFlows):
     """One switch's compiled flows, kept between compiles; not thread-safe (the engine
     calls it under its lock)."""
 
@@ -164,13 +140,7 @@ class SwitchCompiler:
         self._reset()
 
     def _reset(self) -> None:
-        self.inputs: dict[Owner, Any] = {}        # owner -> the inputs of its flows
-        self.owned: dict[Owner, list[Flow]] = {}
-        self.out: dict[FlowKey, Flow] = {}        # the switch's flows
-        self.holder: dict[FlowKey, Owner] = {}    # who built each (one owner) ...
-        self.shared: dict[FlowKey, dict[Owner, Flow]] = {}   # ... or several
-        self.in_sync: dict[SyncKey, int] = {}     # (table, cookie) -> flows with it
-        self.meters: dict[int, int] = {}          # meter -> flows naming it
+        self._reset_owned()
         self.vms: dict[str, int | None] = {}       # protected VMs here -> zone
         self._vm_ports: dict[str, PortFacts] = {}
         # What _vms last read (the VMs, settings, ports, zones): a change touching none
@@ -178,8 +148,6 @@ class SwitchCompiler:
         self._vms_read: tuple | None = None
         self.rules: dict[RuleKey, _Rule] = {}
         self.clauses: dict[ClauseKey, _Clause] = {}
-        self.gen: int | None = None
-        self._before: dict[FlowKey, Flow | None] = {}
         self._dirty: set[ClauseKey] = set()
         self._zone_diffs: dict[tuple[int, int], tuple] = {}   # within one compile
 
@@ -192,14 +160,14 @@ class SwitchCompiler:
         self._before, self._dirty, self._zone_diffs = {}, set(), {}
         try:
             self._owner((INFRA, ""), state.settings,
-                        lambda: _built(lambda b: build_infra(b, state.settings)))
+                        lambda: built(lambda b: build_infra(b, state.settings)))
             self._ports(state, facts)
             local = self._vms(state, facts, ids)
             self._rules(local, ids, effective)
             self._flush_clauses()
         except FlowConflictError:
             self._reset()
-            return FlowList(compile_switch(state, facts, ids, effective), next(_GENERATIONS))
+            return FlowList(compile_switch(state, facts, ids, effective), next_generation())
         except BaseException:
             self._reset()   # half-applied: start over next time
             raise
@@ -215,7 +183,7 @@ class SwitchCompiler:
                 relevant.append(p)
         ports = SwitchFacts(tuple(relevant))
         self._owner((PORTS, ""), (ports, state.settings.unknown_ports),
-                    lambda: _built(lambda b: build_ports(b, state, ports)))
+                    lambda: built(lambda b: build_ports(b, state, ports)))
 
     def _vms(self, state: State, facts: SwitchFacts, ids: Ids) -> list[tuple[str, int]]:
         """Each protected VM here; returns their (name, zone)."""
@@ -247,7 +215,7 @@ class SwitchCompiler:
             owner = (VM, name)
             key = (vm, port, zone, log_level(state, name))
             if inputs.get(owner) != key:
-                self._own(owner, _built(lambda b, k=key: build_vm(b, *k)))
+                self._own(owner, built(lambda b, k=key: build_vm(b, *k)))
                 inputs[owner] = key
         self._vms_read = (state.vms, state.settings, facts.ports, zones)
         return list(local.items())
@@ -309,7 +277,7 @@ class SwitchCompiler:
             rest, n = old.rest, old.place[2]
         else:
             self._owner((RULE, key), (eff, number),
-                        lambda: _built(lambda b: build_decision(b, eff, number)))
+                        lambda: built(lambda b: build_decision(b, eff, number)))
             if old is not None and _peers_moved(old, eff, number):
                 # Only its peers changed (a group member came or went): only their
                 # entries of clause 2 change, not the whole group's.
@@ -418,143 +386,3 @@ class SwitchCompiler:
                           key=lambda x: (x.id, x.clause))
             c.flow = self._replace(c.owner_id, c.flow, [
                 Flow.make(T[c.table], c.priority, c.match, acts, kind=c.kind, owner=c.owner)])
-
-    # --- owners and the flows they build ---------------------------------------------
-    def _owner(self, owner: Owner, inputs: Any, build: Callable[[], list[Flow]]) -> None:
-        """Rebuild an owner's flows if its inputs changed."""
-        if owner in self.inputs and self.inputs[owner] == inputs:
-            return
-        self._own(owner, build())
-        self.inputs[owner] = inputs
-
-    def _own(self, owner: Owner, new: list[Flow]) -> None:
-        kept = self._replace(owner, self.owned.pop(owner, []), new)
-        if kept:
-            self.owned[owner] = kept
-
-    def _drop(self, owner: Owner) -> None:
-        self._own(owner, [])
-        self.inputs.pop(owner, None)
-
-    def _replace(self, owner: Owner, old: list[Flow], new: list[Flow]) -> list[Flow]:
-        """An owner's flows were ``old`` and are ``new``; returns them, an unchanged flow
-        as its old object."""
-        if not old:
-            for f in new:
-                self._add(owner, f)
-            return new
-        prev = {f.key: f for f in old}
-        kept: list[Flow] = []
-        for f in new:
-            o = prev.pop(f.key, None)
-            if o is not None:
-                if o.cookie == f.cookie and o == f:
-                    kept.append(o)
-                    continue
-                self._remove(owner, o)
-            self._add(owner, f)
-            kept.append(f)
-        for o in prev.values():
-            self._remove(owner, o)
-        return kept
-
-    def _add(self, owner: Owner, f: Flow) -> None:
-        k = f.key
-        if self.gen is not None and k not in self._before:
-            self._before[k] = self.out.get(k)
-        several = self.shared.get(k)
-        if several is not None:
-            several[owner] = f
-            self._resolve(k)
-            return
-        h = self.holder.get(k)
-        if h is None:
-            self.out[k] = f
-            self.holder[k] = owner
-            return
-        self.shared[k] = {h: self.out[k], owner: f}
-        del self.holder[k]
-        self._resolve(k)
-
-    def _remove(self, owner: Owner, f: Flow) -> None:
-        k = f.key
-        if self.gen is not None and k not in self._before:
-            self._before[k] = self.out.get(k)
-        several = self.shared.get(k)
-        if several is None:
-            del self.out[k]
-            del self.holder[k]
-            return
-        del several[owner]
-        if len(several) == 1:
-            ((h, g),) = several.items()
-            del self.shared[k]
-            self.holder[k], self.out[k] = h, g
-        else:
-            self._resolve(k)
-
-    def _resolve(self, k: FlowKey) -> None:
-        """The flow of a key several owners build, as compile_switch ends up with it: it
-        adds owners stage by stage (VMs by name), a VM's flow replaces what came before
-        and any other owner must build the same flow."""
-        current: Flow | None = None
-        several = self.shared[k]
-        for owner in sorted(several):
-            f = several[owner]
-            if current is not None and owner[0] != VM and f != current:
-                raise FlowConflictError(f"two different flows for one match: {f.body} / "
-                                        f"{current.body}")
-            current = f
-        self.out[k] = current
-
-    def _result(self) -> FlowList:
-        """The flows, and what changed (as the sync sees flows) since the last result."""
-        if self.gen is None:
-            # The first result: nothing to compare with, the sync compares everything.
-            for f in self.out.values():
-                sk = (f.table, f.cookie)
-                self.in_sync[sk] = self.in_sync.get(sk, 0) + 1
-                if f.meter is not None:
-                    self.meters[f.meter] = self.meters.get(f.meter, 0) + 1
-            self.gen = next(_GENERATIONS)
-            return FlowList(self.out.values(), self.gen, meters=set(self.meters))
-        change: dict[SyncKey, int] = {}
-        came: dict[SyncKey, Flow] = {}
-        for k, before in self._before.items():
-            after = self.out.get(k)
-            if before is after or (before is not None and after is not None
-                                   and before.cookie == after.cookie):
-                continue
-            if before is not None:
-                sk = (before.table, before.cookie)
-                change[sk] = change.get(sk, 0) - 1
-                self._count_meter(before.meter, -1)
-            if after is not None:
-                sk = (after.table, after.cookie)
-                change[sk] = change.get(sk, 0) + 1
-                came[sk] = after
-                self._count_meter(after.meter, 1)
-        added: list[Flow] = []
-        removed: list[SyncKey] = []
-        for sk, d in change.items():
-            was = self.in_sync.get(sk, 0)
-            now = was + d
-            if now:
-                self.in_sync[sk] = now
-            else:
-                self.in_sync.pop(sk, None)
-            if not was and now:
-                added.append(came[sk])
-            elif was and not now:
-                removed.append(sk)
-        self._before = {}
-        base, self.gen = self.gen, next(_GENERATIONS)
-        return FlowList(self.out.values(), self.gen, base, added, removed, set(self.meters))
-
-    def _count_meter(self, meter: int | None, d: int) -> None:
-        if meter is not None:
-            n = self.meters.get(meter, 0) + d
-            if n:
-                self.meters[meter] = n
-            else:
-                del self.meters[meter]
