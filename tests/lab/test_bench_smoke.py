@@ -21,9 +21,12 @@ def test_bench_smoke(ovs, tmp_path):
     assert r["puntrate"]["new_flows"]["handler"]["new_pps"] > 0
     e = r["experiment"]
     assert set(e["throughput_gbps"]) == {"A", "B", "B1", "S", "C"}
-    # The three fast-path cases differ by their conntrack passes: 2, 1 and none.
+    # The three fast-path cases differ by their conntrack passes: 2, 1 and none. (The
+    # datapath's counters are shared: a stray packet of another bridge can add a few
+    # passes per million, so NORMAL's one pass is 1 within a margin, not exactly.)
     passes = {m: v["median"] for m, v in e["datapath_passes_per_packet"].items()}
-    assert passes["A"] == 1 and passes["S"] < 1.2 < passes["B1"] < 2.2 < passes["B"], passes
+    assert 0.99 < passes["A"] < 1.01, passes
+    assert passes["S"] < 1.2 < passes["B1"] < 2.2 < passes["B"], passes
     assert e["ratios"]["C/B throughput"] < 0.5
     assert min(e["slow_path_packets_through_controller"]) > 1000
     sc = r["scale"]
