@@ -295,9 +295,9 @@ def _check_step(comp: SwitchCompiler, state, facts, ids, before: FlowList | None
     return got
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_random_changes_compile_as_the_full_compile(seed):
-    rng = random.Random(seed)
+def random_start(rng: random.Random) -> tuple:
+    """A random valid document, its state, ports and ids, and a compiler that compiled
+    them (checked): (doc, state, ports, ids, compiler, switch's flows, flows)."""
     state = None
     while state is None:
         doc = random_doc(rng)
@@ -311,6 +311,13 @@ def test_random_changes_compile_as_the_full_compile(seed):
     comp = SwitchCompiler()
     known = syncdiff.index_installed([])
     flows = _check_step(comp, state, SwitchFacts(tuple(ports)), ids, None, known)
+    return doc, state, ports, ids, comp, known, flows
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_changes_compile_as_the_full_compile(seed):
+    rng = random.Random(seed)
+    doc, state, ports, ids, comp, known, flows = random_start(rng)
     applied = 0
     for _ in range(30):
         new_doc, new_ports = copy.deepcopy(doc), list(ports)

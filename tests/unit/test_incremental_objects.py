@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from tests.unit.test_incremental import CHANGES, _check_step, random_doc, random_ports
+from tests.unit.test_incremental import CHANGES, _check_step, random_ports, random_start
 from vgw_ryu.compiler import SwitchCompiler, SwitchFacts
 from vgw_ryu.policy import model
 from vgw_ryu.policy.ids import Ids
@@ -38,19 +38,7 @@ def _written(state: model.State, old: dict, new: dict) -> model.State:
 @pytest.mark.parametrize("seed", range(30))
 def test_one_object_writes_compile_as_the_full_compile(seed):
     rng = random.Random(1000 + seed)
-    state = None
-    while state is None:
-        doc = random_doc(rng)
-        try:
-            state = parse_state(doc)
-        except ValidationError:
-            continue
-    ports = random_ports(rng, doc)
-    ids = Ids()
-    ids.sync(state)
-    comp = SwitchCompiler()
-    known = syncdiff.index_installed([])
-    flows = _check_step(comp, state, SwitchFacts(tuple(ports)), ids, None, known)
+    doc, state, ports, ids, comp, known, flows = random_start(rng)
     by_object = 0
     for _ in range(30):
         new_doc, new_ports = copy.deepcopy(doc), list(ports)

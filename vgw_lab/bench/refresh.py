@@ -70,7 +70,7 @@ def run_refresh(vms: int = 1000, writes: int = 30) -> dict[str, Any]:
                 _caught_up(reader, writer.revision, time.monotonic() + 10)
                 engine_mod.rebase = rebase if way == "by_object" else (lambda *a: None)
                 if way == "whole":
-                    reader.store._rows.clear()   # (the store's own cache of parsed rows)
+                    reader.store.rows.clear()
                 try:
                     t0 = time.perf_counter()
                     adopted = reader.refresh()

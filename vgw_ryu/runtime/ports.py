@@ -9,7 +9,6 @@ the interfaces with their OpenFlow port number, type and external_ids. No Ryu he
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ import ovs.poller
 import ovs.stream
 
 from vgw_ryu.store import fastjson
+from vgw_ryu.store.rowcache import RowCache
 
 LOG = logging.getLogger("vgw_ryu.runtime.ports")
 fastjson.install()   # the port replica's updates parsed at C speed too
@@ -86,10 +86,9 @@ class PortDirectory:
             helper.register_columns(table, cols)
         self.idl = ovs.db.idl.Idl(remote, helper)
         self._seqno = -1
-        # What bridges() read from each row, by row uuid, until the row changes: reading
-        # an IDL column converts it, and a port plugged must not cost every port again.
-        self._rows: dict[Any, tuple] = {}
-        self.idl.notify = self._row_changed
+        # What bridges() read from each row, until the row changes: reading an IDL
+        # column converts it, and a port plugged must not cost every port again.
+        self.rows = RowCache(self.idl)
 
     def poll(self) -> bool:
         """Process what OVSDB sent; True when the replica changed since the last call."""
@@ -110,22 +109,13 @@ class PortDirectory:
             poller_deadline -= 100
         return self.idl.has_ever_connected()
 
-    def _row_changed(self, event: str, row: Any, updates: Any = None) -> None:
-        self._rows.pop(row.uuid, None)
-
-    def _read(self, row: Any, read: Callable[[Any], tuple]) -> tuple:
-        got = self._rows.get(row.uuid)
-        if got is None:
-            got = self._rows[row.uuid] = read(row)
-        return got
-
     def bridges(self) -> dict[int, list[Iface]]:
         """datapath id -> interfaces with an OpenFlow port number."""
         out: dict[int, list[Iface]] = {}
         port_rows = self.idl.tables["Port"].rows
         iface_rows = self.idl.tables["Interface"].rows
         for br in self.idl.tables["Bridge"].rows.values():
-            name, dpid_text, port_ids, _ = self._read(br, _bridge_row)
+            name, dpid_text, port_ids, _ = self.rows.read(br, _bridge_row)
             if not dpid_text:
                 continue
             ifaces = []
@@ -133,12 +123,12 @@ class PortDirectory:
                 port = port_rows.get(pid)
                 if port is None:
                     continue
-                tag, iface_ids = self._read(port, _port_row)
+                tag, iface_ids = self.rows.read(port, _port_row)
                 for iid in iface_ids:
                     iface = iface_rows.get(iid)
                     if iface is None:
                         continue
-                    iname, ofport, itype, ext = self._read(iface, _iface_row)
+                    iname, ofport, itype, ext = self.rows.read(iface, _iface_row)
                     if ofport > 0:
                         ifaces.append(Iface(iname, ofport, itype, ext, name, tag))
             out[int(dpid_text, 16)] = sorted(ifaces, key=lambda i: i.ofport)
@@ -149,7 +139,7 @@ class PortDirectory:
         share one datapath, and so one connection table."""
         out = {}
         for br in self.idl.tables["Bridge"].rows.values():
-            _, dpid_text, _, dp_type = self._read(br, _bridge_row)
+            _, dpid_text, _, dp_type = self.rows.read(br, _bridge_row)
             if dpid_text:
                 out[int(dpid_text, 16)] = dp_type
         return out

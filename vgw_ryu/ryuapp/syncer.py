@@ -170,18 +170,10 @@ class Syncer:
         owed = self.engine.take_flushes()
         if not owed:
             return
-        dps = list(self.dps.values())
-        if not dps:
+        if not self.dps:
             self.engine.return_flushes(owed)   # nobody to flush yet; zones stay held
             return
-        ports = self.ports()
-        local = False
-        if ports is not None and ports.idl.has_ever_connected():
-            types = ports.datapath_types()
-            chosen = conntrack.one_per_datapath(list(self.dps), types)
-            dps = [self.dps[d] for d in chosen]
-            # The table can be read here only if this host's ovs-vswitchd runs them all.
-            local = all(d in types for d in chosen)
+        dps, local = self.flush_switches()
         for plan, in_use in owed:
             count = conntrack.message_count(plan, in_use)
             messages = None
@@ -198,14 +190,8 @@ class Syncer:
                 LOG.warning("conntrack flush of %d zone(s) and %d address(es) in %d zone(s): "
                             "%d messages per switch; flows wait until it is done",
                             len(plan.zones), len(plan.addresses), len(in_use), count)
-            try:
-                for dp in dps:
-                    self.send_flushes(dp, messages if messages is not None
-                                      else conntrack.iter_messages(plan, in_use))
-            except Exception:
-                LOG.exception("conntrack flush failed; retrying")
+            if not self.send_plan(dps, plan, in_use, messages):
                 self.engine.return_flushes([(plan, in_use)])
-                hub.spawn_after(1.0, self.wake.set)
                 continue
             if self.metrics is not None:
                 for item in [*plan.zones, *plan.addresses]:
@@ -218,6 +204,32 @@ class Syncer:
                          "source and destination in %d zone(s)", len(dps), a.addr, a.vm,
                          a.reason, len(in_use - {z.zone for z in plan.zones}))
             self.engine.zones_flushed({z.zone for z in plan.zones})
+
+    def flush_switches(self) -> tuple[list[Any], bool]:
+        """The switches a flush goes to (one per datapath type: bridges of one type share
+        its connection table), and whether this host's ovs-vswitchd runs all of them
+        (only then can the table be read here)."""
+        dps = list(self.dps.values())
+        ports = self.ports()
+        if ports is None or not ports.idl.has_ever_connected():
+            return dps, False
+        types = ports.datapath_types()
+        chosen = conntrack.one_per_datapath(list(self.dps), types)
+        return [self.dps[d] for d in chosen], all(d in types for d in chosen)
+
+    def send_plan(self, dps: list[Any], plan: conntrack.FlushPlan, in_use: set[int],
+                  messages: list[tuple[int, bytes]] | None) -> bool:
+        """A plan's messages (None: every zone's, made as sent) to each switch; False
+        (logged, a retry woken) when a switch did not take them."""
+        try:
+            for dp in dps:
+                self.send_flushes(dp, messages if messages is not None
+                                  else conntrack.iter_messages(plan, in_use))
+        except Exception:
+            LOG.exception("conntrack flush failed; retrying")
+            hub.spawn_after(1.0, self.wake.set)
+            return False
+        return True
 
     def send_flushes(self, dp: Any, messages: Iterable[tuple[int, bytes]]) -> None:
         """Flush messages to one switch in chunks, each confirmed: memory stays small
@@ -246,23 +258,13 @@ class Syncer:
         """The second look of targeted flushes, once the flows that let the old owners
         send are gone: whatever entries for their addresses were made meanwhile."""
         todo, self._recheck = self._recheck, []
-        dps = list(self.dps.values())
-        ports = self.ports()
-        if ports is not None and ports.idl.has_ever_connected():
-            dps = [self.dps[d] for d in conntrack.one_per_datapath(
-                list(self.dps), ports.datapath_types())]
+        dps, _ = self.flush_switches()
         for plan, in_use in todo:
             again = conntrack.FlushPlan([], plan.addresses)
             in_use = in_use - {z.zone for z in plan.zones}   # flushed whole already
             messages = self.read_targets(again, in_use)
-            try:
-                for dp in dps:
-                    self.send_flushes(dp, messages if messages is not None
-                                      else conntrack.iter_messages(again, in_use))
-            except Exception:
-                LOG.exception("conntrack flush (second look) failed; retrying")
+            if not self.send_plan(dps, again, in_use, messages):
                 self._recheck.append((plan, in_use))
-                hub.spawn_after(1.0, self.wake.set)
                 continue
             LOG.info("conntrack flush, second look after the flows changed: %d "
                      "message(s) for %d address(es)", len(messages or ()),

@@ -27,6 +27,7 @@ import ovs.db.idl
 import ovs.poller
 
 from vgw_ryu.store import fastjson
+from vgw_ryu.store.rowcache import RowCache
 
 # The replica parses every update the database sends: at C speed, not char by char.
 fastjson.install()
@@ -127,11 +128,10 @@ class OvsdbStore:
             self.idl.index_create(table, "name").add_column("name")
         self.idl.index_create("Rule", "policy").add_column("policy")
         self._seen_seqno = -1
-        # What load() read from each object and rule row, by uuid, until the row
-        # changes: converting every IDL column of 1,000 VMs took most of a refresh.
-        # (Shared between loads: callers do not modify what load() returns.)
-        self._rows: dict[Any, tuple] = {}
-        self.idl.notify = self._row_changed
+        # What load() read from each object and rule row, until the row changes:
+        # converting every IDL column of 1,000 VMs took most of a refresh. (Shared
+        # between loads: callers do not modify what load() returns.)
+        self.rows = RowCache(self.idl)
         self._requests_seen: tuple[int, dict[str, int]] = (-1, {})
         if connect:
             self.wait_connected(timeout)
@@ -225,12 +225,12 @@ class OvsdbStore:
             for key, table in OBJECT_TABLES.items():
                 section = doc[key] = {}
                 for r in self.idl.tables[table].rows.values():
-                    name, body = self._read(r, _object_row)
+                    name, body = self.rows.read(r, _object_row)
                     section[name] = body
             rules: dict[str, int] = {}
             listed: dict[str, list[tuple[int, Any]]] = {}
             for r in self.idl.tables["Rule"].rows.values():
-                policy, rule_id, number, position, body = self._read(r, _rule_row)
+                policy, rule_id, number, position, body = self.rows.read(r, _rule_row)
                 rules[f"{policy}/{rule_id}"] = number
                 listed.setdefault(policy, []).append((position, body))
             doc["policies"] = {name: {**pol, "rules": [d for _, d in sorted(
@@ -238,14 +238,6 @@ class OvsdbStore:
                 for name, pol in doc["policies"].items()}
             return Loaded(doc, int(g.revision) if g is not None else 0, rules)
 
-    def _row_changed(self, event: str, row: Any, updates: Any = None) -> None:
-        self._rows.pop(row.uuid, None)
-
-    def _read(self, row: Any, read: Callable[[Any], tuple]) -> tuple:
-        got = self._rows.get(row.uuid)
-        if got is None:
-            got = self._rows[row.uuid] = read(row)
-        return got
 
     def request_revision(self, request_id: str) -> int | None:
         """The revision a request committed, if the replica has seen it commit."""
