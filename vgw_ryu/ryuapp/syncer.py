@@ -215,7 +215,11 @@ class Syncer:
             return dps, False
         types = ports.datapath_types()
         chosen = conntrack.one_per_datapath(list(self.dps), types)
-        return [self.dps[d] for d in chosen], all(d in types for d in chosen)
+        # Local: the port directory reads this host's OVSDB (a unix socket) and knows
+        # every switch; an OVSDB over TCP may be another host's, whose table the
+        # control socket here does not hold.
+        local = ports.remote.startswith("unix:") and all(d in types for d in chosen)
+        return [self.dps[d] for d in chosen], local
 
     def send_plan(self, dps: list[Any], plan: conntrack.FlushPlan, in_use: set[int],
                   messages: list[tuple[int, bytes]] | None) -> bool:
