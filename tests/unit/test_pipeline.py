@@ -10,7 +10,7 @@ import yaml
 
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch
 from vgw_ryu.compiler.stage import STAGES
-from vgw_ryu.pipeline import cookies, ctstate, priorities, tables
+from vgw_ryu.pipeline import cookies, ctstate, priorities, tables, wire
 from vgw_ryu.pipeline import fields as F  # noqa: N812
 from vgw_ryu.pipeline import flows as flowmod
 from vgw_ryu.pipeline.flows import Controller, Ct, Flow
@@ -198,11 +198,28 @@ def test_foreign_cookies_and_kind_table():
     assert f"{cookies.owner_bits(cookies.KIND_VM, 0x15):#x}" == "0x7620001500000000"
 
 
-def test_flow_cookie_is_owner_and_text_hash():
+def test_flow_cookie_is_owner_and_a_digest_of_what_the_switch_gets():
     f = Flow.make(tables.T["forward"], 1, {}, [flowmod.Normal()], kind=cookies.KIND_PORT,
                   owner=9)
-    assert f.cookie == cookies.make_cookie(cookies.KIND_PORT, 9, f.body)
+    enc = wire.encode(f)
+    ins = enc.add[wire.FLOW_MOD_FIXED.size + len(enc.match):]
+    assert f.cookie == cookies.make_cookie(cookies.KIND_PORT, 9, f.table, f.priority,
+                                           enc.match, ins)
     assert cookies.split_cookie(f.cookie)[:2] == (cookies.KIND_PORT, 9)
+    # Whatever the switch would get differently changes the cookie; the same flow made
+    # again (another compile, another process) has the same one.
+    same = Flow.make(tables.T["forward"], 1, {}, [flowmod.Normal()], kind=cookies.KIND_PORT,
+                     owner=9)
+    assert same.cookie == f.cookie
+    others = [Flow.make(tables.T["forward"], 2, {}, [flowmod.Normal()],
+                        kind=cookies.KIND_PORT, owner=9),
+              Flow.make(tables.T["forward"], 1, {"in_port": 3}, [flowmod.Normal()],
+                        kind=cookies.KIND_PORT, owner=9),
+              Flow.make(tables.T["forward"], 1, {}, [flowmod.Controller()],
+                        kind=cookies.KIND_PORT, owner=9),
+              Flow.make(tables.T["forward"], 1, {}, [flowmod.Normal()], meter=3,
+                        kind=cookies.KIND_PORT, owner=9)]
+    assert len({o.cookie for o in others} | {f.cookie}) == 5
 
 
 # -- punts and stages --------------------------------------------------------------
@@ -250,4 +267,4 @@ def test_a_made_flow_has_every_field_and_equals_the_dataclass_built_one():
     same = Flow(3, 100, (("in_port", 1), ("reg6", 5)), (Ct(table=4),), 7, 2,
                 cookies.KIND_VM, 5)
     assert f == same and hash(f) == hash(same) and f.key == same.key
-    assert f.body == same.body and f.cookie == cookies.make_cookie(cookies.KIND_VM, 5, f.body)
+    assert f.body == same.body and f.ofctl().startswith(f"cookie={f.cookie:#018x},")

@@ -3,19 +3,20 @@
 ```
  63      56 55  52 51            32 31                      0
 +----------+------+----------------+-------------------------+
-|  magic   | kind |   owner id     |  content hash (sha256)  |
+|  magic   | kind |   owner id     |  content hash (crc32)   |
 +----------+------+----------------+-------------------------+
 ```
 
 The magic byte tells our flows from anyone else's. Kind and owner let one cookie-masked
-delete remove everything a VM, rule or port owns. The content hash covers the whole
-flow text, so an unchanged cookie means an unchanged flow and the app can diff switch
-and desired flows by (table, cookie) without parsing matches back.
+delete remove everything a VM, rule or port owns. The content hash covers everything
+the switch gets of the flow (table, priority, and the match and instructions as
+OpenFlow bytes), so an unchanged cookie means an unchanged flow and the app can diff
+switch and desired flows by (table, cookie) without parsing matches back.
 """
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from dataclasses import dataclass
 
 COOKIE_MAGIC = 0x76  # 'v'
@@ -59,14 +60,17 @@ def owner_bits(kind: int, owner: int) -> int:
             | ((owner & _OWNER_MAX) << OWNER_SHIFT))
 
 
-def content_hash(text: str) -> int:
-    """The low 32 bits of a cookie: the first 4 bytes of sha256 of the flow text."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+def content_hash(table: int, priority: int, match: bytes, instructions: bytes) -> int:
+    """The low 32 bits of a cookie: crc32 of the flow as the switch gets it (the bytes
+    are computed for the flow mod anyway; a 32-bit digest of them needs no more)."""
+    return zlib.crc32(instructions, zlib.crc32(match, (table << 16) | priority))
 
 
-def make_cookie(kind: int, owner: int, text: str) -> int:
-    """The cookie of a flow with this owner and this ovs-ofctl text (without cookie)."""
-    return owner_bits(kind, owner) | content_hash(text)
+def make_cookie(kind: int, owner: int, table: int, priority: int, match: bytes,
+                instructions: bytes) -> int:
+    """The cookie of a flow with this owner, table, priority and OpenFlow match and
+    instructions bytes."""
+    return owner_bits(kind, owner) | content_hash(table, priority, match, instructions)
 
 
 def split_cookie(cookie: int) -> tuple[int, int, int] | None:

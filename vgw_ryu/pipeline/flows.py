@@ -1,8 +1,8 @@
 """Flows as plain data: match, actions, owner; rendered as ``ovs-ofctl`` text.
 
-The text form is canonical: it is what ``flows/`` documents, what the sandbox tests
-load with ``ovs-ofctl add-flows`` and what the cookie's content hash covers. The Ryu
-app turns the same objects into OpenFlow messages (vgw_ryu.ryuapp.ofencode). No Ryu here.
+The text form is what ``flows/`` documents and what the sandbox tests load with
+``ovs-ofctl add-flows``; the OpenFlow bytes (vgw_ryu.pipeline.wire) are what the
+switch gets and what the cookie's content hash covers. No Ryu here.
 """
 
 from __future__ import annotations
@@ -203,6 +203,18 @@ def _remember(key: Any, text: str) -> None:
     _TEXTS[key] = text
 
 
+_PARTS: Any = None
+
+
+def _wire_parts() -> Any:
+    """vgw_ryu.pipeline.wire.parts (imported on first use: wire imports this module)."""
+    global _PARTS
+    if _PARTS is None:
+        from vgw_ryu.pipeline.wire import parts
+        _PARTS = parts
+    return _PARTS
+
+
 @dataclass(frozen=True)
 class Flow:
     """One OpenFlow flow: table, priority, match, actions and its owner for the cookie."""
@@ -216,7 +228,10 @@ class Flow:
     owner: int = 0
     _body: str = field(default="", compare=False, repr=False)
     _cookie: int = field(default=0, compare=False, repr=False)
-    # Its OpenFlow bytes, encoded once by vgw_ryu.pipeline.wire (not part of identity).
+    # Its OpenFlow bytes, encoded once by vgw_ryu.pipeline.wire (not part of identity):
+    # the match and instructions made with the flow (the cookie is their digest), then
+    # the whole flow mod.
+    _parts: Any = field(default=None, compare=False, repr=False)
     _wire: Any = field(default=None, compare=False, repr=False)
 
     @staticmethod
@@ -232,9 +247,11 @@ class Flow:
         f = object.__new__(Flow)
         d = f.__dict__
         d.update(table=table, priority=priority, match=m, actions=tuple(actions), goto=goto,
-                 meter=meter, kind=kind, owner=owner, _wire=None)
-        body = d["_body"] = f._render()
-        d["_cookie"] = make_cookie(kind, owner, body)
+                 meter=meter, kind=kind, owner=owner, _body="", _wire=None)
+        # The cookie digests the OpenFlow bytes the flow mod needs anyway (rendering
+        # the text to digest it cost as much again); the text is made when asked for.
+        parts = d["_parts"] = _wire_parts()(f)
+        d["_cookie"] = make_cookie(kind, owner, table, priority, *parts)
         return f
 
     def _render(self) -> str:
@@ -251,7 +268,7 @@ class Flow:
 
     @property
     def body(self) -> str:
-        """ovs-ofctl text without the cookie (what the content hash covers)."""
+        """ovs-ofctl text without the cookie."""
         return self._body or self._render()
 
     @property

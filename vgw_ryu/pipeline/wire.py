@@ -334,17 +334,35 @@ def instructions(flow: Flow, memo: Memo | None = None) -> bytes:
 
 # --- flow mods ---------------------------------------------------------------------
 
+# The encodings every flow of every switch shares (match fields, actions), kept across
+# flows so Flow.make's parts cost a lookup for what repeats; emptied when large.
+_SHARED = Memo()
+_SHARED_MAX = 200_000
+
+
+def parts(flow: Flow) -> tuple[bytes, bytes]:
+    """A flow's ``ofp_match`` and instructions bytes (what its cookie digests)."""
+    if len(_SHARED.tlvs) + len(_SHARED.actions) > _SHARED_MAX:
+        _SHARED.tlvs.clear()
+        _SHARED.actions.clear()
+    return match_bytes(flow.match, _SHARED), instructions(flow, _SHARED)
+
+
 def encode(flow: Flow, memo: Memo | None = None) -> Encoded:
     """A flow's OFPFC_ADD body and match, computed once per Flow object and kept on it."""
     if flow._wire is not None:
         return flow._wire
-    memo = memo or Memo()
-    m = match_bytes(flow.match, memo)
+    got = flow._parts
+    if got is None:
+        memo = memo or Memo()
+        got = (match_bytes(flow.match, memo), instructions(flow, memo))
+    m, ins = got
     fixed = FLOW_MOD_FIXED.pack(flow.cookie, 0, flow.table, OFPFC_ADD, 0, 0, flow.priority,
                                 OFP_NO_BUFFER, 0, 0, 0)
-    enc = Encoded(fixed + m + instructions(flow, memo), m)
-    # Flow is frozen; the cache is not part of its identity (like its _body text).
+    enc = Encoded(fixed + m + ins, m)
+    # Flow is frozen; the caches are not part of its identity (like its _body text).
     object.__setattr__(flow, "_wire", enc)
+    object.__setattr__(flow, "_parts", None)
     return enc
 
 
