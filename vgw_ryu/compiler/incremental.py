@@ -31,18 +31,16 @@ from typing import Any
 from vgw_ryu.compiler.builder import Match
 from vgw_ryu.compiler.facts import PortFacts, SwitchFacts
 from vgw_ryu.compiler.infra import build_infra
-from vgw_ryu.compiler.owned import (  # noqa: F401 - FlowList and the keys are this module's API too
+from vgw_ryu.compiler.owned import (
     CLAUSE,
     INFRA,
     PORTS,
     RULE,
     VM,
     FlowConflictError,
-    FlowKey,
     FlowList,
     OwnedFlows,
     Owner,
-    SyncKey,
     built,
     next_generation,
 )
