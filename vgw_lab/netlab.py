@@ -59,10 +59,20 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10, interval: float = 0
                          + (f" (last error: {last_exc})" if last_exc else ""))
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port, never one this process was given before: the kernel may hand
+    the same ephemeral port out twice in a row (CI once got one port for a
+    controller's OpenFlow and its REST API, and the switches spoke OpenFlow to HTTP)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 
