@@ -203,16 +203,28 @@ def _remember(key: Any, text: str) -> None:
     _TEXTS[key] = text
 
 
-_PARTS: Any = None
+_WIRE: Any = None
 
 
-def _wire_parts() -> Any:
-    """vgw_ryu.pipeline.wire.parts (imported on first use: wire imports this module)."""
-    global _PARTS
-    if _PARTS is None:
-        from vgw_ryu.pipeline.wire import parts
-        _PARTS = parts
-    return _PARTS
+def _wire() -> Any:
+    """vgw_ryu.pipeline.wire (imported on first use: wire imports this module)."""
+    global _WIRE
+    if _WIRE is None:
+        from vgw_ryu.pipeline import wire
+        _WIRE = wire
+    return _WIRE
+
+
+# Per list of match names as a caller wrote them: the names in text order, and the
+# positions of those in wire order. A pipeline writes a few dozen such lists, so two
+# sorts per flow become one lookup.
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[int, ...]]] = {}
+
+
+def _plan(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    text = tuple(sorted(names, key=_ORDER.__getitem__))
+    plan = _PLANS[names] = (text, _wire().wire_order(text))
+    return plan
 
 
 @dataclass(frozen=True)
@@ -238,9 +250,8 @@ class Flow:
     def make(table: int, priority: int, match: dict[str, MatchValue],
              actions: list[Action] | tuple[Action, ...] = (), *, goto: int | None = None,
              meter: int | None = None, kind: int = KIND_INFRA, owner: int = 0) -> Flow:
-        # (sorted by a C-level key: this runs for every one of 25,000 flows)
-        m = tuple([(k, match[k]) for k in sorted(match, key=_ORDER.__getitem__)]) \
-            if len(match) > 1 else tuple(match.items())
+        plan = _PLANS.get(names := tuple(match)) or _plan(names)
+        m = tuple([(k, match[k]) for k in plan[0]])
         # Filled in one step: the frozen dataclass's __init__ sets each field through
         # object.__setattr__, a tenth of a compile at 25,000 flows. (Every field is set
         # here: tests/unit/test_pipeline.py compares with the dataclass's own fields.)
@@ -250,7 +261,7 @@ class Flow:
                  meter=meter, kind=kind, owner=owner, _body="", _wire=None)
         # The cookie digests the OpenFlow bytes the flow mod needs anyway (rendering
         # the text to digest it cost as much again); the text is made when asked for.
-        parts = d["_parts"] = _wire_parts()(f)
+        parts = d["_parts"] = _wire().parts(f, plan[1])
         d["_cookie"] = make_cookie(kind, owner, table, priority, *parts)
         return f
 

@@ -174,19 +174,20 @@ def _pad8(n: int) -> bytes:
 
 class Memo:
     """Encodings shared within one batch of flows: thousands of flows repeat the same
-    match fields (a VM's port and MAC, eth_type) and actions (a rule's conjunction).
+    match fields (a VM's port and MAC, eth_type) and instructions (a rule's conjunction).
     Kept per batch, so nothing grows across revisions."""
 
     def __init__(self) -> None:
-        self.tlvs: dict[tuple[str, MatchValue], tuple[int, bytes]] = {}
+        # Keyed by the flow's own (name, value) items, so a hit builds no key.
+        self.tlvs: dict[tuple[str, MatchValue], bytes] = {}
         self.actions: dict[Action, bytes] = {}
+        self.instructions: dict[tuple, bytes] = {}
 
-    def tlv(self, name: str, v: MatchValue) -> tuple[int, bytes]:
-        """(Ryu's sort key, OXM TLV) of one match entry."""
-        key = (name, v)
-        got = self.tlvs.get(key)
+    def tlv(self, kv: tuple[str, MatchValue]) -> bytes:
+        """The OXM TLV of one (name, value) match entry."""
+        got = self.tlvs.get(kv)
         if got is None:
-            got = self.tlvs[key] = (_order(name), oxm(name, v))
+            got = self.tlvs[kv] = oxm(*kv)
         return got
 
     def action(self, a: Action) -> bytes:
@@ -195,14 +196,49 @@ class Memo:
             got = self.actions[a] = action_bytes(a)
         return got
 
+    def size(self) -> int:
+        return len(self.tlvs) + len(self.actions) + len(self.instructions)
 
-def match_bytes(match: Iterable[tuple[str, MatchValue]], memo: Memo | None = None) -> bytes:
-    """An ``ofp_match`` of type OXM with its padding, fields in Ryu's order."""
-    tlv = (memo or Memo()).tlv
-    # The sort keys are unique per field, so the TLV bytes are never compared.
-    body = b"".join(t for _, t in sorted(tlv(k, v) for k, v in match))
+    def clear(self) -> None:
+        self.tlvs.clear()
+        self.actions.clear()
+        self.instructions.clear()
+
+
+# The wire order (Ryu's: by OXM class and field) of each list of field names met, as
+# positions in it: a pipeline has a few dozen, and a sort per flow cost more than the
+# rest of its match's encoding.
+_WIRE_ORDER: dict[tuple[str, ...], tuple[int, ...]] = {}
+
+
+def wire_order(names: tuple[str, ...]) -> tuple[int, ...]:
+    """Positions of ``names`` in the order their TLVs go on the wire."""
+    got = _WIRE_ORDER.get(names)
+    if got is None:
+        got = _WIRE_ORDER[names] = tuple(sorted(range(len(names)),
+                                                key=lambda i: _order(names[i])))
+    return got
+
+
+def match_bytes(match: Iterable[tuple[str, MatchValue]], memo: Memo | None = None,
+                order: tuple[int, ...] | None = None) -> bytes:
+    """An ``ofp_match`` of type OXM with its padding, fields in Ryu's order.
+
+    ``order`` is wire_order() of the match's names, when the caller has it already.
+    """
+    items = match if isinstance(match, tuple) else tuple(match)
+    if order is None:
+        order = wire_order(tuple([k for k, _ in items]))
+    memo = memo or Memo()
+    tlvs = memo.tlvs
+    tlv = memo.tlv
+    body = b"".join([tlvs.get(kv) or tlv(kv) for kv in [items[i] for i in order]])
     length = 4 + len(body)
-    return struct.pack("!HH", OFPMT_OXM, length) + body + _pad8(length)
+    return _MATCH_HEAD.pack(OFPMT_OXM, length) + body + _PADS[length % 8]
+
+
+_MATCH_HEAD = struct.Struct("!HH")
+_PADS = tuple(bytes(-n % 8) for n in range(8))
 
 
 def _order(name: str) -> int:
@@ -320,15 +356,21 @@ def action_bytes(a: Action) -> bytes:
 
 def instructions(flow: Flow, memo: Memo | None = None) -> bytes:
     """Meter, apply-actions and goto-table instructions, in the order OVS requires."""
+    memo = memo or Memo()
+    key = (flow.meter, flow.actions, flow.goto)
+    got = memo.instructions.get(key)
+    if got is not None:
+        return got
     out = b""
     if flow.meter is not None:
         out += struct.pack("!HHI", OFPIT_METER, 8, flow.meter)
     if flow.actions:
-        action = (memo or Memo()).action
-        acts = b"".join(action(a) for a in flow.actions)
+        action = memo.action
+        acts = b"".join([action(a) for a in flow.actions])
         out += struct.pack("!HH4x", OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
     if flow.goto is not None:
         out += struct.pack("!HHB3x", OFPIT_GOTO_TABLE, 8, flow.goto)
+    memo.instructions[key] = out
     return out
 
 
@@ -340,12 +382,12 @@ _SHARED = Memo()
 _SHARED_MAX = 200_000
 
 
-def parts(flow: Flow) -> tuple[bytes, bytes]:
-    """A flow's ``ofp_match`` and instructions bytes (what its cookie digests)."""
-    if len(_SHARED.tlvs) + len(_SHARED.actions) > _SHARED_MAX:
-        _SHARED.tlvs.clear()
-        _SHARED.actions.clear()
-    return match_bytes(flow.match, _SHARED), instructions(flow, _SHARED)
+def parts(flow: Flow, order: tuple[int, ...] | None = None) -> tuple[bytes, bytes]:
+    """A flow's ``ofp_match`` and instructions bytes (what its cookie digests);
+    ``order`` as for match_bytes."""
+    if _SHARED.size() > _SHARED_MAX:
+        _SHARED.clear()
+    return match_bytes(flow.match, _SHARED, order), instructions(flow, _SHARED)
 
 
 def encode(flow: Flow, memo: Memo | None = None) -> Encoded:
