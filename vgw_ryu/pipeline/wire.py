@@ -10,18 +10,15 @@ bodies are the same bytes (1.4's ``importance`` fills 1.3's padding and is 0), s
 version byte and the xid are added when the message is framed (``frames``).
 
 The encodings mirror Ryu's own (vgw_ryu.ryuapp.ofencode builds the same messages as Ryu
-objects): OXM fields sorted as Ryu sorts them, masked values ANDed with their mask,
-NXAST_REG_LOAD for loads, OFPCML_MAX for NORMAL's max_len. tests/unit/test_wire.py
-requires byte equality with Ryu for every flow kind the compiler emits.
+objects): matches as vgw_ryu.pipeline.oxm encodes them, NXAST_REG_LOAD for loads,
+OFPCML_MAX for NORMAL's max_len. tests/unit/test_wire.py requires byte equality with Ryu
+for every flow kind the compiler emits.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from vgw_ryu.pipeline.flows import (
@@ -32,11 +29,18 @@ from vgw_ryu.pipeline.flows import (
     CtClear,
     Flow,
     Load,
-    MatchValue,
     Move,
     Normal,
     OutputReg,
     Resubmit,
+)
+from vgw_ryu.pipeline.oxm import (  # noqa: F401 - FIELDS, OxmField re-exported
+    FIELDS,
+    OxmField,
+    TlvCache,
+    match_bytes,
+    oxm,
+    wire_order,
 )
 
 OFP13, OFP14 = 0x04, 0x05
@@ -47,7 +51,6 @@ OFP_NO_BUFFER = 0xFFFFFFFF
 OFPP_ANY = OFPG_ANY = 0xFFFFFFFF
 OFPP_NORMAL, OFPP_CONTROLLER = 0xFFFFFFFA, 0xFFFFFFFD
 OFPCML_MAX = 0xFFE5                   # Ryu's default max_len for an output action
-OFPMT_OXM = 1
 OFPIT_GOTO_TABLE, OFPIT_APPLY_ACTIONS, OFPIT_METER = 1, 4, 6
 OFPAT_OUTPUT, OFPAT_SET_FIELD, OFPAT_EXPERIMENTER = 0, 25, 0xFFFF
 ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
@@ -61,7 +64,6 @@ NX_CT_F_COMMIT = 1
 NX_CT_RECIRC_NONE = 0xFF
 OFPP_IN_PORT = 0xFFF8                 # NXAST_RESUBMIT_TABLE's "in_port unchanged"
 
-OXM_OPENFLOW_BASIC, NXM_1 = 0x8000, 0x0001
 FLOW_MOD_FIXED = struct.Struct("!QQBBHHHIIIH2x")  # ofp_flow_mod after the header
 OFP_HEADER = struct.Struct("!BBHI")
 # ofp_header + ofp_bundle_add_msg fields + the inner message's ofp_header
@@ -69,107 +71,10 @@ BUNDLE_ADD_HEAD = struct.Struct("!BBHIIxxHBBHI")
 DEFAULT_CHUNK = 256 * 1024            # bytes per socket write when framing many messages
 
 
-@dataclass(frozen=True)
-class OxmField:
-    """One match field: OXM class, field number, value size and value kind."""
-    oxm_class: int
-    field: int
-    size: int
-    kind: str = "int"   # int, mac, ipv4 or ipv6
-
-    @property
-    def order(self) -> int:
-        """Ryu's sort key for a match (class and field, as in the OXM type)."""
-        return (self.oxm_class << 7) | self.field
-
-    def header(self, masked: bool = False) -> int:
-        size = self.size * 2 if masked else self.size
-        return (self.oxm_class << 16) | (self.field << 9) | (int(masked) << 8) | size
-
-
-def _basic(field: int, size: int, kind: str = "int") -> OxmField:
-    return OxmField(OXM_OPENFLOW_BASIC, field, size, kind)
-
-
-# Every field the encoder knows (the pipeline uses a subset: flows.FIELD_ORDER), by its
-# Ryu/OXM name. Registers and conntrack fields are Nicira's NXM_NX_* (class 1).
-FIELDS: dict[str, OxmField] = {
-    "in_port": _basic(0, 4), "in_phy_port": _basic(1, 4), "metadata": _basic(2, 8),
-    "eth_dst": _basic(3, 6, "mac"), "eth_src": _basic(4, 6, "mac"), "eth_type": _basic(5, 2),
-    "vlan_vid": _basic(6, 2), "vlan_pcp": _basic(7, 1), "ip_dscp": _basic(8, 1),
-    "ip_ecn": _basic(9, 1), "ip_proto": _basic(10, 1),
-    "ipv4_src": _basic(11, 4, "ipv4"), "ipv4_dst": _basic(12, 4, "ipv4"),
-    "tcp_src": _basic(13, 2), "tcp_dst": _basic(14, 2),
-    "udp_src": _basic(15, 2), "udp_dst": _basic(16, 2),
-    "sctp_src": _basic(17, 2), "sctp_dst": _basic(18, 2),
-    "icmpv4_type": _basic(19, 1), "icmpv4_code": _basic(20, 1), "arp_op": _basic(21, 2),
-    "arp_spa": _basic(22, 4, "ipv4"), "arp_tpa": _basic(23, 4, "ipv4"),
-    "arp_sha": _basic(24, 6, "mac"), "arp_tha": _basic(25, 6, "mac"),
-    "ipv6_src": _basic(26, 16, "ipv6"), "ipv6_dst": _basic(27, 16, "ipv6"),
-    "ipv6_flabel": _basic(28, 4), "icmpv6_type": _basic(29, 1), "icmpv6_code": _basic(30, 1),
-    "ipv6_nd_target": _basic(31, 16, "ipv6"),
-    "ipv6_nd_sll": _basic(32, 6, "mac"), "ipv6_nd_tll": _basic(33, 6, "mac"),
-    **{f"reg{i}": OxmField(NXM_1, i, 4) for i in range(16)},
-    "conj_id": OxmField(NXM_1, 37, 4),
-    "ct_state": OxmField(NXM_1, 105, 4), "ct_zone": OxmField(NXM_1, 106, 2),
-    "ct_mark": OxmField(NXM_1, 107, 4), "ct_label": OxmField(NXM_1, 108, 16),
-}
-
-
 class Encoded(NamedTuple):
     """A flow's OFPFC_ADD body and, as its own object, the OXM match inside it."""
     add: bytes
     match: bytes
-
-
-# --- match -------------------------------------------------------------------------
-
-def _address(kind: str, v: int | str) -> bytes:
-    if isinstance(v, int):
-        return v.to_bytes({"ipv4": 4, "ipv6": 16, "mac": 6}[kind], "big")
-    if kind == "mac":
-        parts = v.split(":")
-        if len(parts) != 6:
-            raise ValueError(f"not a MAC address: {v!r}")
-        return bytes(int(x, 16) for x in parts)   # also 2:0:0:0:0:1, as Ryu reads it
-    return socket.inet_pton(socket.AF_INET if kind == "ipv4" else socket.AF_INET6, v)
-
-
-def _value(f: OxmField, v: int | str) -> bytes:
-    if f.kind == "int":
-        if not isinstance(v, int):
-            raise TypeError(f"integer expected, got {v!r}")
-        return v.to_bytes(f.size, "big")
-    return _address(f.kind, v)
-
-
-def _split(f: OxmField, v: MatchValue) -> tuple[Any, Any]:
-    """(value, mask or None); an address may also be written as a prefix 'a/len'."""
-    if isinstance(v, tuple):
-        return v
-    if isinstance(v, str) and "/" in v and f.kind in ("ipv4", "ipv6"):
-        net = ipaddress.ip_network(v, strict=False)
-        return str(net.network_address), str(net.netmask)
-    return v, None
-
-
-def oxm(name: str, v: MatchValue) -> bytes:
-    """One OXM TLV; a masked value is sent ANDed with its mask (as Ryu sends it)."""
-    try:
-        f = FIELDS[name]
-    except KeyError:
-        raise KeyError(f"no OXM encoding for match field {name!r}") from None
-    value, mask = _split(f, v)
-    raw = _value(f, value)
-    if mask is None:
-        return struct.pack("!I", f.header()) + raw
-    m = _value(f, mask)
-    raw = (int.from_bytes(raw, "big") & int.from_bytes(m, "big")).to_bytes(f.size, "big")
-    return struct.pack("!I", f.header(masked=True)) + raw + m
-
-
-def _pad8(n: int) -> bytes:
-    return bytes(-n % 8)
 
 
 class Memo:
@@ -179,73 +84,30 @@ class Memo:
 
     def __init__(self) -> None:
         # Keyed by the flow's own (name, value) items, so a hit builds no key.
-        self.tlvs: dict[tuple[str, MatchValue], bytes] = {}
+        self.tlvs = TlvCache()
         self.actions: dict[Action, bytes] = {}
         self.instructions: dict[tuple, bytes] = {}
 
-    def tlv(self, kv: tuple[str, MatchValue]) -> bytes:
-        """The OXM TLV of one (name, value) match entry."""
-        got = self.tlvs.get(kv)
-        if got is None:
-            got = self.tlvs[kv] = oxm(*kv)
-        return got
-
     def action(self, a: Action) -> bytes:
+        """One action's bytes."""
         got = self.actions.get(a)
         if got is None:
             got = self.actions[a] = action_bytes(a)
         return got
 
     def size(self) -> int:
+        """Encodings held."""
         return len(self.tlvs) + len(self.actions) + len(self.instructions)
 
     def clear(self) -> None:
+        """Forget every encoding held."""
         self.tlvs.clear()
         self.actions.clear()
         self.instructions.clear()
 
 
-# The wire order (Ryu's: by OXM class and field) of each list of field names met, as
-# positions in it: a pipeline has a few dozen, and a sort per flow cost more than the
-# rest of its match's encoding.
-_WIRE_ORDER: dict[tuple[str, ...], tuple[int, ...]] = {}
-
-
-def wire_order(names: tuple[str, ...]) -> tuple[int, ...]:
-    """Positions of ``names`` in the order their TLVs go on the wire."""
-    got = _WIRE_ORDER.get(names)
-    if got is None:
-        got = _WIRE_ORDER[names] = tuple(sorted(range(len(names)),
-                                                key=lambda i: _order(names[i])))
-    return got
-
-
-def match_bytes(match: Iterable[tuple[str, MatchValue]], memo: Memo | None = None,
-                order: tuple[int, ...] | None = None) -> bytes:
-    """An ``ofp_match`` of type OXM with its padding, fields in Ryu's order.
-
-    ``order`` is wire_order() of the match's names, when the caller has it already.
-    """
-    items = match if isinstance(match, tuple) else tuple(match)
-    if order is None:
-        order = wire_order(tuple([k for k, _ in items]))
-    memo = memo or Memo()
-    tlvs = memo.tlvs
-    tlv = memo.tlv
-    body = b"".join([tlvs.get(kv) or tlv(kv) for kv in [items[i] for i in order]])
-    length = 4 + len(body)
-    return _MATCH_HEAD.pack(OFPMT_OXM, length) + body + _PADS[length % 8]
-
-
-_MATCH_HEAD = struct.Struct("!HH")
-_PADS = tuple(bytes(-n % 8) for n in range(8))
-
-
-def _order(name: str) -> int:
-    f = FIELDS.get(name)
-    if f is None:
-        raise KeyError(f"no OXM encoding for match field {name!r}")
-    return f.order
+def _pad8(n: int) -> bytes:
+    return bytes(-n % 8)
 
 
 # --- actions -----------------------------------------------------------------------
@@ -387,7 +249,7 @@ def parts(flow: Flow, order: tuple[int, ...] | None = None) -> tuple[bytes, byte
     ``order`` as for match_bytes."""
     if _SHARED.size() > _SHARED_MAX:
         _SHARED.clear()
-    return match_bytes(flow.match, _SHARED, order), instructions(flow, _SHARED)
+    return match_bytes(flow.match, _SHARED.tlvs, order), instructions(flow, _SHARED)
 
 
 def encode(flow: Flow, memo: Memo | None = None) -> Encoded:
@@ -397,7 +259,7 @@ def encode(flow: Flow, memo: Memo | None = None) -> Encoded:
     got = flow._parts
     if got is None:
         memo = memo or Memo()
-        got = (match_bytes(flow.match, memo), instructions(flow, memo))
+        got = (match_bytes(flow.match, memo.tlvs), instructions(flow, memo))
     m, ins = got
     fixed = FLOW_MOD_FIXED.pack(flow.cookie, 0, flow.table, OFPFC_ADD, 0, 0, flow.priority,
                                 OFP_NO_BUFFER, 0, 0, 0)
