@@ -8,6 +8,7 @@ import sqlite3
 import time
 import uuid
 
+import ovs.db.idl
 import pytest
 
 from vgw_ryu.policy import model
@@ -146,6 +147,62 @@ def test_one_object_writes_touch_only_their_rows_and_read_back_as_a_whole(db, st
     assert _row_uuids(s, "Policy") == before["Policy"]      # updated in place
     # A fresh replica (another process) reads the same state.
     assert Engine(stores(s.remote)).state_document() == e.state_document()
+
+
+def _names(store: OvsdbStore, table: str) -> list[str]:
+    store.poll()
+    return sorted(r.name for r in store.idl.tables[table].rows.values())
+
+
+def test_one_object_writes_find_their_rows_after_other_writers_and_a_restart(db, stores):
+    """Each replica finds an object's rows by its key index, kept from the rows the
+    server sends: rows another writer made or deleted, and a replica refilled after
+    the server restarted, are found (updated in place, never duplicated)."""
+    d = db()
+    s = stores(d.remote)
+    e = Engine(s)
+    e.apply_document(json.loads(json.dumps(DOC)))
+    other = Engine(stores(s.remote))
+
+    def write(eng: Engine, kind: str, name: str, body: dict | None) -> None:
+        eng.refresh()
+        new = (model.remove_object(eng.state, kind, name) if body is None
+               else model.replace_object(eng.state, kind, name, body))
+        eng.replace_state(new, touched={kind: {name}})
+
+    web1 = {"ips": ["10.0.0.11"], "mac": "02:00:00:00:00:11"}
+    write(e, "vms", "db1", None)
+    write(other, "vms", "db1", {"ips": ["10.0.0.23"], "mac": "02:00:00:00:00:21"})
+    write(e, "vms", "db1", {"ips": ["10.0.0.24"], "mac": "02:00:00:00:00:21"})
+    write(other, "vms", "web1", {**web1, "labels": {"tier": "web"}})
+    write(e, "policies", "web-in", {"applied_to": ["vm:db1"], "rules": []})
+    write(other, "policies", "web-in", {"applied_to": ["vm:web1"], "rules": [
+        DOC["policies"]["web-in"]["rules"][1]]})
+    assert _names(s, "VM") == ["db1", "web1"]
+    assert [(r.policy, r.rule_id) for r in s.idl.tables["Rule"].rows.values()] == \
+        [("web-in", "ssh")]
+    # A row renamed by a writer that is not an engine: db1's row is db9's now.
+    with other.store._lock:
+        txn = ovs.db.idl.Transaction(other.store.idl)
+        next(r for r in other.store.idl.tables["VM"].rows.values() if r.name == "db1"
+             ).name = "db9"
+        assert other.store._commit(txn, time.monotonic() + 10) == txn.SUCCESS
+    write(e, "vms", "db1", {"ips": ["10.0.0.25"], "mac": "02:00:00:00:00:25"})
+    assert _names(s, "VM") == ["db1", "db9", "web1"]
+    write(e, "vms", "db9", None)
+    write(e, "vms", "db1", None)
+    rows = _row_uuids(s, "VM")
+    assert set(rows) == {"web1"}
+    d.close()
+    d.open()                          # the replica is emptied and filled again
+    e.store.wait_connected(20)
+    write(e, "vms", "web1", web1)
+    write(e, "vms", "db1", {"ips": ["10.0.0.26"], "mac": "02:00:00:00:00:26"})
+    after = _row_uuids(s, "VM")
+    assert set(after) == {"db1", "web1"} and after["web1"] == rows["web1"]
+    fresh = Engine(stores(s.remote))
+    assert fresh.state_document() == e.state_document()
+    assert not fresh.state.vms["web1"].labels
 
 
 def test_request_ids_are_kept_to_the_newest_few(db, stores, monkeypatch):

@@ -27,6 +27,7 @@ import ovs.db.idl
 import ovs.poller
 
 from vgw_ryu.store import fastjson
+from vgw_ryu.store.keyindex import KeyIndex
 from vgw_ryu.store.rowcache import RowCache
 
 # The replica parses every update the database sends: at C speed, not char by char.
@@ -124,14 +125,14 @@ class OvsdbStore:
         helper = ovs.db.idl.SchemaHelper(location=str(SCHEMA_PATH))
         helper.register_all()
         self.idl = ovs.db.idl.Idl(remote, helper, leader_only=False)
-        for table in OBJECT_TABLES.values():
-            self.idl.index_create(table, "name").add_column("name")
-        self.idl.index_create("Rule", "policy").add_column("policy")
         self._seen_seqno = -1
         # What load() read from each object and rule row, until the row changes:
         # converting every IDL column of 1,000 VMs took most of a refresh. (Shared
         # between loads: callers do not modify what load() returns.)
         self.rows = RowCache(self.idl)
+        # A one-object write finds its rows here (a VM's by name, a policy's rules).
+        self.keys = KeyIndex(self.idl, {**{t: "name" for t in OBJECT_TABLES.values()},
+                                        "Rule": "policy"})
         self._requests_seen: tuple[int, dict[str, int]] = (-1, {})
         if connect:
             self.wait_connected(timeout)
@@ -364,8 +365,8 @@ class OvsdbStore:
 
     def _write_objects(self, txn: Any, doc: dict[str, Any], rules: dict[str, int],
                        touched: dict[str, set[str]]) -> None:
-        # Found through the IDL's indexes: a one-object write looks at its own rows,
-        # not at every row of the table.
+        # Found through the key index: a one-object write looks at its own rows, not
+        # at every row of the table.
         for key, names in touched.items():
             table = OBJECT_TABLES[key]
             section = {n: b for n, b in (doc.get(key) or {}).items() if n in names}
@@ -373,16 +374,12 @@ class OvsdbStore:
                 self._sync_rows(txn, table, ("name",),
                                 _object_rows(key, {name: section[name]} if name in section
                                              else {}),
-                                self._indexed(table, "name", name))
+                                self.keys.rows(table, name))
                 if key == "policies":
                     self._sync_rows(txn, "Rule", ("policy", "rule_id"),
                                     _rule_rows({name: section[name]} if name in section
                                                else {}, rules),
-                                    self._indexed("Rule", "policy", name))
-
-    def _indexed(self, table: str, column: str, value: str) -> list[Any]:
-        rows = self.idl.tables[table].rows
-        return list(rows.indexes[column].irange(*[rows.IndexEntry(**{column: value})] * 2))
+                                    self.keys.rows("Rule", name))
 
     def _commit(self, txn: Any, deadline: float) -> int:
         """Commit and wait for the answer; INCOMPLETE (aborted) at the deadline."""
