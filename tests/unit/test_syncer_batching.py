@@ -106,3 +106,28 @@ def test_a_busy_switch_does_not_starve_another(running):
     # Switch 2 goes next, or after the one sync of switch 1 already under way.
     assert 2 in after and after.index(2) <= 1
     assert after.count(1) > 5   # and switch 1 keeps being synced too
+
+
+def test_a_large_sync_freezes_what_it_made(running):
+    """The long-lived objects of a large sync (its flows) leave the collector's walk once
+    the round of syncs ends; a small sync's do not."""
+    s = running()
+    made: list = []
+    sizes = iter([100, 50_000])
+
+    def sync(dpid: int, full: bool = False) -> None:
+        n = next(sizes)
+        made.append([[i] for i in range(n)])   # n tracked objects, kept alive
+        s.note_changed(n)
+
+    s.sync = sync
+    gc.unfreeze()
+    try:
+        s.schedule(1)
+        hub.sleep(BATCH_MAX * 5)
+        assert len(made) == 1 and gc.get_freeze_count() == 0
+        s.schedule(1)
+        hub.sleep(BATCH_MAX * 5)
+        assert len(made) == 2 and gc.get_freeze_count() >= 50_000
+    finally:
+        gc.unfreeze()

@@ -44,6 +44,11 @@ READ_TABLE_ABOVE = 20_000
 GC_IDLE = 1.0
 GC_MAX_DEFER = 30.0
 GC_THAW = 600.0
+GC_THAW_BUSY = 3600.0   # thawed under endless churn too, less often: writes wait for it
+# A sync that changed this many flows made that many long-lived objects: they are frozen
+# as soon as the round of syncs ends, so the idle collection that follows does not walk
+# them (at 1,000 VMs it took 0.2 s, and a write arriving meanwhile waited for it).
+FREEZE_AFTER = 2000
 
 
 def match_wire(match: Any) -> bytes:
@@ -79,6 +84,7 @@ class Syncer:
         self._limits_error: str | None = None
         self._limits_rev: int | None = None   # revision whose limits are applied
         self._collected = self._thawed = time.monotonic()   # last full collections
+        self._freeze = False   # a sync made many long-lived objects: freeze them
         # A flush plan of more messages than this reads the connection table first and
         # flushes only the zones holding its addresses (-1: never, 0: always).
         self.read_table_above = READ_TABLE_ABOVE
@@ -117,9 +123,9 @@ class Syncer:
         young, middle, _ = gc.get_threshold()
         gc.set_threshold(young, middle, 1 << 30)   # no automatic full collection
         while True:
-            if not self.wake.wait(timeout=GC_IDLE) or \
-                    time.monotonic() - self._collected > GC_MAX_DEFER:
-                self.collect_garbage()
+            idle = not self.wake.wait(timeout=GC_IDLE)
+            if idle or time.monotonic() - self._collected > GC_MAX_DEFER:
+                self.collect_garbage(idle)
                 continue
             self.gather()
             # Stale connection entries go before any flow that lets a new owner of an
@@ -142,12 +148,21 @@ class Syncer:
                     hub.spawn_after(1.0, self.schedule, dpid, True)
             if self._recheck:
                 self.recheck_flushes()
+            if self._freeze:
+                self._freeze = False
+                gc.freeze()
 
-    def collect_garbage(self) -> None:
+    def note_changed(self, flow_mods: int) -> None:
+        """A sync sent ``flow_mods``; many are frozen out of the collector's way."""
+        if flow_mods >= FREEZE_AFTER:
+            self._freeze = True
+
+    def collect_garbage(self, idle: bool = True) -> None:
         """A full collection if objects grew old since the last one (of everything, frozen
-        too, every GC_THAW), then freeze what is left."""
+        too, every GC_THAW when idle, every GC_THAW_BUSY under churn), then freeze what
+        is left."""
         now = self._collected = time.monotonic()
-        if now - self._thawed > GC_THAW:
+        if now - self._thawed > (GC_THAW if idle else GC_THAW_BUSY):
             gc.unfreeze()
             self._thawed = now
         elif gc.get_count()[2] == 0:
@@ -331,6 +346,7 @@ class Syncer:
             t_encoded = time.monotonic()
             self.io.send_atomically(dp, bodies)
             syncdiff.record(known, d, wire.match_of)
+            self.note_changed(len(d.adds) + len(d.dels))
             t1 = time.monotonic()
             # Where the time went: reading the switch (full syncs), compiling (with the
             # meters and the diff), encoding, and the switch taking the change (until
