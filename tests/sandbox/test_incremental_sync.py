@@ -10,7 +10,7 @@ import random
 import pytest
 
 from tests.sandbox.test_app_sync import reference_table, table_text
-from tests.unit.test_incremental import CHANGES, random_doc, random_ports
+from tests.unit.incremental_cases import CHANGES, random_doc, random_ports
 from vgw_lab.netlab import delete_bridge, make_bridge, sh, uniq, wait_until
 from vgw_ryu.compiler import PortFacts
 from vgw_ryu.policy.model import ValidationError, parse_state

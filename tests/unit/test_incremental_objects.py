@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from tests.unit.test_incremental import CHANGES, _check_step, random_ports, random_start
+from tests.unit.incremental_cases import CHANGES, check_step, random_ports, random_start
 from vgw_ryu.compiler import SwitchCompiler, SwitchFacts
 from vgw_ryu.policy import model
 from vgw_ryu.policy.ids import Ids
@@ -61,7 +61,7 @@ def test_one_object_writes_compile_as_the_full_compile(seed):
         nxt = Ids.from_doc(ids.to_doc())
         nxt.sync(state)
         ids = nxt
-        flows = _check_step(comp, state, SwitchFacts(tuple(ports)), ids, flows, known)
+        flows = check_step(comp, state, SwitchFacts(tuple(ports)), ids, flows, known)
     assert by_object >= 10
 
 
@@ -80,8 +80,8 @@ def test_a_vm_renumbered_alone_gets_its_new_zone():
     known = syncdiff.index_installed([])
     ids = Ids()
     ids.sync(state)
-    flows = _check_step(comp, state, facts, ids, None, known)
+    flows = check_step(comp, state, facts, ids, None, known)
     doc = ids.to_doc()
     moved = Ids.from_doc({**doc, "zones": {**doc["zones"], "a": 9}})
-    flows = _check_step(comp, state, facts, moved, flows, known)
+    flows = check_step(comp, state, facts, moved, flows, known)
     assert any("reg6=0x9" in f.ofctl() for f in flows)
