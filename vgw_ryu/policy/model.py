@@ -13,6 +13,7 @@ This module is the policy model's one import point; the code lives in
 
 from __future__ import annotations
 
+from vgw_ryu.policy.checks import check_references
 from vgw_ryu.policy.docs import (
     changed_objects,
     group_doc,
@@ -24,6 +25,7 @@ from vgw_ryu.policy.docs import (
     state_doc,
     vm_doc,
 )
+from vgw_ryu.policy.edits import parse_object, remove_object, replace_object
 from vgw_ryu.policy.fields import parse_ip, parse_net, parse_ports
 from vgw_ryu.policy.objects import (
     ACTIONS,
@@ -56,14 +58,10 @@ from vgw_ryu.policy.objects import (
 )
 from vgw_ryu.policy.parse import (
     STATE_KEYS,
-    check_references,
     parse_group,
-    parse_object,
     parse_policy,
     parse_state,
     parse_vm,
-    remove_object,
-    replace_object,
 )
 from vgw_ryu.policy.rule_parse import RULE_KEYS
 

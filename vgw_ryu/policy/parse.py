@@ -2,9 +2,9 @@
 
 ``parse_state`` turns a whole document into a ``State`` or raises ``ValidationError``
 naming every bad field by its path, e.g.
-``policies.web-in.rules[1].ports: 70000 is not a port (1-65535)``; ``parse_object``
-does the same for one VM, group or policy, and ``replace_object`` / ``remove_object``
-change one in a valid state without parsing the rest again. No Ryu here.
+``policies.web-in.rules[1].ports: 70000 is not a port (1-65535)``. The checks across
+objects are in vgw_ryu.policy.checks; one-object writes (``replace_object``,
+``remove_object``, ``parse_object``) in vgw_ryu.policy.edits. No Ryu here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Any
 
 from vgw_ryu.policy import expectations
+from vgw_ryu.policy.checks import check_references
 from vgw_ryu.policy.fields import (
     _bool,
     _choice,
@@ -38,9 +39,7 @@ from vgw_ryu.policy.objects import (
     MAX_TIERS,
     UNKNOWN_PORT_ACTIONS,
     AddressPair,
-    FieldError,
     Group,
-    IpAddr,
     Policy,
     PortGroup,
     Settings,
@@ -49,7 +48,7 @@ from vgw_ryu.policy.objects import (
     Vm,
 )
 from vgw_ryu.policy.rule_parse import _rule
-from vgw_ryu.policy.ruleset import group_members, keep_members, members_after
+from vgw_ryu.policy.ruleset import group_members
 
 MAX_CONNECTIONS = 10_000_000
 
@@ -294,91 +293,6 @@ def _section(ctx: _Ctx, doc: dict[str, Any], key: str, parse) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
-def check_references(ctx: _Ctx, state: State) -> None:
-    """Every name a policy or group uses exists; identities are not shared."""
-    _check_members(ctx, state)
-    _check_policies(ctx, state)
-    _check_identities(ctx, state)
-
-
-def _check_members(ctx: _Ctx, state: State) -> None:
-    for gname, g in state.groups.items():
-        for i, m in enumerate(g.members):
-            if m not in state.vms:
-                ctx.err(f"groups.{gname}.members[{i}]", f"vm {m!r} does not exist")
-
-
-def _check_policies(ctx: _Ctx, state: State) -> None:
-    tiers = state.settings.tiers
-    for pname, pol in state.policies.items():
-        if pol.tier is not None and pol.tier not in tiers:
-            ctx.err(f"policies.{pname}.tier", f"{pol.tier!r} is not one of settings.tiers "
-                    f"({', '.join(tiers)})")
-        elif state.settings.tier_of(pol.tier) == len(tiers) - 1:
-            for i, r in enumerate(pol.rules):
-                if r.action == "pass":
-                    ctx.err(f"policies.{pname}.rules[{i}].action", "pass in the last tier: "
-                            "there is no next tier to hand the decision to")
-        for i, a in enumerate(pol.applied_to):
-            kind, _, name = a.partition(":")
-            table = state.vms if kind == "vm" else state.groups
-            if name not in table:
-                ctx.err(f"policies.{pname}.applied_to[{i}]", f"{kind} {name!r} does not exist")
-        for i, r in enumerate(pol.rules):
-            if r.peer.kind in ("vm", "group"):
-                table = state.vms if r.peer.kind == "vm" else state.groups
-                if r.peer.value not in table:
-                    ctx.err(f"policies.{pname}.rules[{i}].peer",
-                            f"{r.peer.kind} {r.peer.value!r} does not exist")
-
-
-def _check_identities(ctx: _Ctx, state: State) -> tuple[dict[str, str], dict[IpAddr, str]]:
-    before = len(ctx.errors)
-    macs: dict[str, str] = {}
-    ips: dict[IpAddr, str] = {}
-    for name, vm in state.vms.items():
-        if vm.mac is not None:
-            if vm.mac in macs:
-                ctx.err(f"vms.{name}.mac", f"{vm.mac} is also the MAC of vm {macs[vm.mac]!r}")
-            macs.setdefault(vm.mac, name)
-        for i, ip in enumerate(vm.ips):
-            if ip in ips and ips[ip] != name:
-                ctx.err(f"vms.{name}.ips[{i}]", f"{ip} is also an address of vm {ips[ip]!r}")
-            ips.setdefault(ip, name)
-    if len(ctx.errors) == before:
-        object.__setattr__(state, "_identities", (macs, ips))
-    return macs, ips
-
-
-def _identities(state: State) -> tuple[dict[str, str], dict[IpAddr, str]]:
-    """Which VM holds each MAC and IP of a valid state (computed once per state)."""
-    return state.__dict__.get("_identities") or _check_identities(_Ctx(), state)
-
-
-def _check_identity(ctx: _Ctx, old: State, new: State, name: str) -> None:
-    """``_check_identities`` of ``new``, which differs from the valid ``old`` in VM
-    ``name`` alone: that VM's addresses against the others' (a clash is reported by
-    the full check, with its exact messages)."""
-    macs, ips = _identities(old)
-    was, vm = old.vms.get(name), new.vms.get(name)
-    macs, ips = dict(macs), dict(ips)
-    if was is not None:
-        if was.mac is not None and macs.get(was.mac) == name:
-            del macs[was.mac]
-        for ip in was.ips:
-            if ips.get(ip) == name:
-                del ips[ip]
-    if vm is not None:
-        if (vm.mac is not None and vm.mac in macs) or any(ip in ips for ip in vm.ips):
-            _check_identities(ctx, new)
-            return
-        if vm.mac is not None:
-            macs[vm.mac] = name
-        for ip in vm.ips:
-            ips.setdefault(ip, name)
-    object.__setattr__(new, "_identities", (macs, ips))
-
-
 STATE_KEYS = ("settings", "vms", "groups", "policies", "expectations", "revision")
 
 
@@ -435,72 +349,3 @@ def resolve_protection(state: State,
             changed = True
         vms[name] = vm
     return dataclasses.replace(state, vms=vms) if changed else state
-
-
-_PARSERS = {"vms": parse_vm, "groups": parse_group, "policies": parse_policy}
-
-
-def replace_object(state: State, kind: str, name: str, body: Any) -> State:
-    """``state`` with one VM, group or policy (``kind`` is its section) written.
-
-    Validated exactly as ``parse_state`` would validate the whole document with that
-    one change (the object itself, then every cross-object check), without parsing
-    the other objects again: a one-object write costs that object. Raises
-    ValidationError.
-    """
-    ctx = _Ctx()
-    path = f"{kind}.{name}"
-    obj = _parse_cached(ctx, kind, path, name, body, _PARSERS[kind]) \
-        if _name(ctx, path, name) else None
-    if ctx.errors or obj is None:
-        raise ValidationError(ctx.errors or [FieldError(path, "invalid")])
-    section = dict(getattr(state, kind))
-    had = name in section
-    section[name] = obj
-    return _with_section(ctx, state, kind, name,
-                         section if had else dict(sorted(section.items())))
-
-
-def remove_object(state: State, kind: str, name: str) -> State:
-    """``state`` without one VM, group or policy, validated as ``replace_object``."""
-    section = dict(getattr(state, kind))
-    section.pop(name, None)
-    return _with_section(_Ctx(), state, kind, name, section)
-
-
-def _with_section(ctx: _Ctx, state: State, kind: str, name: str,
-                  section: dict[str, Any]) -> State:
-    # The other objects were valid on their own and with each other; what one change
-    # can break is what crosses objects from it: protection (a VM's own; every VM's
-    # when a group changes), references, shared addresses.
-    new = dataclasses.replace(state, **{kind: section})
-    if kind == "vms":
-        # Memberships follow from the one VM's labels (the others' are unchanged).
-        memo = members_after(state, name, section.get(name))
-        new = keep_members(resolve_protection(keep_members(new, memo), only=name), memo)
-    elif kind == "groups":
-        new = resolve_protection(new)
-    elif new.vms is state.vms and new.groups is state.groups:
-        # A policy: the same VMs and groups, the same memberships (kept per state).
-        memo = state.__dict__.get("_group_members")
-        if memo is not None:
-            object.__setattr__(new, "_group_members", memo)
-    if kind != "policies":
-        _check_members(ctx, new)
-    _check_policies(ctx, new)
-    if kind == "vms":
-        _check_identity(ctx, state, new, name)
-    expectations.check_references(ctx, new, new.expectations)
-    if ctx.errors:
-        raise ValidationError(ctx.errors)
-    return new
-
-
-def parse_object(kind: str, name: str, body: Any) -> Vm | Group | Policy:
-    """Validate one VM, group or policy document (without cross-references)."""
-    ctx = _Ctx()
-    path = f"{kind}.{name}"
-    obj = _PARSERS[kind](ctx, path, name, body) if _name(ctx, path, name) else None
-    if ctx.errors or obj is None:
-        raise ValidationError(ctx.errors or [FieldError(path, "invalid")])
-    return obj

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from vgw_ryu.policy.docs import object_doc, settings_doc
+from vgw_ryu.policy.edits import remove_object, replace_object
 from vgw_ryu.policy.objects import State, ValidationError
-from vgw_ryu.policy.parse import remove_object, replace_object
 
 SECTIONS = ("vms", "groups", "policies")
 # Beyond this many changed objects one whole parse costs less than applying each.
