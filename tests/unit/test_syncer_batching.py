@@ -131,3 +131,39 @@ def test_a_large_sync_freezes_what_it_made(running):
         assert len(made) == 2 and gc.get_freeze_count() >= 50_000
     finally:
         gc.unfreeze()
+
+
+def test_switches_sync_two_at_once_and_never_one_twice(running):
+    """While one switch waits for its commit the next one's sync runs (at most
+    SYNC_AHEAD at once); a switch scheduled again during its own sync waits for it."""
+    s = running(dps=(1, 2, 3))
+    spans: list[tuple[int, float, float]] = []
+    now_running: set[int] = set()
+    twice: list[int] = []
+    most = [0]
+    commit = {1: 0.15, 2: 0.02, 3: 0.02}
+
+    def sync(dpid: int, full: bool = False) -> None:
+        if dpid in now_running:
+            twice.append(dpid)
+        now_running.add(dpid)
+        most[0] = max(most[0], len(now_running))
+        t0 = time.monotonic()
+        if dpid == 1 and not any(d == 1 for d, _, _ in spans):
+            s.schedule(1)              # changed again while it syncs
+        hub.sleep(commit[dpid])        # the commit: another switch's sync goes meanwhile
+        now_running.discard(dpid)
+        spans.append((dpid, t0, time.monotonic()))
+
+    s.sync = sync
+    for d in (1, 2, 3):
+        s.schedule(d)
+    deadline = time.monotonic() + 5
+    while len(spans) < 4 and time.monotonic() < deadline:
+        hub.sleep(0.01)
+    assert sorted(d for d, _, _ in spans) == [1, 1, 2, 3] and twice == []
+    assert most[0] == syncer_mod.SYNC_AHEAD == 2
+    ones = sorted((a, b) for d, a, b in spans if d == 1)
+    assert ones[1][0] >= ones[0][1]          # the second sync of 1 after the first ended
+    # Switches 2 and 3 were synced during switch 1's commit.
+    assert all(ones[0][0] < a < ones[0][1] for d, a, _ in spans if d != 1)

@@ -49,6 +49,9 @@ GC_THAW_BUSY = 3600.0   # thawed under endless churn too, less often: writes wai
 # as soon as the round of syncs ends, so the idle collection that follows does not walk
 # them (at 1,000 VMs it took 0.2 s, and a write arriving meanwhile waited for it).
 FREEZE_AFTER = 2000
+# Switches synced at once: with two, one switch's flows are compiled while another's
+# commit runs in ovs-vswitchd (5,000 VMs on 5 bridges: the commits were 2.7 s of 8.9).
+SYNC_AHEAD = 2
 
 
 def match_wire(match: Any) -> bytes:
@@ -85,6 +88,8 @@ class Syncer:
         self._limits_rev: int | None = None   # revision whose limits are applied
         self._collected = self._thawed = time.monotonic()   # last full collections
         self._freeze = False   # a sync made many long-lived objects: freeze them
+        self._syncing: set[int] = set()   # switches whose sync is under way
+        self._sync_ended = hub.Event()
         # A flush plan of more messages than this reads the connection table first and
         # flushes only the zones holding its addresses (-1: never, 0: always).
         self.read_table_above = READ_TABLE_ABOVE
@@ -132,25 +137,43 @@ class Syncer:
             # address (or a reused zone) send: flushes first, on every switch.
             self.flush_conntrack()
             self.apply_limits()
-            while self.pending:
-                # Oldest first: a switch scheduled again while it syncs goes to the back,
-                # so a busy switch cannot starve the others.
-                dpid = next(iter(self.pending))
-                full = self.pending.pop(dpid)
-                try:
-                    self.sync(dpid, full)
-                except InvalidDatapath:
-                    LOG.info("switch %016x went away during sync", dpid)
-                except Exception:
-                    LOG.exception("sync of switch %016x failed; retrying with a full dump",
-                                  dpid)
-                    self.known.pop(dpid, None)
-                    hub.spawn_after(1.0, self.schedule, dpid, True)
+            self.sync_pending()
             if self._recheck:
                 self.recheck_flushes()
             if self._freeze:
                 self._freeze = False
                 gc.freeze()
+
+    def sync_pending(self) -> None:
+        """Sync every switch with changes; returns when none is pending or under way.
+
+        Oldest first: a switch scheduled again while it syncs goes to the back, so a
+        busy switch cannot starve the others. Up to SYNC_AHEAD switches at once, never
+        one switch twice: while one switch commits (ovs-vswitchd's work, on another
+        core), the next one's flows are compiled.
+        """
+        while self.pending or self._syncing:
+            self._sync_ended.clear()
+            dpid = next((d for d in self.pending if d not in self._syncing), None)
+            if dpid is None or len(self._syncing) >= SYNC_AHEAD:
+                self._sync_ended.wait()
+                continue
+            full = self.pending.pop(dpid)
+            self._syncing.add(dpid)
+            hub.spawn(self._sync_one, dpid, full)
+
+    def _sync_one(self, dpid: int, full: bool) -> None:
+        try:
+            self.sync(dpid, full)
+        except InvalidDatapath:
+            LOG.info("switch %016x went away during sync", dpid)
+        except Exception:
+            LOG.exception("sync of switch %016x failed; retrying with a full dump", dpid)
+            self.known.pop(dpid, None)
+            hub.spawn_after(1.0, self.schedule, dpid, True)
+        finally:
+            self._syncing.discard(dpid)
+            self._sync_ended.set()
 
     def note_changed(self, flow_mods: int) -> None:
         """A sync sent ``flow_mods``; many are frozen out of the collector's way."""
