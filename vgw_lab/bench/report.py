@@ -80,6 +80,12 @@ def markdown(r: dict[str, Any]) -> str:
                              f"{row['sync_s']:.2f} s ({row['sync_ofctl_ratio']:.1f}x) | "
                              f"{parts['compile']:.2f} s | {parts['encode']:.2f} s | "
                              f"{parts['switch']:.2f} s |")
+            if any(row.get("bridges", 1) > 1 for row in timed):
+                lines += ["", "Each switch's sync is timed on its own and the times are "
+                              "summed. With several bridges two syncs run at once (one "
+                              "compiles while the other's commit runs in ovs-vswitchd), so "
+                              "there each sync's time includes waiting for the other and the "
+                              "sum exceeds the wall time; programming time is the wall time."]
         if s.get("change"):
             lines += ["", *writes_table(s)]
     if "compile" in r:
