@@ -64,6 +64,31 @@ def test_locations_and_switches_views(engine):
     assert snap.switch(8) is None
 
 
+def test_switches_view_follows_ports_problems_and_revisions(engine):
+    """The port lists are reused between views while nothing they show changed, and
+    follow every change of ports, external_ids or problems; revisions are always read."""
+    engine.refresh_facts(7, IFACES)
+    first = engine.switches_view()[0]
+    engine.mark_applied(7, 3, 10)
+    again = engine.switches_view()[0]
+    assert again["vm_ports"] is first["vm_ports"]
+    assert (again["applied_revision"], again["flows"]) == (3, 10)
+    engine.set_port_problems(7, {5: [{"kind": "invalid", "packets": 4}]})
+    hurt = engine.switches_view()[0]
+    assert hurt["unknown_ports"][0]["problems"] == [{"kind": "invalid", "packets": 4}]
+    engine.set_port_problems(7, {5: [{"kind": "invalid", "packets": 4}]})   # the same
+    assert engine.switches_view()[0]["unknown_ports"] is hurt["unknown_ports"]
+    engine.set_port_problems(7, {})
+    assert "problems" not in engine.switches_view()[0]["unknown_ports"][0]
+    # tap-x now names an undeclared VM: the same ports, other external_ids
+    engine.refresh_facts(7, [*IFACES[:3], Iface("tap-x", 5, "", {"vm-id": "typo"})])
+    assert engine.switches_view()[0]["unknown_ports"][0]["vm_id"] == "typo"
+    engine.refresh_facts(7, IFACES[:2])
+    view = engine.switches_view()[0]
+    assert (view["uplinks"], view["unknown_ports"]) == ([], [])
+    assert [p["name"] for p in view["vm_ports"]] == ["tap-a", "tap-u"]
+
+
 def test_update_ifaces_reports_changes_only(engine):
     assert engine.update_ifaces(3, IFACES) is True
     assert engine.update_ifaces(3, list(IFACES)) is False

@@ -72,29 +72,41 @@ class Snapshot:
         ``bridge`` is the OVSDB bridge name (None until known); an unknown port shows
         the ``vm_id`` its external_ids carry (vm-id, else iface-id) when it has one,
         so a typo or an undeclared VM is visible; a port with problems (e.g. traffic
-        dropped as conntrack-invalid) lists them under ``problems``.
+        dropped as conntrack-invalid) lists them under ``problems``. The port lists
+        are shared between calls while a switch's ports are unchanged: read-only.
         """
-        out = []
-        for dpid, sw in sorted(self.switches.items()):
-            ports = []
-            for p in sw.facts.ports:
-                port = {"ofport": p.ofport, "name": p.name, "kind": p.kind, "vm": p.vm}
-                if p.kind == "unknown":
-                    eid = sw.external_ids.get(p.ofport, {})
-                    vm_id = eid.get("vm-id") or eid.get("iface-id")
-                    if vm_id:
-                        port["vm_id"] = vm_id
-                if sw.port_problems.get(p.ofport):
-                    port["problems"] = list(sw.port_problems[p.ofport])
-                ports.append(port)
-            out.append({
-                "dpid": f"{dpid:016x}",
-                "bridge": sw.bridge,
-                "of_version": sw.of_version,
-                "applied_revision": sw.applied_revision,
-                "flows": sw.flow_count,
-                "vm_ports": [p for p in ports if p["kind"] == "vm"],
-                "uplinks": [p for p in ports if p["kind"] == "uplink"],
-                "unknown_ports": [p for p in ports if p["kind"] == "unknown"],
-            })
-        return out
+        return [{"dpid": f"{dpid:016x}", "bridge": sw.bridge, "of_version": sw.of_version,
+                 "applied_revision": sw.applied_revision, "flows": sw.flow_count,
+                 **_port_lists(sw)}
+                for dpid, sw in sorted(self.switches.items())]
+
+
+# GET /v1/switches is what a client polls while it waits for a revision: rebuilding
+# 5,000 ports' entries for each poll took CPU from the sync being waited for. Each
+# switch's lists are kept while its ports, their external_ids and problems are the same.
+_PORT_LISTS: dict[int, tuple[tuple, dict[str, list[dict[str, Any]]]]] = {}
+
+
+def _port_lists(sw: SwitchInfo) -> dict[str, list[dict[str, Any]]]:
+    problems = dict(sw.port_problems)
+    had = _PORT_LISTS.get(sw.dpid)
+    if had is not None:
+        facts, eids, probs = had[0]
+        if facts is sw.facts and eids is sw.external_ids and probs == problems:
+            return had[1]
+    lists: dict[str, list[dict[str, Any]]] = {"vm_ports": [], "uplinks": [],
+                                              "unknown_ports": []}
+    for p in sw.facts.ports:
+        port = {"ofport": p.ofport, "name": p.name, "kind": p.kind, "vm": p.vm}
+        if p.kind == "unknown":
+            eid = sw.external_ids.get(p.ofport, {})
+            vm_id = eid.get("vm-id") or eid.get("iface-id")
+            if vm_id:
+                port["vm_id"] = vm_id
+        if problems.get(p.ofport):
+            port["problems"] = list(problems[p.ofport])
+        kind = {"vm": "vm_ports", "uplink": "uplinks", "unknown": "unknown_ports"}.get(p.kind)
+        if kind is not None:
+            lists[kind].append(port)
+    _PORT_LISTS[sw.dpid] = ((sw.facts, sw.external_ids, problems), lists)
+    return lists
