@@ -335,3 +335,19 @@ def test_xids_of_framed_messages_start_where_asked(n):
     msgs = list(itertools.chain.from_iterable(
         _split_messages(c) for c in wire.frames([wire.add(f)] * n, wire.OFP13, 5)))
     assert [struct.unpack_from("!I", m, 4)[0] for m in msgs] == list(range(5, 5 + n))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("command", ["add", "modify", "delete"])
+def test_meter_mods_are_ryus_bytes(version, command):
+    """A VM's log meter as sent (wire.meter_mod, framed) equals Ryu's OFPMeterMod."""
+    dp = DP[version]
+    bodies = [wire.meter_mod(1000 + i, pps, command) for i, pps in enumerate((100, 1, 7))]
+    sent = b"".join(wire.frames(bodies, version, 40, msg_type=wire.OFPT_METER_MOD))
+    want = b""
+    for i, pps in enumerate((100, 1, 7)):
+        msg = ofencode.meter_mod(dp, 1000 + i, pps, command)
+        msg.set_xid(40 + i)
+        msg.serialize()
+        want += bytes(msg.buf)
+    assert sent == want

@@ -45,6 +45,7 @@ from vgw_ryu.pipeline.oxm import (  # noqa: F401 - FIELDS, OxmField re-exported
 
 OFP13, OFP14 = 0x04, 0x05
 OFPT_FLOW_MOD = 14
+OFPT_METER_MOD = 29
 OFPT_BUNDLE_ADD_MESSAGE = 34          # OpenFlow 1.4
 OFPFC_ADD, OFPFC_DELETE_STRICT = 0, 4
 OFP_NO_BUFFER = 0xFFFFFFFF
@@ -295,6 +296,25 @@ def delete_strict(table: int, priority: int, match: bytes, cookie: int) -> bytes
                                priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0) + match
 
 
+# --- meter mods --------------------------------------------------------------------
+
+METER_COMMANDS = {"add": 0, "modify": 1, "delete": 2}        # OFPMC_*
+OFPMF_PKTPS, OFPMF_BURST, OFPMF_STATS = 2, 4, 8
+OFPMBT_DROP = 1
+METER_MOD_FIXED = struct.Struct("!HHI")        # command, flags, meter id
+METER_BAND_DROP = struct.Struct("!HHII4x")     # type, length, rate, burst size
+
+
+def meter_mod(meter_id: int, pps: int, command: str = "add") -> bytes:
+    """OFPT_METER_MOD body: a packets-per-second drop meter with a burst of a quarter
+    second (Neutron's logging default: 100 pps, burst 25); a delete has no band."""
+    cmd = METER_COMMANDS[command]
+    if command == "delete":
+        return METER_MOD_FIXED.pack(cmd, 0, meter_id)
+    return (METER_MOD_FIXED.pack(cmd, OFPMF_PKTPS | OFPMF_BURST | OFPMF_STATS, meter_id)
+            + METER_BAND_DROP.pack(OFPMBT_DROP, METER_BAND_DROP.size, pps, max(pps // 4, 1)))
+
+
 # --- framing -----------------------------------------------------------------------
 
 def flow_mod(version: int, body: bytes, xid: int) -> bytes:
@@ -311,11 +331,12 @@ def bundle_add(body: bytes, xid: int, bundle_id: int, flags: int) -> bytes:
 
 def frames(bodies: Sequence[bytes], version: int, first_xid: int,
            bundle: tuple[int, int] | None = None,
-           chunk: int = DEFAULT_CHUNK) -> Iterator[bytes]:
+           chunk: int = DEFAULT_CHUNK, msg_type: int = OFPT_FLOW_MOD) -> Iterator[bytes]:
     """Flow mod bodies as whole messages, joined into writes of about ``chunk`` bytes.
 
     Message i gets xid ``first_xid + i``. With ``bundle`` (bundle id, flags) each is
-    wrapped in an OpenFlow 1.4 bundle add message; without, each is a plain flow mod.
+    wrapped in an OpenFlow 1.4 bundle add message; without, each is a plain flow mod
+    (or, with ``msg_type``, another message: OFPT_METER_MOD for meter_mod bodies).
     """
     parts: list[bytes] = []
     size = 0
@@ -329,7 +350,7 @@ def frames(bodies: Sequence[bytes], version: int, first_xid: int,
                               OFP14, OFPT_FLOW_MOD, n, xid))
             size += 16 + n
         else:
-            parts.append(head(version, OFPT_FLOW_MOD, n, xid))
+            parts.append(head(version, msg_type, n, xid))
             size += n
         parts.append(body)
         if size >= chunk:

@@ -25,7 +25,6 @@ from vgw_ryu.runtime import syncdiff
 from vgw_ryu.runtime.ports import Iface
 from vgw_ryu.runtime.puntregs import reg_value
 from vgw_ryu.runtime.stats import FlowSample, MeterSample
-from vgw_ryu.ryuapp import ofencode
 
 
 class SwitchIO:
@@ -102,22 +101,31 @@ class SwitchIO:
                 have[cfg.meter_id] = cfg.bands[0].rate if cfg.bands else None
         return have
 
-    @staticmethod
-    def set_meters(dp: Any, have: dict[int, int | None], want: dict[int, int]) -> None:
+    def set_meters(self, dp: Any, have: dict[int, int | None], want: dict[int, int]) -> None:
         """Add or modify meters so each wanted one has its rate; ``have`` is updated."""
+        bodies = []
         for meter_id, pps in sorted(want.items()):
             if meter_id not in have:
-                dp.send_msg(ofencode.meter_mod(dp, meter_id, pps, "add"))
+                bodies.append(wire.meter_mod(meter_id, pps, "add"))
             elif have[meter_id] != pps:
-                dp.send_msg(ofencode.meter_mod(dp, meter_id, pps, "modify"))
+                bodies.append(wire.meter_mod(meter_id, pps, "modify"))
             have[meter_id] = pps
+        self._send_meter_mods(dp, bodies)
 
-    @staticmethod
-    def delete_meters(dp: Any, have: dict[int, int | None], ids: set[int]) -> None:
+    def delete_meters(self, dp: Any, have: dict[int, int | None], ids: set[int]) -> None:
         """Delete meters (no flow may use them any more); ``have`` is updated."""
-        for meter_id in sorted(ids):
-            dp.send_msg(ofencode.meter_mod(dp, meter_id, 0, "delete"))
+        self._send_meter_mods(dp, [wire.meter_mod(meter_id, 0, "delete")
+                                   for meter_id in sorted(ids)])
+        for meter_id in ids:
             have.pop(meter_id, None)
+
+    def _send_meter_mods(self, dp: Any, bodies: list[bytes]) -> None:
+        # As bytes, many per socket write: a VM's log meter each, 1,000 Ryu messages
+        # through the datapath's 16-deep send queue switched green threads 1,000 times.
+        if bodies:
+            self._write(dp, wire.frames(bodies, dp.ofproto.OFP_VERSION,
+                                        self._take_xids(dp, len(bodies)),
+                                        msg_type=wire.OFPT_METER_MOD))
 
     def send_atomically(self, dp: Any, bodies: Sequence[bytes]) -> None:
         """Apply flow mods all at once (1.4 bundle) or at least completely (barrier).
