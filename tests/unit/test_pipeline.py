@@ -268,3 +268,13 @@ def test_a_made_flow_has_every_field_and_equals_the_dataclass_built_one():
                 cookies.KIND_VM, 5)
     assert f == same and hash(f) == hash(same) and f.key == same.key
     assert f.body == same.body and f.ofctl().startswith(f"cookie={f.cookie:#018x},")
+
+
+def test_kind_mask_selects_one_kind_of_cookie_whatever_its_owner_and_content():
+    for kind in cookies.KINDS:
+        want = cookies.owner_bits(kind.value, 0)
+        for owner, content in ((0, b""), (7, b"x"), (0xFFFFF, b"\xff" * 9)):
+            for other in cookies.KINDS:
+                cookie = cookies.make_cookie(other.value, owner, 3, 100, content, b"")
+                assert (cookie & cookies.kind_mask() == want) == (other is kind)
+    assert cookies.kind_mask() & 0xFFFFFFFF == 0    # the content hash is not looked at

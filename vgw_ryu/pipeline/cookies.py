@@ -73,6 +73,12 @@ def make_cookie(kind: int, owner: int, table: int, priority: int, match: bytes,
     return owner_bits(kind, owner) | content_hash(table, priority, match, instructions)
 
 
+def kind_mask() -> int:
+    """Cookie mask selecting the magic byte and the owner kind (a flow stats request
+    with ``owner_bits(kind, 0)`` and this mask matches every flow of that kind)."""
+    return (0xFF << MAGIC_SHIFT) | (_KIND_MAX << KIND_SHIFT)
+
+
 def split_cookie(cookie: int) -> tuple[int, int, int] | None:
     """(kind, owner, content hash) of a vgw cookie, or None for a foreign one."""
     if cookie >> MAGIC_SHIFT != COOKIE_MAGIC:
