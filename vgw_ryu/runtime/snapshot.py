@@ -85,6 +85,7 @@ class Snapshot:
 # 5,000 ports' entries for each poll took CPU from the sync being waited for. Each
 # switch's lists are kept while its ports, their external_ids and problems are the same.
 _PORT_LISTS: dict[int, tuple[tuple, dict[str, list[dict[str, Any]]]]] = {}
+_LIST_OF = {"vm": "vm_ports", "uplink": "uplinks", "unknown": "unknown_ports"}
 
 
 def _port_lists(sw: SwitchInfo) -> dict[str, list[dict[str, Any]]]:
@@ -94,8 +95,7 @@ def _port_lists(sw: SwitchInfo) -> dict[str, list[dict[str, Any]]]:
         facts, eids, probs = had[0]
         if facts is sw.facts and eids is sw.external_ids and probs == problems:
             return had[1]
-    lists: dict[str, list[dict[str, Any]]] = {"vm_ports": [], "uplinks": [],
-                                              "unknown_ports": []}
+    lists: dict[str, list[dict[str, Any]]] = {name: [] for name in _LIST_OF.values()}
     for p in sw.facts.ports:
         port = {"ofport": p.ofport, "name": p.name, "kind": p.kind, "vm": p.vm}
         if p.kind == "unknown":
@@ -105,8 +105,7 @@ def _port_lists(sw: SwitchInfo) -> dict[str, list[dict[str, Any]]]:
                 port["vm_id"] = vm_id
         if problems.get(p.ofport):
             port["problems"] = list(problems[p.ofport])
-        kind = {"vm": "vm_ports", "uplink": "uplinks", "unknown": "unknown_ports"}.get(p.kind)
-        if kind is not None:
-            lists[kind].append(port)
+        if p.kind in _LIST_OF:
+            lists[_LIST_OF[p.kind]].append(port)
     _PORT_LISTS[sw.dpid] = ((sw.facts, sw.external_ids, problems), lists)
     return lists

@@ -3,8 +3,8 @@
 Every builder mirrors one ovs-ofctl text form; tests/sandbox/test_app_sync.py installs
 the same flows both ways and requires OVS to show identical tables. Flow mods are sent
 as bytes from vgw_ryu.pipeline.wire (much faster for many flows); ``add`` and
-``delete_strict`` here are its reference (tests/unit/test_wire.py compares the bytes).
-Meters, conntrack flushes and packet-outs are built here.
+``delete_strict`` here are its reference (tests/unit/test_wire.py compares the bytes),
+and so is ``meter_mod`` for meter mods. Conntrack flushes and packet-outs are built here.
 """
 
 from __future__ import annotations
