@@ -115,9 +115,7 @@ def test_reject_answers_at_once(controller_factory, bridges, vms, ovs):
 
 
 def _udp_flood(vm, dst: str, port: int, seconds: float, pps: int) -> subprocess.Popen:
-    """UDP at ``pps`` (paced in 10 ms slices) - far above the meter, below what the
-    userspace datapath on 2 cores forwards without loss, so a lost allowed packet
-    would be the punt path's fault."""
+    """UDP at ``pps`` (paced in 10 ms slices)."""
     code = ("import socket,time\n"
             f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); d=({dst!r},{port})\n"
             f"t0=time.time(); end=t0+{seconds}; n=0; per={pps}//100\n"
@@ -127,6 +125,15 @@ def _udp_flood(vm, dst: str, port: int, seconds: float, pps: int) -> subprocess.
             "    time.sleep(max(0, t0+n/(per*100)-time.time()))\n"
             "print(n)\n")
     return vm.popen(sys.executable, "-c", code, stdout=subprocess.PIPE, text=True)
+
+
+def _datapath_losses() -> str:
+    """What the userspace datapath read and lost, for a failure message: fewer packets
+    read than the VMs sent means its ingress sockets overflowed."""
+    out = subprocess.run(["ovs-appctl", "dpif-netdev/pmd-stats-show"], capture_output=True,
+                         text=True).stdout
+    return "; ".join(line.strip() for line in out.splitlines()
+                     if "packets received" in line or "failed upcall" in line) or out[-300:]
 
 
 def test_flood_is_rate_limited_and_never_touches_forwarding(controller_factory, bridges, vms,
@@ -139,12 +146,13 @@ def test_flood_is_rate_limited_and_never_touches_forwarding(controller_factory, 
         "import socket,time\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',5002))\n"
         "s.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,4<<20)\n"
-        "s.settimeout(3); n=0\n"
+        "s.settimeout(3); seen=set()\n"
         "try:\n"
         "    while True:\n"
-        "        s.recv(2048); n+=1\n"
+        "        seen.add(int(s.recv(2048)[:6]))\n"
         "except OSError: pass\n"
-        "print(n)\n"), stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
+        "print(*sorted(set(range(2000)) - seen))\n"),
+        stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
     ctl.request("PUT", "/v1/policies/b-in", {**state()["policies"]["b-in"], "rules": [
         *state()["policies"]["b-in"]["rules"],
         {"id": "count", "direction": "ingress", "action": "allow", "protocol": "udp",
@@ -152,12 +160,16 @@ def test_flood_is_rate_limited_and_never_touches_forwarding(controller_factory, 
     time.sleep(0.5)
     before = ctl.get("/v1/stats")[1]["packet_ins"]
     t0 = time.monotonic()
-    flood = _udp_flood(a, b.ip4(), 9, 3, 20000)
+    # 8,000 pps: 160 times the meter, and below what the userspace datapath reads on 2
+    # cores without loss. At 20,000 its one thread reading the VM ports' sockets fell
+    # behind now and then (~1,000 of 62,000 packets never reached it, in 4 runs of 20),
+    # taking allowed packets with them: a loss of the machine, not of the punt path.
+    flood = _udp_flood(a, b.ip4(), 9, 3, 8000)
     sender = a.popen(sys.executable, "-c", (
         "import socket,time\n"
         f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); d=({b.ip4()!r},5002)\n"
         "for i in range(2000):\n"
-        "    s.sendto(b'y'*100,d); time.sleep(0.001)\n"), cwd=str(ROOT))
+        "    s.sendto(b'%06d' % i + b'y'*94,d); time.sleep(0.001)\n"), cwd=str(ROOT))
     worst = 0.0
     while flood.poll() is None:
         h0 = time.monotonic()
@@ -167,14 +179,16 @@ def test_flood_is_rate_limited_and_never_touches_forwarding(controller_factory, 
     elapsed = time.monotonic() - t0
     sent = int(flood.stdout.read())
     sender.wait(timeout=30)
-    received = int(counter.communicate(timeout=30)[0])
+    missing = counter.communicate(timeout=30)[0].split()
     time.sleep(0.5)
     punts = ctl.get("/v1/stats")[1]["packet_ins"] - before
     assert sent > 100 * rate * elapsed, f"flood too slow to test anything ({sent} packets)"
     burst = max(rate // 10, 1)
     assert punts <= rate * (elapsed + 1) + burst + 5, (punts, elapsed)
     assert punts >= 1
-    assert received == 2000, "an allowed packet was lost while punts were dropped"
+    assert not missing, (f"allowed packets {missing[:20]} ({len(missing)} in all) were lost "
+                         f"while punts were dropped; flood {sent} sent, datapath "
+                         f"{_datapath_losses()}")
     assert worst < 0.2, f"health took {worst * 1000:.0f} ms during the flood"
     recs = logs(ctl, verdict="deny")
     assert len(recs) <= rate * (elapsed + 1) + burst
