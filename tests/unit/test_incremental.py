@@ -102,7 +102,7 @@ def test_a_failed_compile_starts_over(monkeypatch):
     def boom(*_a, **_k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(inc, "build_vm", boom)
+    monkeypatch.setattr(comp.templates, "vm_flows", boom)
     with pytest.raises(RuntimeError):
         comp.compile(state, SwitchFacts((PortFacts(2, "a", "vm", "a"),)), ids)
     monkeypatch.undo()

@@ -55,7 +55,7 @@ from vgw_ryu.compiler.rules import (
     zone_match,
 )
 from vgw_ryu.compiler.switch import build_ports, compile_switch
-from vgw_ryu.compiler.vm import build_vm
+from vgw_ryu.compiler.vmtemplate import VmTemplates
 from vgw_ryu.pipeline.flows import Conjunction, Flow, conjunction
 from vgw_ryu.pipeline.tables import T
 from vgw_ryu.policy.docs import replaced_names
@@ -135,6 +135,7 @@ class SwitchCompiler(OwnedFlows):
     calls it under its lock)."""
 
     def __init__(self) -> None:
+        self.templates = VmTemplates()
         self._reset()
 
     def _reset(self) -> None:
@@ -213,7 +214,7 @@ class SwitchCompiler(OwnedFlows):
             owner = (VM, name)
             key = (vm, port, zone, log_level(state, name))
             if inputs.get(owner) != key:
-                self._own(owner, built(lambda b, k=key: build_vm(b, *k)))
+                self._own(owner, self.templates.vm_flows(*key))
                 inputs[owner] = key
         self._vms_read = (state.vms, state.settings, facts.ports, zones)
         return list(local.items())

@@ -265,6 +265,14 @@ class Flow:
         d["_cookie"] = make_cookie(kind, owner, table, priority, *parts)
         return f
 
+    @staticmethod
+    def from_fields(fields: dict[str, Any]) -> Flow:
+        """A flow from another flow's ``__dict__`` with some values changed: the caller
+        keeps its cookie and OpenFlow parts (``_cookie``, ``_parts``) true."""
+        f = object.__new__(Flow)
+        object.__setattr__(f, "__dict__", fields)
+        return f
+
     def _render(self) -> str:
         acts = []
         if self.meter is not None:

@@ -148,9 +148,14 @@ def match_bytes(match: Iterable[tuple[str, MatchValue]], tlvs: TlvCache | None =
     if order is None:
         order = wire_order(tuple([k for k, _ in items]))
     tlvs = TlvCache() if tlvs is None else tlvs
-    body = b"".join([tlvs[items[i]] for i in order])
-    length = 4 + len(body)
-    return _MATCH_HEAD.pack(OFPMT_OXM, length) + body + _PADS[length % 8]
+    head, pad = match_frame(len(body := b"".join([tlvs[items[i]] for i in order])))
+    return head + body + pad
+
+
+def match_frame(body_len: int) -> tuple[bytes, bytes]:
+    """The ``ofp_match`` header and padding around TLVs of ``body_len`` bytes."""
+    length = 4 + body_len
+    return _MATCH_HEAD.pack(OFPMT_OXM, length), _PADS[length % 8]
 
 
 _MATCH_HEAD = struct.Struct("!HH")

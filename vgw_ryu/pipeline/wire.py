@@ -29,6 +29,7 @@ from vgw_ryu.pipeline.flows import (
     CtClear,
     Flow,
     Load,
+    MatchValue,
     Move,
     Normal,
     OutputReg,
@@ -219,20 +220,25 @@ def action_bytes(a: Action) -> bytes:
 
 def instructions(flow: Flow, memo: Memo | None = None) -> bytes:
     """Meter, apply-actions and goto-table instructions, in the order OVS requires."""
-    memo = memo or Memo()
-    key = (flow.meter, flow.actions, flow.goto)
+    return instructions_of(flow.meter, flow.actions, flow.goto, memo or Memo())
+
+
+def instructions_of(meter: int | None, actions: tuple[Action, ...], goto: int | None,
+                    memo: Memo) -> bytes:
+    """instructions() of a flow with this meter, actions and goto."""
+    key = (meter, actions, goto)
     got = memo.instructions.get(key)
     if got is not None:
         return got
     out = b""
-    if flow.meter is not None:
-        out += struct.pack("!HHI", OFPIT_METER, 8, flow.meter)
-    if flow.actions:
+    if meter is not None:
+        out += struct.pack("!HHI", OFPIT_METER, 8, meter)
+    if actions:
         action = memo.action
-        acts = b"".join([action(a) for a in flow.actions])
+        acts = b"".join([action(a) for a in actions])
         out += struct.pack("!HH4x", OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
-    if flow.goto is not None:
-        out += struct.pack("!HHB3x", OFPIT_GOTO_TABLE, 8, flow.goto)
+    if goto is not None:
+        out += struct.pack("!HHB3x", OFPIT_GOTO_TABLE, 8, goto)
     memo.instructions[key] = out
     return out
 
@@ -251,6 +257,19 @@ def parts(flow: Flow, order: tuple[int, ...] | None = None) -> tuple[bytes, byte
     if _SHARED.size() > _SHARED_MAX:
         _SHARED.clear()
     return match_bytes(flow.match, _SHARED.tlvs, order), instructions(flow, _SHARED)
+
+
+def shared_tlv(item: tuple[str, MatchValue]) -> bytes:
+    """One (field, value) match item's OXM TLV, from the encodings all flows share."""
+    if _SHARED.size() > _SHARED_MAX:
+        _SHARED.clear()
+    return _SHARED.tlvs[item]
+
+
+def shared_instructions(meter: int | None, actions: tuple[Action, ...],
+                        goto: int | None) -> bytes:
+    """instructions_of() from the encodings all flows share."""
+    return instructions_of(meter, actions, goto, _SHARED)
 
 
 def encode(flow: Flow, memo: Memo | None = None) -> Encoded:
