@@ -167,3 +167,17 @@ def test_switches_sync_two_at_once_and_never_one_twice(running):
     assert ones[1][0] >= ones[0][1]          # the second sync of 1 after the first ended
     # Switches 2 and 3 were synced during switch 1's commit.
     assert all(ones[0][0] < a < ones[0][1] for d, a, _ in spans if d != 1)
+
+
+def test_flushes_go_before_the_flows_and_limits_after_them(running):
+    """A round flushes stale connections before any flow lets a new owner send, and sets
+    the connection limits (a round trip to ovs-vswitchd) only once the flows are in."""
+    s = running(dps=(1, 2))
+    order: list[str] = []
+    s.flush_conntrack = lambda: order.append("flush")
+    s.apply_limits = lambda: order.append("limits")
+    s.during.append(lambda dpid: order.append(f"sync {dpid}"))
+    s.schedule(1)
+    s.schedule(2)
+    hub.sleep(BATCH_MAX * 5)
+    assert order == ["flush", "sync 1", "sync 2", "limits"]
