@@ -16,10 +16,6 @@ from vgw_ryu.policy.model import Vm
 from vgw_ryu.policy.objects import AddressPair
 
 
-def _built(vm: Vm, port: PortFacts, zone: int, log: str) -> list:
-    return vmtemplate._built(vm, port, zone, log)
-
-
 def _same(got: list, want: list) -> None:
     assert [f.key for f in got] == [f.key for f in want]
     for g, w in zip(got, want, strict=True):
@@ -57,7 +53,7 @@ def test_random_vms_get_exactly_build_vms_flows(seed):
     templates = VmTemplates()
     for k in range(150):
         vm, port, zone, log = _random_vm(rng, k)
-        _same(templates.vm_flows(vm, port, zone, log), _built(vm, port, zone, log))
+        _same(templates.vm_flows(vm, port, zone, log), vmtemplate._built(vm, port, zone, log))
     # Most of them came from templates (else this proved nothing about them).
     assert sum(t is not None for t in templates.shapes.values()) >= 10
 
@@ -83,7 +79,7 @@ def test_a_vm_flow_the_sentinels_do_not_carry_is_built_by_build_vm(monkeypatch):
     port = PortFacts(5, "p", "vm", "a")
     got = templates.vm_flows(vm, port, 9)
     assert templates.shapes == {(1, 0, True, "none"): None}
-    _same(got, _built(vm, port, 9, "none"))
+    _same(got, vmtemplate._built(vm, port, 9, "none"))
     assert any(f.match == (("in_port", 6),) for f in got)
 
 
@@ -93,5 +89,5 @@ def test_a_vm_with_more_addresses_than_a_template_holds_is_built():
                 for i in range(1, vmtemplate.MAX_ADDRESSES + 2))
     vm = Vm("big", mac="02:00:00:00:00:02", ips=ips)
     port = PortFacts(7, "p", "vm", "big")
-    _same(templates.vm_flows(vm, port, 3), _built(vm, port, 3, "none"))
+    _same(templates.vm_flows(vm, port, 3), vmtemplate._built(vm, port, 3, "none"))
     assert templates.shapes == {}

@@ -20,6 +20,7 @@ addresses repeat (two flows would collapse into one) is built by it too.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -63,36 +64,29 @@ _A = _Sentinels(0x7FFF0A01, 0xFA001, "02:5e:0a:00:00:01", "192.0.2.", "2001:db8:
 _B = _Sentinels(0x7FFF0B01, 0xFB001, "02:5e:0b:00:00:01", "198.51.100.", "2001:db8:b::")
 
 
-class _Names:
-    """A sentinel set's address values, as build_vm writes them (made once)."""
-
-    def __init__(self, s: _Sentinels) -> None:
-        self.v4 = [str(ipaddress.ip_address(f"{s.v4}{k + 1}")) for k in range(MAX_ADDRESSES)]
-        self.v6 = [str(ipaddress.ip_address(f"{s.v6}{k + 1:x}"))
-                   for k in range(MAX_ADDRESSES)]
-        self.link_local = str(link_local(s.mac))
-
-
-_NAMES: dict[_Sentinels, _Names] = {}
+@functools.cache
+def _names(s: _Sentinels) -> tuple[list[str], list[str], str]:
+    """A sentinel set's IPv4, IPv6 and link-local addresses, as build_vm writes them."""
+    return ([str(ipaddress.ip_address(f"{s.v4}{k + 1}")) for k in range(MAX_ADDRESSES)],
+            [str(ipaddress.ip_address(f"{s.v6}{k + 1:x}")) for k in range(MAX_ADDRESSES)],
+            str(link_local(s.mac)))
 
 
 def _values(vm: Vm, port: PortFacts, zone: int, mac: str | None,
             s: _Sentinels) -> dict[Any, Any] | None:
-    """Sentinel -> the VM's value, for every value its own flows hold; None when two
-    of its addresses are one (its flows are fewer than the template's) or it has more
-    than a template holds."""
-    names = _NAMES.get(s) or _NAMES.setdefault(s, _Names(s))
+    """Sentinel -> the VM's value, for every value its own flows hold (at most
+    MAX_ADDRESSES of each family); None when two of its addresses are one (its flows
+    are fewer than the template's)."""
+    names_v4, names_v6, names_ll = _names(s)
     v4 = [str(ip) for ip in vm.ips if ip.version == 4]
     v6 = [str(ip) for ip in vm.ips if ip.version == 6]
     values: dict[Any, Any] = {s.port: port.ofport, s.zone: zone,
                               log_meter(s.zone): log_meter(zone)}
-    if len(v4) > MAX_ADDRESSES or len(v6) > MAX_ADDRESSES:
-        return None
-    values.update(zip(names.v4, v4, strict=False))
-    values.update(zip(names.v6, v6, strict=False))
+    values.update(zip(names_v4, v4, strict=False))
+    values.update(zip(names_v6, v6, strict=False))
     if mac:
         values[s.mac] = mac
-        values[names.link_local] = ll = str(link_local(mac))
+        values[names_ll] = ll = str(link_local(mac))
         v6.append(ll)
     if len(set(v4)) != len(v4) or len(set(v6)) != len(v6):
         return None
@@ -115,19 +109,18 @@ def _hashable(v: Any) -> bool:
     return True
 
 
-def _swap(a: Action, values: dict) -> Action:
-    """The action with each sentinel it holds replaced by its value."""
-    return dataclasses.replace(a, **{name: values[getattr(a, name)]
-                                     for name in _holds(a, values)})
+def _swap(a: Action, fields: list[str], values: dict) -> Action:
+    """The action with the sentinel in each of ``fields`` replaced by its value."""
+    return dataclasses.replace(a, **{name: values[getattr(a, name)] for name in fields})
 
 
 @dataclass(frozen=True)
 class _FlowTemplate:
     """One flow of a template and where a VM's values go in it."""
     fields: dict[str, Any]      # the made-up VM's flow's (Flow.from_fields)
-    var_match: bool
-    wire_items: tuple           # the match's TLVs in wire order: bytes, or a match item
-    match: bytes | None         # holding a sentinel; the whole match when none does
+    var_match: bool             # some match item holds a sentinel
+    wire_items: tuple           # the TLVs in wire order: bytes, or the item holding one
+    match: bytes | None         # the whole ofp_match when no item holds one
     head: bytes
     pad: bytes
     var_actions: bool
@@ -161,7 +154,9 @@ class VmTemplate:
         self.flows = [_template_flow(f, sentinels) for f in flows]
         self.var_items = {it for f in flows for it in f.match
                           if _hashable(it[1]) and it[1] in sentinels}
-        self.var_actions = {a for f in flows for a in f.actions if _holds(a, sentinels)}
+        # action -> its fields holding a sentinel
+        self.var_actions = {a: held for f in flows for a in f.actions
+                            if (held := _holds(a, sentinels))}
 
     def apply(self, values: dict[Any, Any]) -> list[Flow]:
         """The flows of the VM whose values these are (sentinel -> value)."""
@@ -169,7 +164,7 @@ class VmTemplate:
         # The VM's match items, TLVs and actions: once per VM, not per flow.
         items = {it: (it[0], values[it[1]]) for it in self.var_items}
         tlvs = {it: wire.shared_tlv(mine) for it, mine in items.items()}
-        acts = {a: _swap(a, values) for a in self.var_actions}
+        acts = {a: _swap(a, held, values) for a, held in self.var_actions.items()}
         bits: dict[int, int] = {}
         out = []
         for t in self.flows:

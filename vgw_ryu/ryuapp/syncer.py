@@ -137,9 +137,7 @@ class Syncer:
             # address (or a reused zone) send: flushes first, on every switch.
             self.flush_conntrack()
             self.sync_pending()
-            # Limits after the flows: a round trip to ovs-vswitchd that a new VM's flows
-            # waited for (3-9 ms of the 20-30 a VM add took); its zone's cap follows
-            # within the same round.
+            # After the flows: a new VM's flows waited for this unixctl round trip.
             self.apply_limits()
             if self._recheck:
                 self.recheck_flushes()
