@@ -1,6 +1,7 @@
 """Port identity from the real OVSDB: the directory, which re-reads only rows that
 changed, always answers what a fresh replica answers (ports added, retagged, relabelled,
-renumbered, removed)."""
+renumbered, removed), and keeps the Iface objects of the ports a change did not touch
+(the port classification is kept by their identity)."""
 
 from __future__ import annotations
 
@@ -48,19 +49,24 @@ def test_the_directory_follows_changes_as_a_fresh_replica_sees_them(bridges):
                     "type=internal", f"ofport_request={i + 10}",
                     f"external_ids:vm-id=vm{i}"]
         fx.sh(*cmd)
-        _settled(pd, dpid, lambda got: len([i for i in got if i.name in ports]) == 3)
-        steps = [
-            ["set", "Interface", ports[0], "external_ids:vm-id=other"],
-            ["set", "Port", ports[1], "tag=42"],
-            ["set", "Interface", ports[2], "ofport_request=30"],
-            ["del-port", br.name, ports[0]],
-            ["add-port", br.name, ports[0], "--", "set", "Interface", ports[0],
-             "type=internal", "ofport_request=13", "external_ids:vm-id=back"],
+        got = _settled(pd, dpid, lambda got: len([i for i in got if i.name in ports]) == 3)
+        assert pd.bridges()[dpid] is got   # nothing changed: the very list
+        steps = [   # (the port it changes, the command)
+            (ports[0], ["set", "Interface", ports[0], "external_ids:vm-id=other"]),
+            (ports[1], ["set", "Port", ports[1], "tag=42"]),
+            (ports[2], ["set", "Interface", ports[2], "ofport_request=30"]),
+            (ports[0], ["del-port", br.name, ports[0]]),
+            (ports[0], ["add-port", br.name, ports[0], "--", "set", "Interface", ports[0],
+                        "type=internal", "ofport_request=13", "external_ids:vm-id=back"]),
         ]
-        for step in steps:
+        for changed, step in steps:
+            before = {i.name: i for i in got}
             fx.sh("ovs-vsctl", *step)
             want = _fresh(dpid)
             got = _settled(pd, dpid, lambda got, want=want: got == want)
+            kept = [i.name for i in got if i.name != changed and i is before.get(i.name)]
+            assert kept == [i.name for i in got if i.name != changed], \
+                f"{step}: only {kept} of the untouched ports kept their Iface objects"
             assert [(i.name, i.ofport, i.external_ids.get("vm-id"), i.tag) for i in got
                     if i.name in ports] == \
                 [(i.name, i.ofport, i.external_ids.get("vm-id"), i.tag) for i in want
