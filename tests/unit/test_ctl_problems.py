@@ -67,6 +67,15 @@ def test_invalid_drops_become_a_problem_after_the_threshold_and_clear_when_quiet
     assert w.problems() == [] and w.port_problems(DPID) == {}
 
 
+def test_counts_carry_over_only_while_the_summed_counter_is_unchanged():
+    last = (7, {1: 5, 2: 2})
+    assert pr.carried_counts(None, 7, {1: "a"}) is None          # never read: read
+    assert pr.carried_counts(last, 8, {1: "a", 2: "b"}) is None  # a drop since: read
+    assert pr.carried_counts(last, 2, {2: "b"}) is None          # a counter lost: read
+    # A VM plugged (zone 3) and one gone (zone 2): nothing dropped, nothing to read.
+    assert pr.carried_counts(last, 7, {1: "a", 3: "c"}) == {1: 5, 3: 0}
+
+
 def test_the_first_reading_is_a_baseline_not_a_problem():
     w = pr.InvalidWatch(threshold=3)
     assert w.update(DPID, {7: 500}, {7: WEB}, now=0) == []     # counts from before a restart
