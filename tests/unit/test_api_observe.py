@@ -12,7 +12,7 @@ import pytest
 
 from tests.api_doc import DOC, assert_error
 from vgw_ryu.api.handlers import Api
-from vgw_ryu.api.http import JSON_TYPE, ApiError, Request, Response
+from vgw_ryu.api.http import JSON_TYPE, PRETTY_UNDER, ApiError, Request, Response
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.metrics import CONTENT_TYPE
 
@@ -32,6 +32,15 @@ def test_raw_response_is_sent_as_is_with_its_content_type():
     j = Response(200, {"a": 1})
     assert j.content_type == JSON_TYPE and json.loads(j.encoded()) == {"a": 1}
     assert "Content-Type" not in j.headers
+
+
+def test_small_answers_are_indented_and_big_ones_compact():
+    small = Response(200, {"a": [1, 2]})
+    assert small.encoded() == b'{\n "a": [\n  1,\n  2\n ]\n}\n'
+    body = {"switches": [{"vm": f"vm{i}", "ofport": i} for i in range(3000)]}
+    big = Response(200, body).encoded()
+    assert len(big) > PRETTY_UNDER and b"\n " not in big and big.endswith(b"}\n")
+    assert json.loads(big) == body
 
 
 # --- /metrics ---------------------------------------------------------------------------------

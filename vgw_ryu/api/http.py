@@ -44,6 +44,10 @@ class Request:
 
 
 JSON_TYPE = "application/json; charset=utf-8"
+# Answers this big (in compact JSON) go compact: indenting runs the standard library's
+# pure-Python encoder, 5x its C one (GET /v1/switches at 1,000 VMs: 16 ms against 3 ms,
+# on the controller's one core); small ones stay indented for people reading curl.
+PRETTY_UNDER = 64 * 1024
 
 
 @dataclass
@@ -67,9 +71,13 @@ class Response:
         return self.headers.get("Content-Type", JSON_TYPE)
 
     def encoded(self) -> bytes:
+        """The body as sent: indented JSON when small, compact from PRETTY_UNDER bytes."""
         if isinstance(self.body, bytes):
             return self.body
-        return (json.dumps(self.body, indent=1) + "\n").encode()
+        text = json.dumps(self.body)
+        if len(text) < PRETTY_UNDER:
+            text = json.dumps(self.body, indent=1)
+        return (text + "\n").encode()
 
 
 Handler = Callable[[Request, dict[str, str]], Response]
