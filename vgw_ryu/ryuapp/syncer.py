@@ -21,6 +21,7 @@ from vgw_ryu.pipeline.tables import LOG_METER_BASE, PUNT_BY_PURPOSE
 from vgw_ryu.runtime import conntrack, syncdiff
 from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits, call
 from vgw_ryu.runtime.engine import Engine
+from vgw_ryu.runtime.gcpause import paused_gc
 from vgw_ryu.runtime.metrics import Metrics
 from vgw_ryu.runtime.ports import Iface, PortDirectory
 from vgw_ryu.ryuapp import ofencode
@@ -352,15 +353,16 @@ class Syncer:
             self.port_desc[dpid] = self.io.port_desc(dp)
             self.known[dpid] = self.io.dump(dp)
         t_read = time.monotonic()
-        flows, rev = self.engine.desired_flows(dpid, self.ifaces(dpid))
+        with paused_gc():
+            flows, rev = self.engine.desired_flows(dpid, self.ifaces(dpid))
         known = self.known[dpid]
         # Meters first (a flow may not name a meter the switch lacks), unused VM log
         # meters last (once no flow names them).
         have = self.meters[dpid]
         want = self.wanted_meters(flows)
         self.io.set_meters(dp, have, want)
-        d = syncdiff.diff(flows, known)
-        if d:
+        with paused_gc():
+            d = syncdiff.diff(flows, known)
             t_compiled = time.monotonic()
             # Flow mods as bytes straight from the flows (pipeline.wire): Ryu message
             # objects for tens of thousands of flows cost far more than OVS's work.
@@ -368,6 +370,7 @@ class Syncer:
             bodies += [wire.delete_strict(table, prio, match_wire(match), cookie)
                        for (table, cookie), (prio, match) in d.dels]
             t_encoded = time.monotonic()
+        if d:
             self.io.send_atomically(dp, bodies)
             syncdiff.record(known, d, wire.match_of)
             self.note_changed(len(d.adds) + len(d.dels))
