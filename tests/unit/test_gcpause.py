@@ -1,6 +1,7 @@
-"""The collector held off while a sync compiles, diffs and encodes: no automatic
-collection inside the block, restored after it (errors and nesting included), and the
-syncer's compile and encoding run inside it. No OVS, no Ryu datapath."""
+"""The collector held off while a sync runs: no automatic collection inside the block,
+restored after it (errors and nesting included), and a whole sync (compile, diff,
+encoding, sending) runs inside it, a large one freezing what it made before it ends.
+No OVS, no Ryu datapath."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from vgw_ryu.ryuapp import compat
 
 compat.apply()   # the syncer imports Ryu's ofctl, which needs it on Python 3.11
 
+from vgw_ryu.ryuapp import syncer as syncer_mod  # noqa: E402
 from vgw_ryu.ryuapp.syncer import Syncer  # noqa: E402
 
 
@@ -71,7 +73,7 @@ class _Engine:
         return FlowList([Flow.make(0, 5, {"in_port": 3}, [])], gen=1), 7
 
     def mark_applied(self, dpid, rev, count) -> None:
-        self.applied = rev
+        self.applied = (rev, gc.isenabled(), gc.get_freeze_count())
 
 
 class _IO:
@@ -82,7 +84,10 @@ class _IO:
         self.sent = (len(bodies), gc.isenabled())
 
 
-def test_the_sync_compiles_with_the_collector_paused_and_sends_with_it_on(monkeypatch):
+@pytest.mark.parametrize("freeze_after", [1, 10])
+def test_a_sync_runs_with_the_collector_paused_and_a_large_one_freezes(monkeypatch,
+                                                                       freeze_after):
+    monkeypatch.setattr(syncer_mod, "FREEZE_AFTER", freeze_after)
     engine, io = _Engine(), _IO()
     s = Syncer(engine, io, {1: object()}, ports=lambda: None,
                meter_rates={PUNT_BY_PURPOSE["log"].meter: 100}, after_sync=lambda dp: None)
@@ -92,6 +97,13 @@ def test_the_sync_compiles_with_the_collector_paused_and_sends_with_it_on(monkey
     real = syncdiff.diff
     monkeypatch.setattr(syncdiff, "diff",
                         lambda *a: (encoded.append(gc.isenabled()), real(*a))[1])
-    s.sync(1)
-    assert engine.enabled_while == [False] and encoded == [False]
-    assert io.sent == (1, True) and engine.applied == 7 and gc.isenabled()
+    gc.unfreeze()
+    try:
+        s._sync_one(1, False)
+        rev, enabled, frozen = engine.applied
+        assert engine.enabled_while == [False] and encoded == [False]
+        assert io.sent == (1, False) and (rev, enabled) == (7, False)
+        assert (frozen > 0) == (freeze_after == 1)   # one flow mod sent
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()

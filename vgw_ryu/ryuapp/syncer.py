@@ -166,7 +166,10 @@ class Syncer:
 
     def _sync_one(self, dpid: int, full: bool) -> None:
         try:
-            self.sync(dpid, full)
+            # No young collections while a sync makes its flows (they walked the new
+            # objects again and again); a large one freezes them before it ends.
+            with paused_gc():
+                self.sync(dpid, full)
         except InvalidDatapath:
             LOG.info("switch %016x went away during sync", dpid)
         except Exception:
@@ -178,8 +181,11 @@ class Syncer:
             self._sync_ended.set()
 
     def note_changed(self, flow_mods: int) -> None:
-        """A sync sent ``flow_mods``; many are frozen out of the collector's way."""
+        """A sync sent ``flow_mods``; many are frozen out of the collector's way: now,
+        before any young collection walks them (the collector is paused during a sync),
+        and again when the round of syncs ends."""
         if flow_mods >= FREEZE_AFTER:
+            gc.freeze()
             self._freeze = True
 
     def collect_garbage(self, idle: bool = True) -> None:
@@ -353,16 +359,15 @@ class Syncer:
             self.port_desc[dpid] = self.io.port_desc(dp)
             self.known[dpid] = self.io.dump(dp)
         t_read = time.monotonic()
-        with paused_gc():
-            flows, rev = self.engine.desired_flows(dpid, self.ifaces(dpid))
+        flows, rev = self.engine.desired_flows(dpid, self.ifaces(dpid))
         known = self.known[dpid]
         # Meters first (a flow may not name a meter the switch lacks), unused VM log
         # meters last (once no flow names them).
         have = self.meters[dpid]
         want = self.wanted_meters(flows)
         self.io.set_meters(dp, have, want)
-        with paused_gc():
-            d = syncdiff.diff(flows, known)
+        d = syncdiff.diff(flows, known)
+        if d:
             t_compiled = time.monotonic()
             # Flow mods as bytes straight from the flows (pipeline.wire): Ryu message
             # objects for tens of thousands of flows cost far more than OVS's work.
@@ -370,7 +375,6 @@ class Syncer:
             bodies += [wire.delete_strict(table, prio, match_wire(match), cookie)
                        for (table, cookie), (prio, match) in d.dels]
             t_encoded = time.monotonic()
-        if d:
             self.io.send_atomically(dp, bodies)
             syncdiff.record(known, d, wire.match_of)
             self.note_changed(len(d.adds) + len(d.dels))
