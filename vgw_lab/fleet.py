@@ -439,13 +439,14 @@ def compiled_table(remote: str, zones_file: Path, bridge: str, revision: int,
     try:
         wait_until(lambda: (store.poll(), store.revision())[1] == revision,
                    timeout=timeout, what=f"revision {revision} at {remote}")
-        # A copy (the file and its journal): the reader's engine saves its zone file,
-        # the agent's is not ours.
+        # A copy (the journal, then the file: a file rewritten in between holds what
+        # the journal lost): the reader's engine saves its zone file, the agent's is
+        # not ours.
         zones = workdir / f"zones-{uniq('')}.json"
-        shutil.copyfile(zones_file, zones)
         journal = zones_file.with_name(zones_file.name + ".log")
         if journal.exists():
             shutil.copyfile(journal, zones.with_name(zones.name + ".log"))
+        shutil.copyfile(zones_file, zones)
         engine = Engine(store, ZoneFile(zones))
     finally:
         store.close()

@@ -103,3 +103,27 @@ def test_a_file_written_before_the_journal_loads(tmp_path):
     assert zf.load() == {"zones": {"web1": 4}, "flushing": [2]}
     zf.save({"zones": {"web1": 4}})
     assert ZoneFile(path).load() == {"zones": {"web1": 4}}
+
+
+def test_a_clean_close_folds_the_journal_into_the_file(tmp_path):
+    path = tmp_path / "zones.json"
+    zf = ZoneFile(path)
+    for doc in STEPS[:3]:
+        zf.save(doc)
+    assert len(_lines(zf)) == 2
+    zf.close()
+    assert _lines(zf) == []
+    doc = json.loads(path.read_text())   # the file alone, as an older version reads it
+    assert {k: v for k, v in doc.items() if k != "seq"} == STEPS[2]
+    zf.close()                                # twice: nothing more
+    assert ZoneFile(path).load() == STEPS[2]
+
+
+def test_a_journal_whose_file_was_removed_still_loads(tmp_path):
+    path = tmp_path / "zones.json"
+    zf = ZoneFile(path)
+    for doc in STEPS[:3]:
+        zf.save(doc)
+    path.unlink()
+    # Only the changes since the file was last written: "a" was in the file alone.
+    assert ZoneFile(path).load() == {"zones": {"b": 3}}

@@ -190,14 +190,18 @@ class VgwApp(app_manager.RyuApp):
                 hub.sleep(1.0)
 
     def stop(self):
-        """Stop the green threads, write the log out, stop the database server this
-        process runs."""
+        """Stop the green threads, write the log and the zone file out, stop the
+        database server this process runs."""
         # Ryu's stop() joins the app's threads; ours loop forever, so end them first
         # (else Ctrl-C hangs).
         for t in list(self.threads):
             hub.kill(t)
         super().stop()
         self.fwlog.close()
+        try:
+            self.engine.zone_file.close()   # the zone file whole again
+        except ZoneFileError as e:
+            LOG.error("%s", e)
         if self.local_db is not None:
             self.local_db.close()
 

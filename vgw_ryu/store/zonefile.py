@@ -47,7 +47,12 @@ class ZoneFile:
     def load(self) -> dict[str, Any]:
         """What was saved last ({} for a new file): the file and its journal's later
         changes. Writes nothing (the next save rewrites the file)."""
-        if self.path is None or not self.path.exists():
+        if self.path is None or not (self.path.exists() or self.journal.exists()):
+            return dict(self._doc)
+        if not self.path.exists():
+            # A journal without its file (the file removed by hand): what it holds.
+            self._doc = self._replay({"zones": {}}, 0)
+            self._close_journal()
             return dict(self._doc)
         try:
             doc = json.loads(self.path.read_text())
@@ -125,13 +130,19 @@ class ZoneFile:
         line = json.dumps({"seq": self._seq, "zones": zones,
                            "flushing": doc.get("flushing", [])}, sort_keys=True)
         assert self._fd is not None
-        os.write(self._fd, line.encode() + b"\n")
+        data = line.encode() + b"\n"
+        while data:
+            n = os.write(self._fd, data)
+            if n <= 0:
+                raise OSError("the zone journal took no bytes")
+            data = data[n:]
         os.fdatasync(self._fd)
         self._lines += 1
 
     def _write_file(self, doc: dict[str, Any]) -> None:
-        """Replace the file (write, fsync, rename, fsync the directory), then empty the
-        journal: a crash between the two leaves lines the file already holds."""
+        """Replace the file (write, fsync, rename, fsync the directory), and only then
+        empty the journal: a crash between the two leaves lines the file already holds,
+        never an old file with an emptied journal."""
         assert self.path is not None and self.journal is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.path.parent)
@@ -140,16 +151,21 @@ class ZoneFile:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        self._sync_dir()   # the rename
         self._close_journal()
         self._fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
                            0o644)
         os.fsync(self._fd)
+        self._sync_dir()   # the journal's creation
+        self._lines = 0
+
+    def _sync_dir(self) -> None:
+        assert self.path is not None
         dfd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(dfd)   # the rename and the journal's creation
+            os.fsync(dfd)
         finally:
             os.close(dfd)
-        self._lines = 0
 
     def _close_journal(self) -> None:
         if self._fd is not None:
@@ -157,7 +173,13 @@ class ZoneFile:
             self._fd = None
 
     def close(self) -> None:
-        """Close the journal (the next save rewrites the file)."""
+        """Fold the journal into the file (a clean stop leaves the file whole, for a
+        backup of it alone or an older version) and close the journal."""
+        if self.path is not None and self._fd is not None and self._lines:
+            try:
+                self._write_file(self._doc)
+            except OSError as e:
+                raise ZoneFileError(f"cannot write the zone file {self.path}: {e}") from None
         self._close_journal()
 
     def __del__(self) -> None:
