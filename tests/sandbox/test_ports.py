@@ -77,3 +77,19 @@ def test_the_directory_follows_changes_as_a_fresh_replica_sees_them(bridges):
         assert final[ports[2]] == (30, "vm2", None)
     finally:
         pd.close()
+
+
+def test_a_replica_emptied_without_notices_is_not_read_from_the_last_build(bridges):
+    """On a reconnect the IDL empties its tables without change notices (and a database
+    created afresh may send nothing back): the directory must not answer from before."""
+    br = bridges()
+    dpid = int(fx.sh("ovs-vsctl", "get", "Bridge", br.name, "other_config:datapath-id")
+               .strip().strip('"'), 16)
+    pd = PortDirectory(OVSDB)
+    try:
+        assert pd.wait_ready()
+        assert dpid in pd.bridges()
+        pd.idl._Idl__clear()      # what the IDL does before a fresh monitor
+        assert pd.bridges() == {}
+    finally:
+        pd.close()

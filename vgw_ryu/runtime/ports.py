@@ -108,6 +108,7 @@ class PortDirectory:
         self.rows = RowCache(self.idl, track=True)
         self._views: dict[Any, _BridgeView] = {}    # bridge row uuid -> what bridges() built
         self._out: dict[int, list[Iface]] | None = None
+        self._sizes: tuple[int, int, int] = (0, 0, 0)   # the tables' rows at that build
 
     def poll(self) -> bool:
         """Process what OVSDB sent; True when the replica changed since the last call."""
@@ -136,10 +137,12 @@ class PortDirectory:
         objects (and an unchanged bridge its very list), so the port classification
         kept by Iface identity stays valid. Callers must not modify the answer."""
         touched = self.rows.take_changed()
-        if self._out is not None and not touched:
-            return self._out
         port_rows = self.idl.tables["Port"].rows
         iface_rows = self.idl.tables["Interface"].rows
+        # (A reconnect empties the replica without change notices: the sizes tell.)
+        sizes = (len(self.idl.tables["Bridge"].rows), len(port_rows), len(iface_rows))
+        if self._out is not None and not touched and sizes == self._sizes:
+            return self._out
         views: dict[Any, _BridgeView] = {}
         out: dict[int, list[Iface]] = {}
         for br in self.idl.tables["Bridge"].rows.values():
@@ -154,7 +157,7 @@ class PortDirectory:
                 had = self._bridge_view(row, had, touched, port_rows, iface_rows)
             views[br.uuid] = had
             out[int(dpid_text, 16)] = had.ifaces
-        self._views, self._out = views, out
+        self._views, self._out, self._sizes = views, out, sizes
         return out
 
     def _bridge_view(self, row: tuple, had: _BridgeView | None, touched: set[Any],
