@@ -1,7 +1,7 @@
-"""The collector held off while a sync runs: no automatic collection inside the block,
-restored after it (errors and nesting included), and a whole sync (compile, diff,
-encoding, sending) runs inside it, a large one freezing what it made before it ends.
-No OVS, no Ryu datapath."""
+"""The collector held off while a sync's CPU-bound steps run: no automatic collection
+inside the block, restored after it (errors and nesting included), a step that made
+many objects freezes them, and the syncer compiles, diffs and encodes inside it and
+waits for the switch outside it. No OVS, no Ryu datapath."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from vgw_ryu.compiler.owned import FlowList
 from vgw_ryu.pipeline.flows import Flow
 from vgw_ryu.pipeline.tables import PUNT_BY_PURPOSE
 from vgw_ryu.runtime import syncdiff
-from vgw_ryu.runtime.gcpause import paused_gc
+from vgw_ryu.runtime.gcpause import FREEZE_OBJECTS, freeze_if_many, paused_gc
 from vgw_ryu.ryuapp import compat
 
 compat.apply()   # the syncer imports Ryu's ofctl, which needs it on Python 3.11
@@ -64,6 +64,22 @@ def test_no_automatic_collection_inside_and_the_collector_restored():
         gc.enable()
 
 
+def test_a_step_that_made_many_objects_freezes_them():
+    gc.collect()
+    gc.unfreeze()
+    try:
+        with paused_gc():
+            few = [[i] for i in range(100)]
+            freeze_if_many()
+        assert gc.get_freeze_count() == 0
+        with paused_gc():
+            many = [[i] for i in range(FREEZE_OBJECTS + 1000)]
+            freeze_if_many()
+        assert gc.get_freeze_count() >= FREEZE_OBJECTS and few and many
+    finally:
+        gc.unfreeze()
+
+
 class _Engine:
     def __init__(self) -> None:
         self.enabled_while: list[bool] = []
@@ -85,8 +101,8 @@ class _IO:
 
 
 @pytest.mark.parametrize("freeze_after", [1, 10])
-def test_a_sync_runs_with_the_collector_paused_and_a_large_one_freezes(monkeypatch,
-                                                                       freeze_after):
+def test_a_sync_computes_with_the_collector_paused_and_waits_with_it_on(monkeypatch,
+                                                                         freeze_after):
     monkeypatch.setattr(syncer_mod, "FREEZE_AFTER", freeze_after)
     engine, io = _Engine(), _IO()
     s = Syncer(engine, io, {1: object()}, ports=lambda: None,
@@ -97,12 +113,16 @@ def test_a_sync_runs_with_the_collector_paused_and_a_large_one_freezes(monkeypat
     real = syncdiff.diff
     monkeypatch.setattr(syncdiff, "diff",
                         lambda *a: (encoded.append(gc.isenabled()), real(*a))[1])
+    recorded: list[bool] = []
+    real_record = syncdiff.record
+    monkeypatch.setattr(syncdiff, "record",
+                        lambda *a: (recorded.append(gc.isenabled()), real_record(*a))[1])
     gc.unfreeze()
     try:
         s._sync_one(1, False)
         rev, enabled, frozen = engine.applied
-        assert engine.enabled_while == [False] and encoded == [False]
-        assert io.sent == (1, False) and (rev, enabled) == (7, False)
+        assert engine.enabled_while == [False] and encoded == recorded == [False]
+        assert io.sent == (1, True) and (rev, enabled) == (7, True)
         assert (frozen > 0) == (freeze_after == 1)   # one flow mod sent
         assert gc.isenabled()
     finally:

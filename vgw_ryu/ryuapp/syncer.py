@@ -21,7 +21,7 @@ from vgw_ryu.pipeline.tables import LOG_METER_BASE, PUNT_BY_PURPOSE
 from vgw_ryu.runtime import conntrack, syncdiff
 from vgw_ryu.runtime.ctlimits import UnixctlError, ZoneLimits, call
 from vgw_ryu.runtime.engine import Engine
-from vgw_ryu.runtime.gcpause import paused_gc
+from vgw_ryu.runtime.gcpause import freeze_if_many, paused_gc
 from vgw_ryu.runtime.metrics import Metrics
 from vgw_ryu.runtime.ports import Iface, PortDirectory
 from vgw_ryu.ryuapp import ofencode
@@ -166,10 +166,7 @@ class Syncer:
 
     def _sync_one(self, dpid: int, full: bool) -> None:
         try:
-            # No young collections while a sync makes its flows (they walked the new
-            # objects again and again); a large one freezes them before it ends.
-            with paused_gc():
-                self.sync(dpid, full)
+            self.sync(dpid, full)
         except InvalidDatapath:
             LOG.info("switch %016x went away during sync", dpid)
         except Exception:
@@ -181,9 +178,9 @@ class Syncer:
             self._sync_ended.set()
 
     def note_changed(self, flow_mods: int) -> None:
-        """A sync sent ``flow_mods``; many are frozen out of the collector's way: now,
-        before any young collection walks them (the collector is paused during a sync),
-        and again when the round of syncs ends."""
+        """A sync sent ``flow_mods``; many are frozen out of the collector's way: now
+        (called with the collector paused, before a young collection walks them), and
+        again when the round of syncs ends."""
         if flow_mods >= FREEZE_AFTER:
             gc.freeze()
             self._freeze = True
@@ -359,15 +356,20 @@ class Syncer:
             self.port_desc[dpid] = self.io.port_desc(dp)
             self.known[dpid] = self.io.dump(dp)
         t_read = time.monotonic()
-        flows, rev = self.engine.desired_flows(dpid, self.ifaces(dpid))
+        # The CPU-bound steps run with the collector paused and freeze what a large one
+        # made: young collections walked the new flows again and again (the waits for
+        # the switch run with it on).
+        with paused_gc():
+            flows, rev = self.engine.desired_flows(dpid, self.ifaces(dpid))
+            freeze_if_many()
         known = self.known[dpid]
         # Meters first (a flow may not name a meter the switch lacks), unused VM log
         # meters last (once no flow names them).
         have = self.meters[dpid]
         want = self.wanted_meters(flows)
         self.io.set_meters(dp, have, want)
-        d = syncdiff.diff(flows, known)
-        if d:
+        with paused_gc():
+            d = syncdiff.diff(flows, known)
             t_compiled = time.monotonic()
             # Flow mods as bytes straight from the flows (pipeline.wire): Ryu message
             # objects for tens of thousands of flows cost far more than OVS's work.
@@ -375,9 +377,12 @@ class Syncer:
             bodies += [wire.delete_strict(table, prio, match_wire(match), cookie)
                        for (table, cookie), (prio, match) in d.dels]
             t_encoded = time.monotonic()
+            freeze_if_many()
+        if d:
             self.io.send_atomically(dp, bodies)
-            syncdiff.record(known, d, wire.match_of)
-            self.note_changed(len(d.adds) + len(d.dels))
+            with paused_gc():
+                syncdiff.record(known, d, wire.match_of)
+                self.note_changed(len(d.adds) + len(d.dels))
             t1 = time.monotonic()
             # Where the time went: reading the switch (full syncs), compiling (with the
             # meters and the diff), encoding, and the switch taking the change (until
