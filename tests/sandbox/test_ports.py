@@ -25,6 +25,11 @@ def _settled(pd: PortDirectory, dpid: int, want) -> list:
         time.sleep(0.02)
 
 
+def _dpid(bridge: str) -> int:
+    return int(fx.sh("ovs-vsctl", "get", "Bridge", bridge, "other_config:datapath-id")
+               .strip().strip('"'), 16)
+
+
 def _fresh(dpid: int) -> list:
     pd = PortDirectory(OVSDB)
     try:
@@ -36,8 +41,7 @@ def _fresh(dpid: int) -> list:
 
 def test_the_directory_follows_changes_as_a_fresh_replica_sees_them(bridges):
     br = bridges()
-    dpid = int(fx.sh("ovs-vsctl", "get", "Bridge", br.name, "other_config:datapath-id")
-               .strip().strip('"'), 16)
+    dpid = _dpid(br.name)
     pd = PortDirectory(OVSDB)
     try:
         assert pd.wait_ready()
@@ -83,8 +87,7 @@ def test_a_replica_emptied_without_notices_is_not_read_from_the_last_build(bridg
     """On a reconnect the IDL empties its tables without change notices (and a database
     created afresh may send nothing back): the directory must not answer from before."""
     br = bridges()
-    dpid = int(fx.sh("ovs-vsctl", "get", "Bridge", br.name, "other_config:datapath-id")
-               .strip().strip('"'), 16)
+    dpid = _dpid(br.name)
     pd = PortDirectory(OVSDB)
     try:
         assert pd.wait_ready()

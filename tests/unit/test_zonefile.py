@@ -25,6 +25,14 @@ def _lines(zf: ZoneFile) -> list[str]:
     return [ln for ln in zf.journal.read_text().splitlines() if ln]
 
 
+def _saved(path, n: int) -> ZoneFile:
+    """A zone file that saved the first ``n`` steps (the first writes the file)."""
+    zf = ZoneFile(path)
+    for doc in STEPS[:n]:
+        zf.save(doc)
+    return zf
+
+
 def test_every_saved_change_reads_back_from_a_fresh_reader(tmp_path):
     zf = ZoneFile(tmp_path / "zones.json")
     assert zf.load() == {}
@@ -54,9 +62,7 @@ def test_changes_are_appended_and_the_file_rewritten_every_journal_max(tmp_path,
 
 def test_a_start_reads_the_journal_and_its_first_save_rewrites_the_file(tmp_path):
     path = tmp_path / "zones.json"
-    first = ZoneFile(path)
-    for doc in STEPS[:3]:
-        first.save(doc)
+    first = _saved(path, 3)
     assert len(_lines(first)) == 2
     again = ZoneFile(path)                  # a restart (the first one never closed)
     assert again.load() == STEPS[2]
@@ -107,9 +113,7 @@ def test_a_file_written_before_the_journal_loads(tmp_path):
 
 def test_a_clean_close_folds_the_journal_into_the_file(tmp_path):
     path = tmp_path / "zones.json"
-    zf = ZoneFile(path)
-    for doc in STEPS[:3]:
-        zf.save(doc)
+    zf = _saved(path, 3)
     assert len(_lines(zf)) == 2
     zf.close()
     assert _lines(zf) == []
