@@ -13,13 +13,12 @@ import pytest
 from vgw_ryu.compiler.owned import FlowList
 from vgw_ryu.pipeline.flows import Flow
 from vgw_ryu.pipeline.tables import PUNT_BY_PURPOSE
-from vgw_ryu.runtime import syncdiff
+from vgw_ryu.runtime import gcpause, syncdiff
 from vgw_ryu.runtime.gcpause import FREEZE_OBJECTS, freeze_if_many, paused_gc
 from vgw_ryu.ryuapp import compat
 
 compat.apply()   # the syncer imports Ryu's ofctl, which needs it on Python 3.11
 
-from vgw_ryu.ryuapp import syncer as syncer_mod  # noqa: E402
 from vgw_ryu.ryuapp.syncer import Syncer  # noqa: E402
 
 
@@ -100,10 +99,10 @@ class _IO:
         self.sent = (len(bodies), gc.isenabled())
 
 
-@pytest.mark.parametrize("freeze_after", [1, 10])
+@pytest.mark.parametrize("freeze_objects", [1, 10**9])
 def test_a_sync_computes_with_the_collector_paused_and_waits_with_it_on(monkeypatch,
-                                                                         freeze_after):
-    monkeypatch.setattr(syncer_mod, "FREEZE_AFTER", freeze_after)
+                                                                         freeze_objects):
+    monkeypatch.setattr(gcpause, "FREEZE_OBJECTS", freeze_objects)
     engine, io = _Engine(), _IO()
     s = Syncer(engine, io, {1: object()}, ports=lambda: None,
                meter_rates={PUNT_BY_PURPOSE["log"].meter: 100}, after_sync=lambda dp: None)
@@ -123,7 +122,7 @@ def test_a_sync_computes_with_the_collector_paused_and_waits_with_it_on(monkeypa
         rev, enabled, frozen = engine.applied
         assert engine.enabled_while == [False] and encoded == recorded == [False]
         assert io.sent == (1, True) and (rev, enabled) == (7, True)
-        assert (frozen > 0) == (freeze_after == 1)   # one flow mod sent
+        assert (frozen > 0) == (freeze_objects == 1)   # its steps' objects frozen
         assert gc.isenabled()
     finally:
         gc.unfreeze()

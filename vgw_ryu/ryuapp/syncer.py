@@ -178,11 +178,9 @@ class Syncer:
             self._sync_ended.set()
 
     def note_changed(self, flow_mods: int) -> None:
-        """A sync sent ``flow_mods``; many are frozen out of the collector's way: now
-        (called with the collector paused, before a young collection walks them), and
-        again when the round of syncs ends."""
+        """A sync sent ``flow_mods``; many are frozen out of the collector's way when
+        the round of syncs ends (what the sync's own steps made, at their ends)."""
         if flow_mods >= FREEZE_AFTER:
-            gc.freeze()
             self._freeze = True
 
     def collect_garbage(self, idle: bool = True) -> None:
@@ -382,7 +380,8 @@ class Syncer:
             self.io.send_atomically(dp, bodies)
             with paused_gc():
                 syncdiff.record(known, d, wire.match_of)
-                self.note_changed(len(d.adds) + len(d.dels))
+                freeze_if_many()
+            self.note_changed(len(d.adds) + len(d.dels))
             t1 = time.monotonic()
             # Where the time went: reading the switch (full syncs), compiling (with the
             # meters and the diff), encoding, and the switch taking the change (until

@@ -46,14 +46,19 @@ class ZoneFile:
 
     def load(self) -> dict[str, Any]:
         """What was saved last ({} for a new file): the file and its journal's later
-        changes. Writes nothing (the next save rewrites the file)."""
+        changes (a journal whose file was removed by hand: what it holds). Writes
+        nothing; appends go to a journal the next save starts afresh (a crash may have
+        cut its last line short)."""
         if self.path is None or not (self.path.exists() or self.journal.exists()):
             return dict(self._doc)
-        if not self.path.exists():
-            # A journal without its file (the file removed by hand): what it holds.
-            self._doc = self._replay({"zones": {}}, 0)
-            self._close_journal()
-            return dict(self._doc)
+        doc, seq = self._read_file() if self.path.exists() else ({"zones": {}}, 0)
+        self._doc = self._replay(doc, seq)
+        self._close_journal()
+        return dict(self._doc)
+
+    def _read_file(self) -> tuple[dict[str, Any], int]:
+        """The file's zones and the last change it holds."""
+        assert self.path is not None
         try:
             doc = json.loads(self.path.read_text())
         except (OSError, ValueError) as e:
@@ -62,13 +67,7 @@ class ZoneFile:
                                 "move it away (every VM then gets a new zone).") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("zones", {}), dict):
             raise ZoneFileError(f"the zone file {self.path} is not a vgw_ryu zone file")
-        seq = doc.pop("seq", 0)
-        doc = self._replay(_normal(doc), seq)
-        self._doc = doc
-        # Appends go to a journal the next save starts afresh (a crash may have cut
-        # its last line short).
-        self._close_journal()
-        return dict(doc)
+        return _normal(doc), doc.get("seq", 0)
 
     def _replay(self, doc: dict[str, Any], seq: int) -> dict[str, Any]:
         """``doc`` (the file, holding changes up to ``seq``) with the journal's later ones."""
