@@ -80,9 +80,11 @@ def wait_equal(controller, bridge: str, ports: Ports, tmp_path, step: str) -> No
         assert (sorted(set(want) - set(got)), sorted(set(got) - set(want))) == ([], []), step
 
 
-@pytest.mark.parametrize("seed", [3, 11])
+# (seed, --vgw-stream-chunk): 1 sends every new flow into the bundle while the compile
+# runs (as 1,000 do at scale), 0 sends everything after it.
+@pytest.mark.parametrize(("seed", "chunk"), [(3, 0), (11, 1), (5, 1)])
 def test_random_changes_leave_the_bridge_equal_to_the_full_compile(controller_factory, ovs,
-                                                                   tmp_path, seed):
+                                                                   tmp_path, seed, chunk):
     rng = random.Random(seed)
     doc = random_doc(rng)
     while True:
@@ -91,7 +93,7 @@ def test_random_changes_leave_the_bridge_equal_to_the_full_compile(controller_fa
             break
         except ValidationError:
             doc = random_doc(rng)
-    ctl = controller_factory().start()
+    ctl = controller_factory(extra_args=["--vgw-stream-chunk", str(chunk)]).start()
     br = make_bridge()
     try:
         ports = Ports(br.name)
@@ -120,5 +122,11 @@ def test_random_changes_leave_the_bridge_equal_to_the_full_compile(controller_fa
             wait_equal(ctl, br.name, ports, tmp_path, f"step {done} ({', '.join(names)})")
         # The app's own syncs were incremental: most sent a handful of flow mods.
         assert "programmed" in ctl.log_text()
+        if chunk:
+            wait_until(lambda: "sent during the compile" in ctl.log_text(), timeout=10,
+                       what="a sync that sent flows while its compile ran")
+            wait_equal(ctl, br.name, ports, tmp_path, "the last sync")
+        else:
+            assert "sent during the compile" not in ctl.log_text()
     finally:
         delete_bridge(br)

@@ -256,9 +256,13 @@ def by_sync_key(flows) -> dict[tuple[int, int], str]:
 
 
 def check_step(comp: SwitchCompiler, state, facts, ids, before: FlowList | None,
-                known: syncdiff.Installed) -> FlowList:
+                known: syncdiff.Installed, chunk: int = 0) -> FlowList:
+    """One compile checked; with ``chunk``, its new flows streamed as the sync does
+    (``chunk`` at a time) and what the switch ends up with checked too."""
     eff = effective_rules(state)
-    got = comp.compile(state, facts, ids, eff)
+    sent: list = []
+    got = comp.compile(state, facts, ids, eff, sent.extend if chunk else None,
+                       known.synced, chunk or 1)
     want = compile_switch(state, facts, ids, eff)
     # The same flows, the same cookies, nothing twice.
     assert len(got) == len(want)
@@ -282,12 +286,34 @@ def check_step(comp: SwitchCompiler, state, facts, ids, before: FlowList | None,
     # holding the desired set.
     full = syncdiff.diff(list(got), dict(known))
     d = syncdiff.diff(got, known)
+    if sent:
+        check_streamed(before, got, known, d, sent)
     assert {(f.table, f.cookie) for f in d.adds} == {(f.table, f.cookie) for f in full.adds}
     assert sorted(d.dels) == sorted(full.dels)
     if d:
         syncdiff.record(known, d, lambda f: f.cookie)
     assert set(known) == set(by_sync_key(got)) and known.synced == got.gen
     return got
+
+
+def check_streamed(before: FlowList, got: FlowList, known: syncdiff.Installed,
+                   d: syncdiff.Diff, sent: list) -> None:
+    """Flows streamed during a compile: each under a key the switch had no flow at;
+    with the rest of the diff after them in one bundle (adds replace a flow with their
+    key; deletes are strict, by key and cookie), the switch holds the desired set."""
+    had = {f.key for f in before}
+    assert got.base == before.gen
+    assert all(f.key not in had and (f.table, f.cookie) not in known for f in sent)
+    streamed = {(f.table, f.cookie): f for f in sent}
+    rest, dropped = syncdiff.after_stream(d, streamed)
+    table = {f.key: f.cookie for f in before}
+    by_sync = {(f.table, f.cookie): f for f in before}
+    for f in [*sent, *rest]:
+        table[f.key] = f.cookie
+    for f in [*(by_sync[k] for k, _ in d.dels), *dropped]:
+        if table.get(f.key) == f.cookie:
+            del table[f.key]
+    assert table == {f.key: f.cookie for f in got}
 
 
 def random_start(rng: random.Random) -> tuple:

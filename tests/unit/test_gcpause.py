@@ -83,7 +83,7 @@ class _Engine:
     def __init__(self) -> None:
         self.enabled_while: list[bool] = []
 
-    def desired_flows(self, dpid, ifaces):
+    def desired_flows(self, dpid, ifaces, *streaming):
         self.enabled_while.append(gc.isenabled())
         return FlowList([Flow.make(0, 5, {"in_port": 3}, [])], gen=1), 7
 

@@ -36,11 +36,13 @@ from vgw_ryu.compiler.owned import (
     INFRA,
     PORTS,
     RULE,
+    STREAM_CHUNK,
     VM,
     FlowConflictError,
     FlowList,
     OwnedFlows,
     Owner,
+    Stream,
     built,
     next_generation,
 )
@@ -152,11 +154,22 @@ class SwitchCompiler(OwnedFlows):
 
     # --- the compile --------------------------------------------------------------------
     def compile(self, state: State, facts: SwitchFacts, ids: Ids,
-                effective: dict[str, list[EffectiveRule]] | None = None) -> FlowList:
+                effective: dict[str, list[EffectiveRule]] | None = None,
+                stream: Stream | None = None, holds: int | None = None,
+                chunk: int = STREAM_CHUNK) -> FlowList:
         """The switch's flows for these inputs (``ids`` synced with ``state``), the same
-        set compile_switch gives, computed from what changed since the last call."""
+        set compile_switch gives, computed from what changed since the last call.
+
+        ``stream``, if the switch ``holds`` exactly the last result (its ``gen``), gets
+        chunks (of about ``chunk``) of the flows added under new keys while the
+        compile runs; the result is then relative to that one (``base``) and may drop
+        some of them again (the caller deletes what it streamed that the result
+        lacks). A result with any other ``base`` (a full compile after a conflict)
+        voids what was streamed.
+        """
         effective = effective if effective is not None else effective_rules(state)
         self._before, self._dirty, self._zone_diffs = {}, set(), {}
+        self._streaming(stream, holds, chunk)
         try:
             self._owner((INFRA, ""), state.settings,
                         lambda: built(lambda b: build_infra(b, state.settings)))
@@ -170,6 +183,8 @@ class SwitchCompiler(OwnedFlows):
         except BaseException:
             self._reset()   # half-applied: start over next time
             raise
+        finally:
+            self._streaming(None, None, chunk)
         return self._result()
 
     def _ports(self, state: State, facts: SwitchFacts) -> None:

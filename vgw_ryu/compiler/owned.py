@@ -6,7 +6,9 @@ changed. Flows are the switch's by key (table, priority, match): when two owners
 a flow with one key, a later VM's replaces it and anyone else must build the same flow
 (else ``FlowConflictError``: the caller compiles in full). Every result says what
 changed since the one before (``FlowList.added``/``removed``, as the sync compares
-flows: by table and cookie). No Ryu here.
+flows: by table and cookie). A compile can also hand out, while it runs, the flows it
+adds under keys the previous result did not have (``_stream``): a switch holding exactly
+that result can take them before the compile ends. No Ryu here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ INFRA, PORTS, VM, RULE, CLAUSE = range(5)
 Owner = tuple[int, Any]              # (stage, name within the stage)
 
 _GENERATIONS = itertools.count(1)
+# Flows handed to the stream at a time (at an owner's end, so a chunk can be larger).
+STREAM_CHUNK = 1000
+Stream = Callable[[list[Flow]], None]
 
 
 def next_generation() -> int:
@@ -78,6 +83,16 @@ class OwnedFlows:
         self.meters: dict[int, int] = {}          # meter -> flows naming it
         self.gen: int | None = None
         self._before: dict[FlowKey, Flow | None] = {}
+        self._stream: Stream | None = None
+        self._fresh: list[Flow] = []
+        self._chunk = STREAM_CHUNK
+
+    def _streaming(self, stream: Stream | None, holds: int | None, chunk: int) -> None:
+        """Stream this compile's new flows to ``stream``, ``chunk`` at a time, if the
+        receiver ``holds`` the last result (its ``gen``); otherwise, or with None, not."""
+        self._fresh = []
+        self._chunk = max(1, chunk)
+        self._stream = stream if holds is not None and holds == self.gen else None
 
     def _owner(self, owner: Owner, inputs: Any, build: Callable[[], list[Flow]]) -> None:
         """Rebuild an owner's flows if its inputs changed."""
@@ -101,6 +116,8 @@ class OwnedFlows:
         if not old:
             for f in new:
                 self._add(owner, f)
+            if self._stream is not None and len(self._fresh) >= self._chunk:
+                self._emit()
             return new
         prev = {f.key: f for f in old}
         kept: list[Flow] = []
@@ -115,7 +132,13 @@ class OwnedFlows:
             kept.append(f)
         for o in prev.values():
             self._remove(owner, o)
+        if self._stream is not None and len(self._fresh) >= self._chunk:
+            self._emit()
         return kept
+
+    def _emit(self) -> None:
+        fresh, self._fresh = self._fresh, []
+        self._stream(fresh)
 
     def _add(self, owner: Owner, f: Flow) -> None:
         k = f.key
@@ -130,6 +153,10 @@ class OwnedFlows:
         if h is None:
             self.out[k] = f
             self.holder[k] = owner
+            # A key the last result did not have: the switch has no flow there. (One
+            # replaced or removed later in this compile is set right by its end.)
+            if self._stream is not None and self._before[k] is None:
+                self._fresh.append(f)
             return
         self.shared[k] = {h: self.out[k], owner: f}
         del self.holder[k]

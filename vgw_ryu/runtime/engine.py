@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from vgw_ryu.compiler import SwitchCompiler, SwitchFacts
+from vgw_ryu.compiler.owned import STREAM_CHUNK
 from vgw_ryu.pipeline.flows import Flow
 from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State, ValidationError, objects_doc, parse_state, state_doc
@@ -304,19 +305,25 @@ class Engine:
             self.zone_file.save(ids.zone_doc())
             self.ids = ids
 
-    def desired_flows(self, dpid: int, ifaces: list[Iface]) -> tuple[list[Flow], int]:
+    def desired_flows(self, dpid: int, ifaces: list[Iface],
+                      stream: Callable[[list[Flow]], None] | None = None,
+                      holds: int | None = None, chunk: int = STREAM_CHUNK
+                      ) -> tuple[list[Flow], int]:
         """(desired flows, revision they come from) for one switch and its interfaces.
 
         Ports are classified here, under the lock, against the state being compiled.
         The flows come from the switch's SwitchCompiler, which recomputes only what
-        changed since its last call (a FlowList: it also says what changed).
+        changed since its last call (a FlowList: it also says what changed), and hands
+        ``stream`` new flows as it goes (``chunk`` at a time) if the switch ``holds``
+        its last result.
         """
         with self._lock:
             facts = self.refresh_facts(dpid, ifaces)
             for gone in self.compilers.keys() - self.switches.keys():
                 del self.compilers[gone]   # a switch that went away: its memo too
             compiler = self.compilers.setdefault(dpid, SwitchCompiler())
-            flows = compiler.compile(self.state, facts, self.ids, self.effective)
+            flows = compiler.compile(self.state, facts, self.ids, self.effective,
+                                     stream, holds, chunk)
             return flows, self.revision
 
     def learn_mac(self, dpid: int, ofport: int, mac: str) -> bool:

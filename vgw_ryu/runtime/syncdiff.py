@@ -78,6 +78,16 @@ def _settled(d: Diff, known: dict) -> Diff:
     return d
 
 
+def after_stream(d: Diff, sent: dict[Key, Flow]) -> tuple[list[Flow], list[Flow]]:
+    """What is left of ``d`` once the flows ``sent`` (by key) went ahead of it into the
+    same bundle, while the compile ran: the adds not sent yet, and the sent flows the
+    desired set turned out not to have (to delete again, after the adds)."""
+    final = {(f.table, f.cookie) for f in d.adds}
+    rest = [f for f in d.adds if (f.table, f.cookie) not in sent]
+    dropped = [f for k, f in sent.items() if k not in final]
+    return rest, dropped
+
+
 def record(known: dict[Key, list[tuple[int, Any]]], d: Diff,
            match_of: Callable[[Flow], Any]) -> None:
     """Update ``known`` once the switch has applied ``d``."""

@@ -99,6 +99,7 @@ class VgwApp(app_manager.RyuApp):
                               for p in PUNTS},
                              lambda dp: self.punts.reinject_pending(dp))
         self.syncer.read_table_above = self.conf.ct_flush_read_above
+        self.syncer.stream_chunk = self.conf.stream_chunk
         self.engine.on_change(self.syncer.schedule_all)
         self.state_file = StateFileWatcher(mode[1], self.engine, mode[0]) if mode else None
         if self.state_file is not None:

@@ -69,6 +69,10 @@ OPTS = [
          "messages than this reads the table first and flushes only the zones that "
          "hold those addresses, and again once the flows changed (-1: never read it, "
          "0: always)"),
+    _opt(cfg.IntOpt, "stream-chunk", 1000,
+         "while a compile runs, its new flows are sent into the switch's open bundle "
+         "this many at a time, so the switch takes them meanwhile (0: send after the "
+         "compile)"),
     _opt(cfg.IntOpt, "meter-unknown-pps", 100,
          "rate limit of unknown-port punts (packets/s)"),
 ]

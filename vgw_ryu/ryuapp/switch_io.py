@@ -150,20 +150,46 @@ class SwitchIO:
         (version, xid, bundle) and written many messages per socket write, without a
         Ryu object per flow. The bundle control and barrier exchanges stay Ryu's.
         """
-        p = dp.ofproto_parser
-        ofp = dp.ofproto
-        first_xid = self._take_xids(dp, len(bodies))
-        if ofp.OFP_VERSION >= ofproto_v1_4.OFP_VERSION:
-            bid = next(self.bundle_ids)
-            flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
-            self._ask(p.OFPBundleCtrlMsg(dp, bid, ofp.OFPBCT_OPEN_REQUEST, flags, []),
-                      p.OFPBundleCtrlMsg, multi=False)
-            self._write(dp, wire.frames(bodies, ofp.OFP_VERSION, first_xid, (bid, flags)))
-            self._ask(p.OFPBundleCtrlMsg(dp, bid, ofp.OFPBCT_COMMIT_REQUEST, flags, []),
-                      p.OFPBundleCtrlMsg, multi=False)
+        if self.has_bundles(dp):
+            bundle = self.open_bundle(dp)
+            self.bundle_add(dp, bundle, bodies)
+            self.commit_bundle(dp, bundle)
         else:
-            self._write(dp, wire.frames(bodies, ofp.OFP_VERSION, first_xid))
+            self._write(dp, wire.frames(bodies, dp.ofproto.OFP_VERSION,
+                                        self._take_xids(dp, len(bodies))))
+            p = dp.ofproto_parser
             self._ask(p.OFPBarrierRequest(dp), p.OFPBarrierReply, multi=False)
+
+    @staticmethod
+    def has_bundles(dp: Any) -> bool:
+        """Whether the connection speaks OpenFlow 1.4 or later (bundles)."""
+        return dp.ofproto.OFP_VERSION >= ofproto_v1_4.OFP_VERSION
+
+    def open_bundle(self, dp: Any) -> tuple[int, int]:
+        """Open an atomic, ordered bundle; its (id, flags)."""
+        ofp = dp.ofproto
+        bundle = (next(self.bundle_ids), ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED)
+        self._bundle_ctrl(dp, bundle, ofp.OFPBCT_OPEN_REQUEST)
+        return bundle
+
+    def bundle_add(self, dp: Any, bundle: tuple[int, int], bodies: Sequence[bytes]) -> None:
+        """Queue flow mod bodies into an open bundle (nothing waits for the switch)."""
+        if bodies:
+            self._write(dp, wire.frames(bodies, dp.ofproto.OFP_VERSION,
+                                        self._take_xids(dp, len(bodies)), bundle))
+
+    def commit_bundle(self, dp: Any, bundle: tuple[int, int]) -> None:
+        """Commit an open bundle, waiting for the switch's reply."""
+        self._bundle_ctrl(dp, bundle, dp.ofproto.OFPBCT_COMMIT_REQUEST)
+
+    def discard_bundle(self, dp: Any, bundle: tuple[int, int]) -> None:
+        """Throw an open bundle away: none of its flow mods take effect."""
+        self._bundle_ctrl(dp, bundle, dp.ofproto.OFPBCT_DISCARD_REQUEST)
+
+    def _bundle_ctrl(self, dp: Any, bundle: tuple[int, int], what: int) -> None:
+        p = dp.ofproto_parser
+        self._ask(p.OFPBundleCtrlMsg(dp, bundle[0], what, bundle[1], []),
+                  p.OFPBundleCtrlMsg, multi=False)
 
     @staticmethod
     def _take_xids(dp: Any, n: int) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from ryu.app.ofctl.exception import InvalidDatapath
 from ryu.lib import hub
 
+from vgw_ryu.compiler.owned import STREAM_CHUNK
 from vgw_ryu.pipeline import wire
 from vgw_ryu.pipeline.tables import LOG_METER_BASE, PUNT_BY_PURPOSE
 from vgw_ryu.runtime import conntrack, syncdiff
@@ -25,6 +26,7 @@ from vgw_ryu.runtime.gcpause import freeze_if_many, paused_gc
 from vgw_ryu.runtime.metrics import Metrics
 from vgw_ryu.runtime.ports import Iface, PortDirectory
 from vgw_ryu.ryuapp import ofencode
+from vgw_ryu.ryuapp.flowstream import FlowStream
 from vgw_ryu.ryuapp.switch_io import SwitchIO
 
 LOG = logging.getLogger("vgw_ryu")
@@ -95,6 +97,9 @@ class Syncer:
         # flushes only the zones holding its addresses (-1: never, 0: always).
         self.read_table_above = READ_TABLE_ABOVE
         self._recheck: list[tuple[conntrack.FlushPlan, set[int]]] = []
+        # New flows sent into the bundle this many at a time while the compile runs
+        # (0: none; all sent after it).
+        self.stream_chunk = STREAM_CHUNK
 
     def schedule(self, dpid: int, full: bool = False) -> None:
         self.pending[dpid] = self.pending.get(dpid, False) or full
@@ -354,44 +359,40 @@ class Syncer:
             self.port_desc[dpid] = self.io.port_desc(dp)
             self.known[dpid] = self.io.dump(dp)
         t_read = time.monotonic()
-        # The CPU-bound steps run with the collector paused and freeze what a large one
-        # made: young collections walked the new flows again and again (the waits for
-        # the switch run with it on).
-        with paused_gc():
-            flows, rev = self.engine.desired_flows(dpid, self.ifaces(dpid))
-            freeze_if_many()
         known = self.known[dpid]
-        # Meters first (a flow may not name a meter the switch lacks), unused VM log
-        # meters last (once no flow names them).
         have = self.meters[dpid]
-        want = self.wanted_meters(flows)
-        self.io.set_meters(dp, have, want)
-        with paused_gc():
-            d = syncdiff.diff(flows, known)
-            t_compiled = time.monotonic()
-            # Flow mods as bytes straight from the flows (pipeline.wire): Ryu message
-            # objects for tens of thousands of flows cost far more than OVS's work.
-            bodies = [e.add for e in wire.encode_all(d.adds)]
-            bodies += [wire.delete_strict(table, prio, match_wire(match), cookie)
-                       for (table, cookie), (prio, match) in d.dels]
-            t_encoded = time.monotonic()
-            freeze_if_many()
+        holds = getattr(known, "synced", None)   # the compiler's result the switch has
+        stream = self._stream(dp, known, have) if holds is not None else None
+        try:
+            rev, want, d, bodies, t_compiled, t_encoded = self._prepare(
+                dp, dpid, known, have, stream, holds)
+            if stream is not None and stream.bundle is not None:
+                bundle, stream.bundle = stream.bundle, None   # committed, or gone with it
+                self.io.bundle_add(dp, bundle, bodies)
+                self.io.commit_bundle(dp, bundle)
+            elif bodies:
+                self.io.send_atomically(dp, bodies)
+        except Exception:
+            if stream is not None:
+                stream.discard()   # nothing streamed takes effect
+            raise
         if d:
-            self.io.send_atomically(dp, bodies)
             with paused_gc():
                 syncdiff.record(known, d, wire.match_of)
                 freeze_if_many()
             self.note_changed(len(d.adds) + len(d.dels))
             t1 = time.monotonic()
             # Where the time went: reading the switch (full syncs), compiling (with the
-            # meters and the diff), encoding, and the switch taking the change (until
-            # its commit or barrier reply).
+            # meters, the diff and the flows sent meanwhile), encoding the rest, and the
+            # switch taking the change (until its commit or barrier reply).
             LOG.info("switch %016x: revision %d programmed: +%d -%d flows (%d total, "
-                     "%.0f ms: %scompile %.0f, encode %.0f, switch %.0f)", dpid, rev,
+                     "%.0f ms: %scompile %.0f, encode %.0f, switch %.0f%s)", dpid, rev,
                      len(d.adds), len(d.dels), len(known), (t1 - t0) * 1000,
                      f"switch read {(t_read - t0) * 1000:.0f}, " if dumped else "",
                      (t_compiled - t_read) * 1000, (t_encoded - t_compiled) * 1000,
-                     (t1 - t_encoded) * 1000)
+                     (t1 - t_encoded) * 1000,
+                     f"; {len(stream.sent)} sent during the compile"
+                     if stream is not None and stream.sent else "")
         gone = {m for m in have if m >= LOG_METER_BASE and m not in want}
         if gone:
             self.io.delete_meters(dp, have, gone)
@@ -402,6 +403,51 @@ class Syncer:
                 self.metrics.flow_mods.labels("add").inc(len(d.adds))
                 self.metrics.flow_mods.labels("delete").inc(len(d.dels))
         self.after_sync(dp)
+
+    def _prepare(self, dp: Any, dpid: int, known: syncdiff.Installed,
+                 have: dict[int, int | None], stream: FlowStream | None,
+                 holds: int | None) -> tuple:
+        """Compile (streaming what it can), send the meters, diff and encode the rest:
+        (revision, wanted meters, diff, flow mod bodies, compiled at, encoded at)."""
+        # The CPU-bound steps run with the collector paused and freeze what a large one
+        # made: young collections walked the new flows again and again (the waits for
+        # the switch run with it on).
+        with paused_gc():
+            flows, rev = self.engine.desired_flows(dpid, self.ifaces(dpid),
+                                                   stream and stream.take, holds,
+                                                   self.stream_chunk)
+            freeze_if_many()
+        if stream is not None and getattr(flows, "base", None) != holds:
+            stream.discard()   # a full compile came instead: what was sent is void
+        # Meters first (a flow may not name a meter the switch lacks), unused VM log
+        # meters last (once no flow names them).
+        want = self.wanted_meters(flows)
+        self.io.set_meters(dp, have, want)
+        with paused_gc():
+            d = syncdiff.diff(flows, known)
+            adds, dropped = d.adds, []
+            if stream is not None and stream.sent:
+                adds, dropped = syncdiff.after_stream(d, stream.sent)
+            t_compiled = time.monotonic()
+            # Flow mods as bytes straight from the flows (pipeline.wire): Ryu message
+            # objects for tens of thousands of flows cost far more than OVS's work.
+            bodies = [e.add for e in wire.encode_all(adds)]
+            bodies += [wire.delete_strict(table, prio, match_wire(match), cookie)
+                       for (table, cookie), (prio, match) in d.dels]
+            bodies += [wire.delete_strict(f.table, f.priority, wire.match_of(f), f.cookie)
+                       for f in dropped]
+            t_encoded = time.monotonic()
+            freeze_if_many()
+        return rev, want, d, bodies, t_compiled, t_encoded
+
+    def _stream(self, dp: Any, known: syncdiff.Installed, have: dict[int, int | None]
+                ) -> FlowStream | None:
+        """A stream for the flows the compile adds, where the switch takes bundles and
+        holds a known result of the compiler (else the sync sends after the compile)."""
+        if self.stream_chunk <= 0 or not self.io.has_bundles(dp):
+            return None
+        return FlowStream(self.io, dp, known, have, self.meter_rates,
+                          self.meter_rates[PUNT_BY_PURPOSE["log"].meter])
 
     def wanted_meters(self, flows: list) -> dict[int, int]:
         """meter id -> rate for the punt meters and every meter the flows name."""

@@ -1,0 +1,115 @@
+"""A sync that streams the compile's new flows into the switch's open bundle: what it
+sends in which order, and what it throws away when the compile fails or is voided.
+A recording stand-in for the OpenFlow side; the flows and diffs are the real ones (the
+real switch's side is tests/sandbox/test_incremental_sync.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from vgw_ryu.compiler.owned import FlowList
+from vgw_ryu.pipeline import wire
+from vgw_ryu.pipeline.flows import Flow
+from vgw_ryu.pipeline.tables import PUNT_BY_PURPOSE
+from vgw_ryu.runtime import syncdiff
+from vgw_ryu.ryuapp import compat
+
+compat.apply()   # the syncer imports Ryu's ofctl, which needs it on Python 3.11
+
+from vgw_ryu.ryuapp.syncer import Syncer  # noqa: E402
+
+OLD = Flow.make(0, 5, {"in_port": 1}, [])
+NEW = [Flow.make(0, 5, {"in_port": p}, []) for p in (2, 3, 4)]
+
+
+class _IO:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def has_bundles(self, dp) -> bool:
+        return True
+
+    def set_meters(self, dp, have, want) -> None:
+        pass
+
+    def open_bundle(self, dp) -> tuple[int, int]:
+        self.calls.append(("open",))
+        return (7, 3)
+
+    def bundle_add(self, dp, bundle, bodies) -> None:
+        self.calls.append(("add", bundle, list(bodies)))
+
+    def commit_bundle(self, dp, bundle) -> None:
+        self.calls.append(("commit", bundle))
+
+    def discard_bundle(self, dp, bundle) -> None:
+        self.calls.append(("discard", bundle))
+
+    def send_atomically(self, dp, bodies) -> None:
+        self.calls.append(("atomic", list(bodies)))
+
+
+class _Engine:
+    """Streams NEW[:2] while it compiles, then answers ``result`` (or raises)."""
+
+    def __init__(self, result) -> None:
+        self.result = result
+
+    def desired_flows(self, dpid, ifaces, stream, holds, chunk):
+        assert stream is not None and holds == 1
+        stream(NEW[:2])
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result, 9
+
+    def mark_applied(self, dpid, rev, count) -> None:
+        self.applied = (rev, count)
+
+
+def _syncer(result) -> tuple[Syncer, _IO, syncdiff.Installed, _Engine]:
+    """A syncer of one switch that holds OLD, as the compiler's result 1."""
+    io, engine = _IO(), _Engine(result)
+    s = Syncer(engine, io, {1: object()}, ports=lambda: None,
+               meter_rates={PUNT_BY_PURPOSE["log"].meter: 100}, after_sync=lambda dp: None)
+    s.started = time.monotonic() - 3600     # past the wait for the OVSDB replica
+    known = syncdiff.index_installed([(0, OLD.cookie, 5, wire.match_of(OLD))])
+    known.synced = 1
+    s.known[1], s.meters[1] = known, {}
+    return s, io, known, engine
+
+
+def test_streamed_flows_go_first_and_the_rest_commits_in_the_same_bundle():
+    # Result 2 (from 1): NEW[0] and NEW[2] came, OLD went; NEW[1] was streamed and is
+    # not in it after all.
+    s, io, known, engine = _syncer(FlowList([NEW[0], NEW[2]], 2, 1,
+                                            added=[NEW[0], NEW[2]],
+                                            removed=[(0, OLD.cookie)]))
+    s.sync(1)
+    assert [c[0] for c in io.calls] == ["open", "add", "add", "commit"]
+    assert io.calls[1][2] == [wire.add(NEW[0]), wire.add(NEW[1])]
+    assert io.calls[2][2] == [
+        wire.add(NEW[2]),
+        wire.delete_strict(0, 5, wire.match_of(OLD), OLD.cookie),
+        wire.delete_strict(0, 5, wire.match_of(NEW[1]), NEW[1].cookie)]
+    assert set(known) == {(0, NEW[0].cookie), (0, NEW[2].cookie)} and known.synced == 2
+    assert engine.applied == (9, 2)
+
+
+def test_a_failed_compile_discards_what_it_streamed():
+    s, io, known, _ = _syncer(RuntimeError("boom"))
+    with pytest.raises(RuntimeError):
+        s.sync(1)
+    assert [c[0] for c in io.calls] == ["open", "add", "discard"]
+    assert set(known) == {(0, OLD.cookie)} and known.synced == 1
+
+
+def test_a_full_compile_instead_voids_the_stream_and_sends_its_own_diff():
+    # A result with no base (the compiler fell back to a full compile).
+    s, io, known, _ = _syncer(FlowList([NEW[2]], 5))
+    s.sync(1)
+    assert [c[0] for c in io.calls] == ["open", "add", "discard", "atomic"]
+    assert io.calls[3][1] == [wire.add(NEW[2]),
+                              wire.delete_strict(0, 5, wire.match_of(OLD), OLD.cookie)]
+    assert set(known) == {(0, NEW[2].cookie)}

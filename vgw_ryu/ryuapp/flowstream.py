@@ -1,0 +1,70 @@
+"""A switch's new flows sent into an open bundle while the compile that makes them runs.
+
+ovs-vswitchd does most of a bundle's work as each add arrives (at 1,000 VMs, 25,000
+adds took it ~0.2 s and the commit ~0.06 s): sent while the compile runs, that work
+overlaps the compile on the switch's core instead of following it. The bundle stays
+one atomic change: nothing applies before its commit, and a compile that fails or is
+voided discards it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ryu.app.ofctl.exception import InvalidDatapath
+from ryu.lib import hub
+
+from vgw_ryu.pipeline import wire
+from vgw_ryu.pipeline.flows import Flow
+from vgw_ryu.runtime import syncdiff
+from vgw_ryu.ryuapp.switch_io import SwitchIO
+
+LOG = logging.getLogger("vgw_ryu")
+
+
+class FlowStream:
+    """Flow adds streamed into one bundle of one switch (opened with the first)."""
+
+    def __init__(self, io: SwitchIO, dp: Any, known: syncdiff.Installed,
+                 meters: dict[int, int | None], meter_rate: dict[int, int], vm_rate: int):
+        self.io = io
+        self.dp = dp
+        self.known = known
+        self.meters = meters            # what the switch has; updated as meters are sent
+        self.meter_rate = meter_rate    # the punt meters' rates
+        self.vm_rate = vm_rate          # a VM's own log meter's rate
+        self.bundle: tuple[int, int] | None = None
+        self.sent: dict[syncdiff.Key, Flow] = {}
+
+    def take(self, flows: list[Flow]) -> None:
+        """Send these flows' adds now (their meters first), and let them go out."""
+        new = [f for f in flows if (f.table, f.cookie) not in self.known]
+        if not new:
+            return
+        # A flow may not name a meter the switch lacks: meter mods are no bundle
+        # messages, and the switch takes them in order, before the adds.
+        named = {f.meter for f in new if f.meter is not None and f.meter not in self.meters}
+        if named:
+            self.io.set_meters(self.dp, self.meters,
+                               {m: self.meter_rate.get(m, self.vm_rate) for m in named})
+        if self.bundle is None:
+            self.bundle = self.io.open_bundle(self.dp)
+        self.io.bundle_add(self.dp, self.bundle, [e.add for e in wire.encode_all(new)])
+        for f in new:
+            self.sent[(f.table, f.cookie)] = f
+        hub.sleep(0)   # the datapath's send loop writes them while the compile goes on
+
+    def discard(self) -> None:
+        """Throw away what was streamed (the switch keeps what it had)."""
+        bundle, self.bundle = self.bundle, None
+        self.sent = {}
+        if bundle is not None:
+            try:
+                self.io.discard_bundle(self.dp, bundle)
+            except InvalidDatapath:
+                pass   # the connection is gone, and its open bundles with it
+            except Exception:
+                # (Called on the way out of a failed sync: its error is the one to see.)
+                LOG.warning("switch %016x: discarding bundle %d failed", self.dp.id,
+                            bundle[0], exc_info=True)
