@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -29,32 +28,11 @@ from vgw_ryu.runtime import conntrack
 from vgw_ryu.runtime.portclass import SwitchPorts, classify_port  # noqa: F401 - re-exported
 from vgw_ryu.runtime.ports import Iface
 from vgw_ryu.runtime.snapshot import Snapshot, SwitchInfo
+from vgw_ryu.runtime.switchview import SwitchView
 from vgw_ryu.store.zonefile import ZoneFile
 
 LOG = logging.getLogger("vgw_ryu.runtime.engine")
 UNCAPPED = 50_000_000   # a zone limit no datapath reaches (OVS userspace: 3 M entries)
-
-
-@dataclass
-class SwitchView:
-    """What the controller knows about one connected switch."""
-    dpid: int
-    ifaces: list[Iface] = field(default_factory=list)
-    facts: SwitchFacts = field(default_factory=SwitchFacts)
-    applied_revision: int | None = None
-    flow_count: int = 0
-    of_version: int = 0
-    bridge: str | None = None
-    port_problems: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    _eids: tuple | None = None     # (ifaces, their external_ids by ofport), read-only
-
-    def external_ids(self) -> MappingProxyType:
-        """ofport -> its interface's external_ids (read-only), made once per ifaces
-        list: every write's snapshot has them, and a switch has thousands of ports."""
-        if self._eids is None or self._eids[0] is not self.ifaces:
-            self._eids = (self.ifaces, MappingProxyType(
-                {i.ofport: MappingProxyType(dict(i.external_ids)) for i in self.ifaces}))
-        return self._eids[1]
 
 
 class Engine:
