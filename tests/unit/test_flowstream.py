@@ -21,20 +21,32 @@ compat.apply()   # the syncer imports Ryu's ofctl, which needs it on Python 3.11
 from vgw_ryu.ryuapp.syncer import Syncer  # noqa: E402
 
 OLD = Flow.make(0, 5, {"in_port": 1}, [])
-NEW = [Flow.make(0, 5, {"in_port": p}, []) for p in (2, 3, 4)]
+METER = 70_000   # a VM's own log meter, named by a streamed flow
+NEW = [Flow.make(0, 5, {"in_port": p}, [], meter=METER if p == 2 else None)
+       for p in (2, 3, 4)]
 
 
 class _IO:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.in_compile = False   # the compile holds the engine lock
 
     def has_bundles(self, dp) -> bool:
         return True
 
     def set_meters(self, dp, have, want) -> None:
-        pass
+        new = sorted(set(want) - set(have))
+        if new:
+            self.calls.append(("meters", new))
+        have.update(want)
+
+    def delete_meters(self, dp, have, ids) -> None:
+        self.calls.append(("delete meters", sorted(ids)))
+        for m in ids:
+            have.pop(m, None)
 
     def open_bundle(self, dp) -> tuple[int, int]:
+        assert not self.in_compile, "waited for the switch under the engine lock"
         self.calls.append(("open",))
         return (7, 3)
 
@@ -52,14 +64,18 @@ class _IO:
 
 
 class _Engine:
-    """Streams NEW[:2] while it compiles, then answers ``result`` (or raises)."""
+    """Streams ``streams`` while it compiles, then answers ``result`` (or raises)."""
 
     def __init__(self, result) -> None:
         self.result = result
+        self.streams = NEW[:2]
 
     def desired_flows(self, dpid, ifaces, stream, holds, chunk):
         assert stream is not None and holds == 1
-        stream(NEW[:2])
+        self.io.in_compile = True
+        if self.streams:
+            stream(self.streams)
+        self.io.in_compile = False
         if isinstance(self.result, Exception):
             raise self.result
         return self.result, 9
@@ -71,6 +87,7 @@ class _Engine:
 def _syncer(result) -> tuple[Syncer, _IO, syncdiff.Installed, _Engine]:
     """A syncer of one switch that holds OLD, as the compiler's result 1."""
     io, engine = _IO(), _Engine(result)
+    engine.io = io
     s = Syncer(engine, io, {1: object()}, ports=lambda: None,
                meter_rates={PUNT_BY_PURPOSE["log"].meter: 100}, after_sync=lambda dp: None)
     s.started = time.monotonic() - 3600     # past the wait for the OVSDB replica
@@ -87,9 +104,12 @@ def test_streamed_flows_go_first_and_the_rest_commits_in_the_same_bundle():
                                             added=[NEW[0], NEW[2]],
                                             removed=[(0, OLD.cookie)]))
     s.sync(1)
-    assert [c[0] for c in io.calls] == ["open", "add", "add", "commit"]
-    assert io.calls[1][2] == [wire.add(NEW[0]), wire.add(NEW[1])]
-    assert io.calls[2][2] == [
+    # The meter a streamed flow names goes first; the other meters the sync wants come
+    # after the compile.
+    assert [c[0] for c in io.calls] == ["open", "meters", "add", "meters", "add", "commit"]
+    assert io.calls[1][1] == [METER] and METER not in io.calls[3][1]
+    assert io.calls[2][2] == [wire.add(NEW[0]), wire.add(NEW[1])]
+    assert io.calls[4][2] == [
         wire.add(NEW[2]),
         wire.delete_strict(0, 5, wire.match_of(OLD), OLD.cookie),
         wire.delete_strict(0, 5, wire.match_of(NEW[1]), NEW[1].cookie)]
@@ -101,15 +121,25 @@ def test_a_failed_compile_discards_what_it_streamed():
     s, io, known, _ = _syncer(RuntimeError("boom"))
     with pytest.raises(RuntimeError):
         s.sync(1)
-    assert [c[0] for c in io.calls] == ["open", "add", "discard"]
+    assert [c[0] for c in io.calls] == ["open", "meters", "add", "discard"]
     assert set(known) == {(0, OLD.cookie)} and known.synced == 1
+
+
+def test_a_sync_with_nothing_to_change_throws_its_bundle_away():
+    s, io, known, engine = _syncer(FlowList([OLD], 2, 1))
+    engine.streams = []   # the compile sends nothing
+    s.sync(1)
+    assert [c[0] for c in io.calls if c[0] != "meters"] == ["open", "discard"]
+    assert set(known) == {(0, OLD.cookie)} and known.synced == 2
 
 
 def test_a_full_compile_instead_voids_the_stream_and_sends_its_own_diff():
     # A result with no base (the compiler fell back to a full compile).
     s, io, known, _ = _syncer(FlowList([NEW[2]], 5))
     s.sync(1)
-    assert [c[0] for c in io.calls] == ["open", "add", "discard", "atomic"]
-    assert io.calls[3][1] == [wire.add(NEW[2]),
+    assert [c[0] for c in io.calls if c[0] != "meters"] == ["open", "add", "discard",
+                                                           "atomic", "delete meters"]
+    assert io.calls[-2][1] == [wire.add(NEW[2]),
                               wire.delete_strict(0, 5, wire.match_of(OLD), OLD.cookie)]
+    assert io.calls[-1][1] == [METER]   # the streamed flow's meter, unused after all
     assert set(known) == {(0, NEW[2].cookie)}

@@ -154,7 +154,9 @@ class OwnedFlows:
             self.out[k] = f
             self.holder[k] = owner
             # A key the last result did not have: the switch has no flow there. (One
-            # replaced or removed later in this compile is set right by its end.)
+            # replaced or removed later in this compile is set right by its end.) At
+            # most one flow per key is streamed: its first holder streams it, and any
+            # later owner makes it shared, which never streams.
             if self._stream is not None and self._before[k] is None:
                 self._fresh.append(f)
             return

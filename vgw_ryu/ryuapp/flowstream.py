@@ -4,7 +4,11 @@ ovs-vswitchd does most of a bundle's work as each add arrives (at 1,000 VMs, 25,
 adds took it ~0.2 s and the commit ~0.06 s): sent while the compile runs, that work
 overlaps the compile on the switch's core instead of following it. The bundle stays
 one atomic change: nothing applies before its commit, and a compile that fails or is
-voided discards it.
+voided discards it. The bundle is opened before the compile (``open``), because the
+compile runs under the engine's lock and waiting for the switch there could wait
+forever: the reply comes through Ryu's receive loop, which stalls when the app's event
+queue is full of events whose handlers wait for that lock. While the compile runs,
+``take`` only queues messages.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ LOG = logging.getLogger("vgw_ryu")
 
 
 class FlowStream:
-    """Flow adds streamed into one bundle of one switch (opened with the first)."""
+    """Flow adds streamed into one bundle of one switch."""
 
     def __init__(self, io: SwitchIO, dp: Any, known: syncdiff.Installed,
                  meters: dict[int, int | None], meter_rate: dict[int, int], vm_rate: int):
@@ -36,6 +40,10 @@ class FlowStream:
         self.vm_rate = vm_rate          # a VM's own log meter's rate
         self.bundle: tuple[int, int] | None = None
         self.sent: dict[syncdiff.Key, Flow] = {}
+
+    def open(self) -> None:
+        """Open the bundle (waits for the switch's reply: call outside the engine lock)."""
+        self.bundle = self.io.open_bundle(self.dp)
 
     def take(self, flows: list[Flow]) -> None:
         """Send these flows' adds now (their meters first), and let them go out."""
@@ -49,7 +57,7 @@ class FlowStream:
             self.io.set_meters(self.dp, self.meters,
                                {m: self.meter_rate.get(m, self.vm_rate) for m in named})
         if self.bundle is None:
-            self.bundle = self.io.open_bundle(self.dp)
+            raise RuntimeError("FlowStream.take before open: it would wait for the switch")
         self.io.bundle_add(self.dp, self.bundle, [e.add for e in wire.encode_all(new)])
         for f in new:
             self.sent[(f.table, f.cookie)] = f

@@ -253,15 +253,20 @@ class Syncer(ConntrackFlushes):
         have = self.meters[dpid]
         holds = getattr(known, "synced", None)   # the compiler's result the switch has
         stream = self._stream(dp, known, have) if holds is not None else None
+        if stream is not None:
+            stream.open()   # here: the compile holds the engine lock, and must not wait
         try:
             rev, want, d, bodies, t_compiled, t_encoded = self._prepare(
                 dp, dpid, known, have, stream, holds)
-            if stream is not None and stream.bundle is not None:
+            if stream is not None and stream.bundle is not None and (bodies or stream.sent):
                 bundle, stream.bundle = stream.bundle, None   # committed, or gone with it
                 self.io.bundle_add(dp, bundle, bodies)
                 self.io.commit_bundle(dp, bundle)
-            elif bodies:
-                self.io.send_atomically(dp, bodies)
+            else:
+                if stream is not None:
+                    stream.discard()   # nothing to change, or voided (discarded already)
+                if bodies:
+                    self.io.send_atomically(dp, bodies)
         except Exception:
             if stream is not None:
                 stream.discard()   # nothing streamed takes effect
