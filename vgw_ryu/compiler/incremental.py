@@ -160,12 +160,10 @@ class SwitchCompiler(OwnedFlows):
         """The switch's flows for these inputs (``ids`` synced with ``state``), the same
         set compile_switch gives, computed from what changed since the last call.
 
-        ``stream``, if the switch ``holds`` exactly the last result (its ``gen``), gets
-        chunks (of about ``chunk``) of the flows added under new keys while the
-        compile runs; the result is then relative to that one (``base``) and may drop
-        some of them again (the caller deletes what it streamed that the result
-        lacks). A result with any other ``base`` (a full compile after a conflict)
-        voids what was streamed.
+        ``stream`` gets the flows added under new keys, about ``chunk`` at a time, as
+        the compile runs, if the switch ``holds`` the last result (its ``gen``): the
+        caller strict-deletes those the result lacks, and a result of another ``base``
+        (a full compile after a conflict) voids them.
         """
         effective = effective if effective is not None else effective_rules(state)
         self._before, self._dirty, self._zone_diffs = {}, set(), {}
@@ -184,7 +182,7 @@ class SwitchCompiler(OwnedFlows):
             self._reset()   # half-applied: start over next time
             raise
         finally:
-            self._streaming(None, None, chunk)
+            self._streaming(None, None)
         return self._result()
 
     def _ports(self, state: State, facts: SwitchFacts) -> None:

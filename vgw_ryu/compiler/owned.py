@@ -87,7 +87,8 @@ class OwnedFlows:
         self._fresh: list[Flow] = []
         self._chunk = STREAM_CHUNK
 
-    def _streaming(self, stream: Stream | None, holds: int | None, chunk: int) -> None:
+    def _streaming(self, stream: Stream | None, holds: int | None,
+                   chunk: int = STREAM_CHUNK) -> None:
         """Stream this compile's new flows to ``stream``, ``chunk`` at a time, if the
         receiver ``holds`` the last result (its ``gen``); otherwise, or with None, not."""
         self._fresh = []
@@ -116,8 +117,7 @@ class OwnedFlows:
         if not old:
             for f in new:
                 self._add(owner, f)
-            if self._stream is not None and len(self._fresh) >= self._chunk:
-                self._emit()
+            self._emit_if_full()
             return new
         prev = {f.key: f for f in old}
         kept: list[Flow] = []
@@ -132,13 +132,14 @@ class OwnedFlows:
             kept.append(f)
         for o in prev.values():
             self._remove(owner, o)
-        if self._stream is not None and len(self._fresh) >= self._chunk:
-            self._emit()
+        self._emit_if_full()
         return kept
 
-    def _emit(self) -> None:
-        fresh, self._fresh = self._fresh, []
-        self._stream(fresh)
+    def _emit_if_full(self) -> None:
+        """Hand the streamed flows gathered so far out, once there are a chunk's worth."""
+        if self._stream is not None and len(self._fresh) >= self._chunk:
+            fresh, self._fresh = self._fresh, []
+            self._stream(fresh)
 
     def _add(self, owner: Owner, f: Flow) -> None:
         k = f.key

@@ -14,6 +14,7 @@ queue is full of events whose handlers wait for that lock. While the compile run
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ryu.app.ofctl.exception import InvalidDatapath
@@ -31,13 +32,12 @@ class FlowStream:
     """Flow adds streamed into one bundle of one switch."""
 
     def __init__(self, io: SwitchIO, dp: Any, known: syncdiff.Installed,
-                 meters: dict[int, int | None], meter_rate: dict[int, int], vm_rate: int):
+                 meters: dict[int, int | None], meter_rate: Callable[[int], int]):
         self.io = io
         self.dp = dp
         self.known = known
         self.meters = meters            # what the switch has; updated as meters are sent
-        self.meter_rate = meter_rate    # the punt meters' rates
-        self.vm_rate = vm_rate          # a VM's own log meter's rate
+        self.meter_rate = meter_rate    # meter id -> the rate it gets
         self.bundle: tuple[int, int] | None = None
         self.sent: dict[syncdiff.Key, Flow] = {}
 
@@ -47,6 +47,8 @@ class FlowStream:
 
     def take(self, flows: list[Flow]) -> None:
         """Send these flows' adds now (their meters first), and let them go out."""
+        if self.bundle is None:
+            raise RuntimeError("FlowStream.take before open: it would wait for the switch")
         new = [f for f in flows if (f.table, f.cookie) not in self.known]
         if not new:
             return
@@ -54,10 +56,7 @@ class FlowStream:
         # messages, and the switch takes them in order, before the adds.
         named = {f.meter for f in new if f.meter is not None and f.meter not in self.meters}
         if named:
-            self.io.set_meters(self.dp, self.meters,
-                               {m: self.meter_rate.get(m, self.vm_rate) for m in named})
-        if self.bundle is None:
-            raise RuntimeError("FlowStream.take before open: it would wait for the switch")
+            self.io.set_meters(self.dp, self.meters, {m: self.meter_rate(m) for m in named})
         self.io.bundle_add(self.dp, self.bundle, [e.add for e in wire.encode_all(new)])
         for f in new:
             self.sent[(f.table, f.cookie)] = f

@@ -252,7 +252,7 @@ class Syncer(ConntrackFlushes):
         known = self.known[dpid]
         have = self.meters[dpid]
         holds = getattr(known, "synced", None)   # the compiler's result the switch has
-        stream = self._stream(dp, known, have) if holds is not None else None
+        stream = self._stream(dp, known, have, holds)
         if stream is not None:
             stream.open()   # here: the compile holds the engine lock, and must not wait
         try:
@@ -335,24 +335,27 @@ class Syncer(ConntrackFlushes):
             freeze_if_many()
         return rev, want, d, bodies, t_compiled, t_encoded
 
-    def _stream(self, dp: Any, known: syncdiff.Installed, have: dict[int, int | None]
-                ) -> FlowStream | None:
+    def _stream(self, dp: Any, known: syncdiff.Installed, have: dict[int, int | None],
+                holds: int | None) -> FlowStream | None:
         """A stream for the flows the compile adds, where the switch takes bundles and
         holds a known result of the compiler (else the sync sends after the compile)."""
-        if self.stream_chunk <= 0 or not self.io.has_bundles(dp):
+        if holds is None or self.stream_chunk <= 0 or not self.io.has_bundles(dp):
             return None
-        return FlowStream(self.io, dp, known, have, self.meter_rates,
-                          self.meter_rates[PUNT_BY_PURPOSE["log"].meter])
+        return FlowStream(self.io, dp, known, have, self.meter_rate)
 
     def wanted_meters(self, flows: list) -> dict[int, int]:
         """meter id -> rate for the punt meters and every meter the flows name."""
         want = dict(self.meter_rates)
-        vm_rate = self.meter_rates[PUNT_BY_PURPOSE["log"].meter]
         # The incremental compiler's FlowList knows them; other lists are looked through.
         named = getattr(flows, "meters", None)
         if named is None:
             named = {f.meter for f in flows if f.meter is not None}
         for meter in named:
             if meter not in want:
-                want[meter] = vm_rate   # a VM's own log meter
+                want[meter] = self.meter_rate(meter)
         return want
+
+    def meter_rate(self, meter: int) -> int:
+        """A meter's rate: a punt meter's own, else (a VM's own log meter) the log rate."""
+        rate = self.meter_rates.get(meter)
+        return rate if rate is not None else self.meter_rates[PUNT_BY_PURPOSE["log"].meter]
