@@ -243,15 +243,18 @@ def run_scale(sizes: list[int], changes: int, per_bridge: int, work: Path) -> di
                 secs, count = ofctl_anchor(br, work / "scale" / f"{br.name}.flows")
                 anchor_s += secs
                 anchor_flows += count
+            after = dt - t_answer
             say(f"  ovs-ofctl --bundle add-flows of the same {anchor_flows} flows: "
                 f"{anchor_s:.2f} s; programming / anchor = {dt / anchor_s:.1f}x "
-                f"(the controller's sync alone: {sync_s / anchor_s:.1f}x)")
+                f"(from the REST answer: {after / anchor_s:.1f}x; the controller's sync "
+                f"alone: {sync_s / anchor_s:.1f}x)")
             out["sizes"].append({"vms": n, "bridges": n_br, "flows": flows,
                                  "flows_per_vm": flows / n, "seconds": dt,
                                  "rest_answer_s": t_answer, "sync_s": sync_s,
                                  "sync_parts_s": {k: sync[k] for k in SYNC_PARTS},
                                  "ofctl_seconds": anchor_s, "ofctl_flows": anchor_flows,
                                  "ofctl_ratio": dt / anchor_s,
+                                 "after_answer_ofctl_ratio": after / anchor_s,
                                  "sync_ofctl_ratio": sync_s / anchor_s, **mem})
             if n == 1000 or (n == sizes[-1] and out["change"] is None and n < 1000):
                 out["change"] = out["sizes"][-1]["change"] = run_changes(
