@@ -13,13 +13,11 @@ the timeout raises ``StoreUnavailableError``: never a hang. No Ryu here.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,86 +26,32 @@ import ovs.poller
 
 from vgw_ryu.store import fastjson
 from vgw_ryu.store.columns import ColumnCache, update_column
+from vgw_ryu.store.docrows import (
+    OBJECT_TABLES,
+    Loaded,
+    read_document,
+    write_document,
+    write_objects,
+)
+from vgw_ryu.store.errors import (
+    ConflictError,
+    StaleError,
+    StoreError,
+    StoreUnavailableError,
+)
 from vgw_ryu.store.keyindex import KeyIndex
 from vgw_ryu.store.rowcache import RowCache
+
+# Callers import the store's errors and Loaded from here, with the store.
+__all__ = ["CHASSIS_COLUMNS", "KEEP_REQUESTS", "OBJECT_TABLES", "SCHEMA_PATH",
+           "ConflictError", "Loaded", "OvsdbStore", "StaleError", "StoreError",
+           "StoreUnavailableError"]
 
 # The replica parses every update the database sends: at C speed, not char by char.
 fastjson.install()
 
 SCHEMA_PATH = Path(__file__).with_name("vgw.ovsschema")
 KEEP_REQUESTS = 256        # request ids remembered in Global.requests (newest kept)
-OBJECT_TABLES = {"vms": "VM", "groups": "Group", "policies": "Policy"}
-
-
-class StoreError(RuntimeError):
-    """The database refused a write or cannot be used; the message says why."""
-
-
-class StoreUnavailableError(StoreError):
-    """No database server answered (or no quorum) within the timeout."""
-
-
-class StaleError(RuntimeError):
-    """The database moved on since the state the write was computed from: recompute."""
-
-
-class ConflictError(RuntimeError):
-    """An If-Match revision that is not the current one."""
-
-    def __init__(self, expected: int, current: int):
-        super().__init__(f"revision {expected} is stale; current revision is {current}")
-        self.expected = expected
-        self.current = current
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """What the replica holds: the state document, its revision, the rule numbers."""
-    doc: dict[str, Any]
-    revision: int
-    rules: dict[str, int]      # "policy/rule id" -> rule number
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _loads(text: str, what: str) -> Any:
-    try:
-        return json.loads(text) if text else {}
-    except ValueError as e:
-        raise StoreError(f"{what} in the database is not JSON ({e})") from None
-
-
-def _object_rows(key: str, section: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
-    """The wanted rows of one section (VM, Group, Policy), by name; a policy's rules
-    have their own rows."""
-    return {(name,): {"doc": _dumps({k: v for k, v in body.items() if k != "rules"}
-                                    if key == "policies" else body)}
-            for name, body in section.items()}
-
-
-def _rule_rows(policies: dict[str, Any], numbers: dict[str, int]
-               ) -> dict[tuple, dict[str, Any]]:
-    """The wanted Rule rows of these policies, by (policy, rule id)."""
-    out: dict[tuple, dict[str, Any]] = {}
-    for pname, pol in policies.items():
-        for pos, rule in enumerate(pol.get("rules") or []):
-            rid = str(rule.get("id"))
-            out[(pname, rid)] = {"doc": _dumps(rule), "position": pos,
-                                 "number": numbers[f"{pname}/{rid}"]}
-    return out
-
-
-def _object_row(r: Any) -> tuple[str, Any]:
-    return r.name, _loads(r.doc, f"{r._table.name} {r.name!r}")
-
-
-def _rule_row(r: Any) -> tuple[str, str, int, int, Any]:
-    return (r.policy, r.rule_id, int(r.number), int(r.position),
-            _loads(r.doc, f"rule {r.policy}/{r.rule_id}"))
-
-
 CHASSIS_COLUMNS = ("name", "hostname", "applied_revision", "bridges", "vm_ports",
                    "unknown_ports", "heartbeat", "started", "version", "external_ids")
 
@@ -223,30 +167,7 @@ class OvsdbStore:
     def load(self) -> Loaded:
         """The state document, revision and rule numbers the replica holds."""
         with self._lock:
-            g = self._global()
-            doc: dict[str, Any] = {}
-            if g is not None:
-                settings = _loads(g.settings, "Global.settings")
-                if settings:
-                    doc["settings"] = settings
-                if g.expectations:
-                    doc["expectations"] = _loads(g.expectations, "Global.expectations")
-            for key, table in OBJECT_TABLES.items():
-                section = doc[key] = {}
-                for r in self.idl.tables[table].rows.values():
-                    name, body = self.rows.read(r, _object_row)
-                    section[name] = body
-            rules: dict[str, int] = {}
-            listed: dict[str, list[tuple[int, Any]]] = {}
-            for r in self.idl.tables["Rule"].rows.values():
-                policy, rule_id, number, position, body = self.rows.read(r, _rule_row)
-                rules[f"{policy}/{rule_id}"] = number
-                listed.setdefault(policy, []).append((position, body))
-            doc["policies"] = {name: {**pol, "rules": [d for _, d in sorted(
-                listed.get(name, []), key=lambda x: x[0])]}
-                for name, pol in doc["policies"].items()}
-            return Loaded(doc, int(g.revision) if g is not None else 0, rules)
-
+            return read_document(self.idl, self._global(), self.rows)
 
     def request_revision(self, request_id: str) -> int | None:
         """The revision a request committed, if the replica has seen it commit."""
@@ -357,37 +278,10 @@ class OvsdbStore:
         if extra:
             g.meta = {**dict(g.meta), **extra}
         if touched is not None:
-            self._write_objects(txn, doc, rules, touched)
-            return self._commit(txn, deadline), txn
-        settings = _dumps(doc.get("settings") or {})
-        if g.settings != settings:
-            g.settings = settings
-        expectations = _dumps(doc["expectations"]) if doc.get("expectations") else ""
-        if g.expectations != expectations:
-            g.expectations = expectations
-        for key, table in OBJECT_TABLES.items():
-            self._sync_rows(txn, table, ("name",), _object_rows(key, doc.get(key) or {}))
-        self._sync_rows(txn, "Rule", ("policy", "rule_id"),
-                        _rule_rows(doc.get("policies") or {}, rules))
+            write_objects(self.idl, self.keys, txn, doc, rules, touched)
+        else:
+            write_document(self.idl, txn, g, doc, rules)
         return self._commit(txn, deadline), txn
-
-    def _write_objects(self, txn: Any, doc: dict[str, Any], rules: dict[str, int],
-                       touched: dict[str, set[str]]) -> None:
-        # Found through the key index: a one-object write looks at its own rows, not
-        # at every row of the table.
-        for key, names in touched.items():
-            table = OBJECT_TABLES[key]
-            section = {n: b for n, b in (doc.get(key) or {}).items() if n in names}
-            for name in names:
-                self._sync_rows(txn, table, ("name",),
-                                _object_rows(key, {name: section[name]} if name in section
-                                             else {}),
-                                self.keys.rows(table, name))
-                if key == "policies":
-                    self._sync_rows(txn, "Rule", ("policy", "rule_id"),
-                                    _rule_rows({name: section[name]} if name in section
-                                               else {}, rules),
-                                    self.keys.rows("Rule", name))
 
     def _commit(self, txn: Any, deadline: float) -> int:
         """Commit and wait for the answer; INCOMPLETE (aborted) at the deadline."""
@@ -400,29 +294,6 @@ class OvsdbStore:
             self._block(deadline, txn)
             status = txn.commit()
         return status
-
-    def _sync_rows(self, txn: Any, table: str, keys: tuple[str, ...],
-                   wanted: dict[tuple, dict[str, Any]], rows: list[Any] | None = None
-                   ) -> None:
-        """Insert, update (only changed columns) and delete rows of ``table`` (of
-        ``rows``, when given: the only ones ``wanted`` is about)."""
-        have = {tuple(getattr(r, k) for k in keys): r
-                for r in (self.idl.tables[table].rows.values() if rows is None else rows)}
-        for key, row in list(have.items()):
-            if key not in wanted:
-                row.delete()
-        for key, cols in wanted.items():
-            row = have.get(key)
-            if row is None:
-                row = txn.insert(self.idl.tables[table])
-                for k, v in zip(keys, key, strict=True):
-                    setattr(row, k, v)
-                for k, v in cols.items():
-                    setattr(row, k, v)
-                continue
-            for k, v in cols.items():
-                if getattr(row, k) != v:
-                    setattr(row, k, v)
 
     # --- chassis -----------------------------------------------------------------------
     def chassis(self) -> list[dict[str, Any]]:

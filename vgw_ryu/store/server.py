@@ -1,11 +1,10 @@
-"""Run and inspect the ``ovsdb-server`` that serves the policy database (``VGW``).
+"""The running ``ovsdb-server`` of the policy database (``VGW``): start, stop, readiness
+and status.
 
-A database is one file (``DbFiles.db``) with its companions next to it: the client
-socket, the unixctl socket, pid file, log and a small JSON config remembering the
-listen remotes and cluster addresses. The default is a Raft "cluster of one" (durable,
-grows later with ``join``); ``standalone`` is the plain single-file format.
-
-Every OVS tool runs as an argument list (never through a shell) with a timeout.
+A ``DbServer`` serves one database file (see ``dblocation``), made beforehand with
+``create`` or ``join`` (see ``dbtool``); it listens on the remotes remembered in the
+file's config. The names of those two modules are re-exported here, so that callers
+import everything about the database server from this one module.
 """
 
 from __future__ import annotations
@@ -18,149 +17,32 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from vgw_ryu.store.dblocation import (
+    DB_FILE_NAME,
+    DB_NAME,
+    DEFAULT_DATA_DIR,
+    SCHEMA_PATH,
+    DbError,
+    DbFiles,
+    check_active,
+    check_passive,
+    client_remote,
+)
+from vgw_ryu.store.dbtool import create, join, kind, read_config, run_checked, run_tool
 
 __all__ = ["DB_FILE_NAME", "DB_NAME", "DEFAULT_DATA_DIR", "SCHEMA_PATH", "DbError",
            "DbFiles", "DbServer", "check_active", "check_passive", "client_remote",
            "create", "join", "kind", "read_config", "wait_ready"]
 
-SCHEMA_PATH = Path(__file__).with_name("vgw.ovsschema")
-DB_NAME = "VGW"
-DEFAULT_DATA_DIR = Path("/var/lib/vgw_ryu")
-DB_FILE_NAME = "vgw.db"
-
-_TOOL_TIMEOUT = 30.0       # ovsdb-tool create/join only write a small file
 _LOG_TAIL_LINES = 15
-_HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9](?:[A-Za-z0-9.-]*))"
-_ACTIVE_RE = re.compile(rf"^tcp:{_HOST}:(?P<port>[0-9]+)$")
-_PASSIVE_RE = re.compile(rf"^ptcp:(?P<port>[0-9]+)(?::{_HOST})?$")
 _SERVER_RE = re.compile(r"^\s+(?P<name>\S+) \((?P<id>[0-9a-f]+) at (?P<addr>\S+)\)(?P<rest>.*)$")
 
 
-class DbError(RuntimeError):
-    """An OVSDB file or ``ovsdb-server`` operation failed; the message names what."""
-
-
-@dataclass(frozen=True)
-class DbFiles:
-    """The database file and the files derived from its name."""
-
-    db: Path
-
-    def __post_init__(self) -> None:
-        # ovsdb-server --detach changes to "/", so every path it gets must be absolute.
-        object.__setattr__(self, "db", Path(os.path.abspath(os.fspath(self.db))))
-
-    @classmethod
-    def in_dir(cls, data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> DbFiles:
-        """The standard file name (``vgw.db``) in ``data_dir``."""
-        return cls(Path(data_dir) / DB_FILE_NAME)
-
-    def _with(self, suffix: str) -> Path:
-        return self.db.with_name(self.db.name + suffix)
-
-    @property
-    def sock(self) -> Path:
-        return self._with(".sock")
-
-    @property
-    def ctl(self) -> Path:
-        return self._with(".ctl")
-
-    @property
-    def pid(self) -> Path:
-        return self._with(".pid")
-
-    @property
-    def log(self) -> Path:
-        return self._with(".log")
-
-    @property
-    def raft_sock(self) -> Path:
-        return self._with(".raft.sock")
-
-    @property
-    def config(self) -> Path:
-        return self._with(".json")
-
-    @property
-    def remote(self) -> str:
-        """What local clients connect to: ``unix:<sock>``."""
-        return f"unix:{self.sock}"
-
-
-# --- addresses ---------------------------------------------------------------------------
-def _check_port(addr: str, port: str, what: str) -> None:
-    if not 0 < int(port) < 65536:
-        raise DbError(f"{what} {addr!r}: port {port} is not in 1-65535")
-
-
-# SSL (ssl:/pssl:) is not offered: ovsdb-server would also need keys and certificates.
-def check_active(addr: str, what: str = "address") -> str:
-    """Validate a connect address (``tcp:IP:PORT`` or ``unix:PATH``)."""
-    if addr.startswith("unix:") and len(addr) > 5:
-        return addr
-    m = _ACTIVE_RE.match(addr)
-    if not m:
-        raise DbError(f"{what} {addr!r} is not tcp:IP:PORT or unix:PATH")
-    _check_port(addr, m["port"], what)
-    return addr
-
-
-def check_passive(addr: str, what: str = "listen remote") -> str:
-    """Validate a listen remote (``ptcp:PORT[:IP]`` or ``punix:PATH``)."""
-    if addr.startswith("punix:") and len(addr) > 6:
-        return addr
-    m = _PASSIVE_RE.match(addr)
-    if not m:
-        raise DbError(f"{what} {addr!r} is not ptcp:PORT[:IP] or punix:PATH")
-    _check_port(addr, m["port"], what)
-    return addr
-
-
-def client_remote(listen: str) -> str:
-    """The address a client on this host connects to for a listen remote.
-
-    ``ptcp:6641:10.0.0.1`` -> ``tcp:10.0.0.1:6641``; a wildcard address (none,
-    0.0.0.0, ::) -> the loopback address.
-    """
-    if listen.startswith("punix:"):
-        return "unix:" + listen[len("punix:"):]
-    proto, _, rest = listen[1:].partition(":")
-    port, _, host = rest.partition(":")
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host in ("[::]", "::"):
-        host = "[::1]"
-    elif ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{proto}:{host}:{port}"
-
-
-# --- running tools -----------------------------------------------------------------------
-def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run one OVS tool; a missing tool or a hang becomes a DbError naming the command."""
-    try:
-        return subprocess.run(list(argv), capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=max(timeout, 0.1))
-    except FileNotFoundError:
-        raise DbError(f"{argv[0]} not found: install Open vSwitch "
-                      "(the openvswitch-switch package)") from None
-    except subprocess.TimeoutExpired:
-        raise DbError(f"{' '.join(argv)} did not finish within {timeout:.1f}s") from None
-
-
-def _checked(argv: Sequence[str], timeout: float = _TOOL_TIMEOUT) -> str:
-    p = _run(argv, timeout)
-    if p.returncode != 0:
-        raise DbError(f"{' '.join(argv)} failed (exit {p.returncode}): "
-                      f"{(p.stderr or p.stdout).strip()}")
-    return p.stdout
-
-
+# --- waiting -----------------------------------------------------------------------------
 def _poll(pred: Callable[[], Any], timeout: float) -> Any:
     """Call ``pred`` until it returns something truthy or the deadline passes.
 
@@ -177,97 +59,6 @@ def _poll(pred: Callable[[], Any], timeout: float) -> Any:
         interval = min(interval * 1.5, 0.2)
 
 
-# --- config (listen remotes and cluster addresses, for `start`) ---------------------------
-def read_config(files: DbFiles) -> dict[str, Any]:
-    """The remembered settings of ``files`` (empty when there is no config file)."""
-    try:
-        text = files.config.read_text()
-    except FileNotFoundError:
-        return {}
-    except OSError as e:
-        raise DbError(f"cannot read {files.config}: {e.strerror}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise DbError(f"{files.config} is not valid JSON: {e}") from None
-    listen = data.get("listen", []) if isinstance(data, dict) else None
-    if not isinstance(listen, list) or not all(isinstance(r, str) for r in listen):
-        raise DbError(f"{files.config}: expected an object with a 'listen' list of strings")
-    return data
-
-
-def _write_config(files: DbFiles, data: dict[str, Any]) -> None:
-    tmp = files.config.with_name(files.config.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, files.config)    # a crash never leaves a half-written config
-    except OSError as e:
-        raise DbError(f"cannot write {files.config}: {e.strerror}") from None
-
-
-def _prepare_new(files: DbFiles, listen: Iterable[str]) -> list[str]:
-    if files.db.exists() or files.db.is_symlink():
-        raise DbError(f"{files.db} already exists; not overwriting it (remove it to start "
-                      "over, or start the existing database)")
-    listen = [check_passive(r, "--listen") for r in listen]
-    if not SCHEMA_PATH.is_file():
-        raise DbError(f"schema {SCHEMA_PATH} is missing (broken installation)")
-    try:
-        files.db.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-    except OSError as e:
-        raise DbError(f"cannot create directory {files.db.parent}: {e.strerror}") from None
-    return listen
-
-
-def create(files: DbFiles, *, standalone: bool = False, local: str | None = None,
-           listen: Iterable[str] = ()) -> None:
-    """Create a new database: a one-member Raft cluster, or a standalone file.
-
-    ``local`` is the Raft address of this member (default ``unix:<raft_sock>``, which
-    suits a single machine; use ``tcp:IP:PORT`` if others will join).
-    """
-    listen = _prepare_new(files, listen)
-    if standalone:
-        if local is not None:
-            raise DbError("a standalone database has no Raft address (--local)")
-        _checked(["ovsdb-tool", "create", str(files.db), str(SCHEMA_PATH)])
-        _write_config(files, {"kind": "standalone", "listen": listen})
-        return
-    local = check_active(local, "--local") if local else f"unix:{files.raft_sock}"
-    _checked(["ovsdb-tool", "create-cluster", str(files.db), str(SCHEMA_PATH), local])
-    _write_config(files, {"kind": "clustered", "local": local, "remotes": [],
-                          "listen": listen})
-
-
-def join(files: DbFiles, *, local: str, remotes: Iterable[str],
-         listen: Iterable[str] = ()) -> None:
-    """Create a database that joins the cluster of ``remotes`` when it first starts."""
-    listen = _prepare_new(files, listen)
-    local = check_active(local, "--local")
-    remotes = [check_active(r, "--remote") for r in remotes]
-    if not remotes:
-        raise DbError("joining a cluster needs the address of at least one member (--remote)")
-    if local in remotes:
-        raise DbError(f"--local {local} is also given as --remote; a member cannot join itself")
-    _checked(["ovsdb-tool", "join-cluster", str(files.db), DB_NAME, local, *remotes])
-    _write_config(files, {"kind": "clustered", "local": local, "remotes": remotes,
-                          "listen": listen})
-
-
-def kind(files: DbFiles) -> str:
-    """``"clustered"`` or ``"standalone"``; DbError if the file is missing or not OVSDB."""
-    if not files.db.exists():
-        raise DbError(f"{files.db}: no such database file")
-    for name, test in (("clustered", "db-is-clustered"), ("standalone", "db-is-standalone")):
-        p = _run(["ovsdb-tool", test, str(files.db)], _TOOL_TIMEOUT)
-        if p.returncode == 0:
-            return name
-        if p.returncode != 2:    # 2 is "no"; anything else is an error reading the file
-            raise DbError(f"cannot read {files.db} as an OVSDB database: "
-                          f"{p.stderr.strip()}")
-    raise DbError(f"{files.db} is neither a clustered nor a standalone OVSDB database")
-
-
 # --- readiness ---------------------------------------------------------------------------
 _SERVER_QUERY = json.dumps([
     "_Server", {"op": "select", "table": "Database", "where": [["name", "==", DB_NAME]],
@@ -278,8 +69,8 @@ def _server_row(remote: str, timeout: float) -> tuple[dict[str, Any] | None, str
     """The ``_Server`` row of VGW at ``remote`` (None and why, if it does not answer)."""
     secs = str(max(1, math.ceil(timeout)))
     try:
-        p = _run(["ovsdb-client", f"--timeout={secs}", "transact", remote, _SERVER_QUERY],
-                 timeout + 1)
+        p = run_tool(["ovsdb-client", f"--timeout={secs}", "transact", remote,
+                      _SERVER_QUERY], timeout + 1)
     except DbError as e:
         return None, str(e)
     if p.returncode != 0:
@@ -441,7 +232,7 @@ class DbServer:
         log_start = _log_size(self.files.log)
         if detach:
             # The parent returns once the daemon has opened the database and remotes.
-            p = _run(self.argv(detach=True), timeout)
+            p = run_tool(self.argv(detach=True), timeout)
             if p.returncode != 0:
                 raise DbError(self._failure(f"exit {p.returncode}", log_start, p.stderr))
         else:
@@ -488,8 +279,8 @@ class DbServer:
             return
         deadline = time.monotonic() + timeout
         with contextlib.suppress(DbError):  # a wedged server: SIGTERM below
-            _run(["ovs-appctl", f"--timeout={max(1, math.ceil(timeout / 2))}", "-t",
-                  str(self.files.ctl), "exit"], timeout / 2)
+            run_tool(["ovs-appctl", f"--timeout={max(1, math.ceil(timeout / 2))}", "-t",
+                      str(self.files.ctl), "exit"], timeout / 2)
         if self._wait_gone(pid, max(deadline - time.monotonic(), 0) / 2):
             return
         with contextlib.suppress(ProcessLookupError):
@@ -520,7 +311,7 @@ class DbServer:
         ctl = ["ovs-appctl", f"--timeout={max(1, math.ceil(timeout))}", "-t",
                str(self.files.ctl)]
         # The unix socket first, as in DbServer.remotes.
-        listen = sorted(_checked([*ctl, "ovsdb-server/list-remotes"], timeout).split(),
+        listen = sorted(run_checked([*ctl, "ovsdb-server/list-remotes"], timeout).split(),
                         key=lambda r: not r.startswith("punix:"))
         st: dict[str, Any] = {
             "db": str(self.files.db), "pid": pid, "kind": row.get("model"),
@@ -528,7 +319,7 @@ class DbServer:
             "connected": bool(row.get("connected")), "status": None, "address": None,
             "servers": [], "remotes": [client_remote(r) for r in listen], "listen": listen}
         if st["kind"] == "clustered":
-            text = _checked([*ctl, "cluster/status", DB_NAME], timeout)
+            text = run_checked([*ctl, "cluster/status", DB_NAME], timeout)
             st.update(parse_cluster_status(text))
             st["is_leader"] = bool(row.get("leader"))
         return st
