@@ -18,6 +18,7 @@ from vgw_ryu.ryuapp import compat
 
 compat.apply()   # the syncer imports Ryu's ofctl, which needs it on Python 3.11
 
+from vgw_ryu.ryuapp import flowstream  # noqa: E402
 from vgw_ryu.ryuapp.syncer import Syncer  # noqa: E402
 
 OLD = Flow.make(0, 5, {"in_port": 1}, [])
@@ -143,3 +144,49 @@ def test_a_full_compile_instead_voids_the_stream_and_sends_its_own_diff():
                               wire.delete_strict(0, 5, wire.match_of(OLD), OLD.cookie)]
     assert io.calls[-1][1] == [METER]   # the streamed flow's meter, unused after all
     assert set(known) == {(0, NEW[2].cookie)}
+
+
+
+def _timed(monkeypatch, engine: _Engine, before: float, after: float) -> None:
+    """The compile takes ``before`` seconds until it streams, ``after`` from then."""
+    clock = [1000.0]
+    monkeypatch.setattr(flowstream, "clock", lambda: clock[0])
+    compile_ = engine.desired_flows
+
+    def timed(*args):
+        clock[0] += before
+        result = compile_(*args)
+        clock[0] += after
+        return result
+    engine.desired_flows = timed
+
+
+def test_a_bundle_left_idle_past_the_limit_is_replaced_by_a_new_one(monkeypatch):
+    # ovs-vswitchd drops a bundle idle for its timeout: after a compile that sent
+    # nothing for that long, the streamed bundle is thrown away and the whole change
+    # (the streamed flows too) goes atomically in a new one.
+    s, io, known, engine = _syncer(FlowList([NEW[0], NEW[2]], 2, 1,
+                                            added=[NEW[0], NEW[2]],
+                                            removed=[(0, OLD.cookie)]))
+    engine.streams = NEW[:1]
+    _timed(monkeypatch, engine, 0.0, flowstream.IDLE_LIMIT + 0.1)
+    s.sync(1)
+    assert [c[0] for c in io.calls if c[0] != "meters"] == ["open", "add", "discard",
+                                                           "atomic"]
+    assert io.calls[-1][1] == [wire.add(NEW[0]), wire.add(NEW[2]),
+                              wire.delete_strict(0, 5, wire.match_of(OLD), OLD.cookie)]
+    assert set(known) == {(0, NEW[0].cookie), (0, NEW[2].cookie)} and known.synced == 2
+
+
+def test_a_bundle_fed_within_the_limit_is_kept(monkeypatch):
+    # A compile longer than the limit whose last streamed flows came within it.
+    s, io, known, engine = _syncer(FlowList([NEW[0], NEW[2]], 2, 1,
+                                            added=[NEW[0], NEW[2]],
+                                            removed=[(0, OLD.cookie)]))
+    engine.streams = NEW[:1]
+    _timed(monkeypatch, engine, flowstream.IDLE_LIMIT + 5, flowstream.IDLE_LIMIT - 0.5)
+    s.sync(1)
+    assert [c[0] for c in io.calls if c[0] != "meters"] == ["open", "add", "add", "commit"]
+    assert io.calls[-2][2] == [wire.add(NEW[2]),
+                               wire.delete_strict(0, 5, wire.match_of(OLD), OLD.cookie)]
+    assert set(known) == {(0, NEW[0].cookie), (0, NEW[2].cookie)} and known.synced == 2

@@ -9,11 +9,18 @@ compile runs under the engine's lock and waiting for the switch there could wait
 forever: the reply comes through Ryu's receive loop, which stalls when the app's event
 queue is full of events whose handlers wait for that lock. While the compile runs,
 ``take`` only queues messages.
+
+ovs-vswitchd drops a bundle that received nothing for its bundle idle timeout (10 s
+unless ``other_config:bundle-idle-timeout`` says otherwise): a compile that went that
+long without a new flow to stream would commit into a bundle the switch no longer has.
+A stream idle for ``IDLE_LIMIT`` is therefore thrown away after the compile and the
+whole change sent in a new bundle.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +33,10 @@ from vgw_ryu.runtime import syncdiff
 from vgw_ryu.ryuapp.switch_io import SwitchIO
 
 LOG = logging.getLogger("vgw_ryu")
+
+# Half of ovs-vswitchd's default bundle idle timeout.
+IDLE_LIMIT = 5.0
+clock = time.monotonic   # (tests replace it)
 
 
 class FlowStream:
@@ -40,10 +51,16 @@ class FlowStream:
         self.meter_rate = meter_rate    # meter id -> the rate it gets
         self.bundle: tuple[int, int] | None = None
         self.sent: dict[syncdiff.Key, Flow] = {}
+        self.active = 0.0               # when the switch last got a message of the bundle
 
     def open(self) -> None:
         """Open the bundle (waits for the switch's reply: call outside the engine lock)."""
         self.bundle = self.io.open_bundle(self.dp)
+        self.active = clock()
+
+    def idle(self) -> float:
+        """Seconds since the bundle last got a message."""
+        return clock() - self.active
 
     def take(self, flows: list[Flow]) -> None:
         """Send these flows' adds now (their meters first), and let them go out."""
@@ -60,6 +77,7 @@ class FlowStream:
         self.io.bundle_add(self.dp, self.bundle, [e.add for e in wire.encode_all(new)])
         for f in new:
             self.sent[(f.table, f.cookie)] = f
+        self.active = clock()
         hub.sleep(0)   # the datapath's send loop writes them while the compile goes on
 
     def discard(self) -> None:

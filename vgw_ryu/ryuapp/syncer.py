@@ -25,7 +25,7 @@ from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.runtime.gcpause import freeze_if_many, paused_gc
 from vgw_ryu.runtime.metrics import Metrics
 from vgw_ryu.runtime.ports import Iface, PortDirectory
-from vgw_ryu.ryuapp import ofencode
+from vgw_ryu.ryuapp import flowstream, ofencode
 from vgw_ryu.ryuapp.flowstream import FlowStream
 from vgw_ryu.ryuapp.flushes import READ_TABLE_ABOVE, ConntrackFlushes
 from vgw_ryu.ryuapp.switch_io import SwitchIO
@@ -314,6 +314,12 @@ class Syncer(ConntrackFlushes):
             freeze_if_many()
         if stream is not None and getattr(flows, "base", None) != holds:
             stream.discard()   # a full compile came instead: what was sent is void
+        elif stream is not None and stream.bundle is not None and \
+                stream.idle() > flowstream.IDLE_LIMIT:
+            LOG.info("switch %016x: the compile kept the streamed bundle idle %.1f s "
+                     "(the switch may have dropped it): the change goes in a new bundle",
+                     dpid, stream.idle())
+            stream.discard()
         # Meters first (a flow may not name a meter the switch lacks), unused VM log
         # meters last (once no flow names them).
         want = self.wanted_meters(flows)
