@@ -9,7 +9,8 @@ Ports are free ones, names are unique to this process, files live in one directo
 ``Fleet.stop()`` removes exactly what this fleet started: its agents and API servers
 by their Popen handles, its members by their pid files (``vgw-db stop``, checked to be
 an ovsdb-server of this fleet's own file), its bridges by name. Nothing is looked up by
-process name, and no other bridge is touched.
+process name, and no other bridge is touched. What an agent's bridge must hold, and
+what it holds, is compared with ``vgw_lab.flowtable`` (also importable from here).
 
     with Fleet(workdir, members=3, apis=2, agents=2) as fleet:
         fleet.api(0).call("PUT", "/v1/vms/a", {...})
@@ -20,109 +21,39 @@ process name, and no other bridge is touched.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vgw_lab import netlab
+from vgw_lab.fleetparts import Agent, ApiServer, Member, vgwdb
+from vgw_lab.flowtable import (
+    STATS,
+    bridge_ifaces,
+    compiled_table,
+    durations,
+    table_text,
+    wait_compiled,
+)
 from vgw_lab.netlab import VENV_BIN, Bridge, free_port, sh, uniq, wait_until
 from vgw_ryu.api.client import ApiError, Client
 from vgw_ryu.store.server import DbError, DbFiles, DbServer, wait_ready
 
+# The fleet's pieces (vgw_lab.fleetparts) and the flow-table helpers (vgw_lab.flowtable)
+# have modules of their own; importers of vgw_lab.fleet keep finding them here.
+__all__ = [
+    "FAILOVER", "START", "STATS", "Agent", "ApiServer", "Fleet", "Member", "bridge_ifaces",
+    "compiled_table", "default_workdir", "durations", "table_text", "vgwdb", "vm_port",
+    "wait_compiled",
+]
+
 FAILOVER = 20.0    # seconds a leader election may take here (election timer 1 s)
 START = 30.0       # seconds a process may take to answer after it was started
-
-
-def vgwdb(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the ``vgw-db`` CLI (argument list, no shell); RuntimeError on failure."""
-    p = subprocess.run([str(VENV_BIN / "vgw-db"), *args], capture_output=True, text=True,
-                       timeout=timeout, stdin=subprocess.DEVNULL)
-    if p.returncode != 0:
-        raise RuntimeError(f"vgw-db {' '.join(args)} -> {p.returncode}: "
-                           f"{(p.stderr or p.stdout).strip()}")
-    return p
-
-
-@dataclass
-class Member:
-    """One database member: its file, Raft address and client remote (loopback TCP)."""
-
-    index: int
-    files: DbFiles
-    raft: str          # tcp:127.0.0.1:P, the Raft address
-    remote: str        # tcp:127.0.0.1:P, where clients connect
-
-    @property
-    def name(self) -> str:
-        return f"db{self.index}"
-
-    def running(self) -> bool:
-        return DbServer(self.files, listen=[]).running()
-
-    def pid(self) -> int | None:
-        return DbServer(self.files, listen=[]).pid()
-
-    def status(self) -> dict[str, Any] | None:
-        """``vgw-db status --json`` of this member; None when it is not running or
-        does not answer."""
-        if not self.running():
-            return None
-        try:
-            return json.loads(vgwdb("status", "--json", "--db", str(self.files.db),
-                                    "--timeout", "3", timeout=20).stdout)
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired):
-            return None
-
-
-@dataclass
-class ApiServer:
-    """One ``vgw-api`` process."""
-
-    index: int
-    port: int
-    log_path: Path
-    argv: list[str]
-    token: str | None = None
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self, timeout: float = 30) -> Client:
-        return Client(self.url, self.token, timeout=timeout)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-
-@dataclass
-class Agent:
-    """One hypervisor's agent (the Ryu app) and the bridges it programs."""
-
-    index: int
-    name: str                       # its chassis name
-    ctl: netlab.Controller
-    zones_file: Path
-    bridges: list[Bridge] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.ctl.url
-
-    def running(self) -> bool:
-        return self.ctl.proc is not None and self.ctl.proc.poll() is None
 
 
 class Fleet:
@@ -314,6 +245,7 @@ class Fleet:
             time.sleep(0.1)
 
     def stop_api(self, s: ApiServer, sig: int = signal.SIGTERM) -> None:
+        """Stop a vgw-api (``sig``, SIGKILL after 10 s); a no-op when it is not running."""
         if s.proc is not None and s.proc.poll() is None:
             s.proc.send_signal(sig)
             try:
@@ -385,96 +317,6 @@ def vm_port(br: Bridge, vm: str, ofport: int) -> str:
     name = netlab.add_internal_port(br, ofport)
     sh("ovs-vsctl", "set", "Interface", name, f"external_ids:vm-id={vm}")
     return name
-
-
-STATS = re.compile(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")
-_DURATION = re.compile(r"cookie=(0x[0-9a-f]+), duration=([\d.]+)s")
-
-
-def _dump(bridge: str) -> str:
-    return sh("ovs-ofctl", "-O", "OpenFlow13,OpenFlow14", "dump-flows", bridge)
-
-
-def table_text(bridge: str) -> list[str]:
-    """The bridge's flows as OVS prints them, without counters, sorted."""
-    return sorted(STATS.sub("", ln).strip() for ln in _dump(bridge).splitlines()
-                  if ln.strip().startswith("cookie="))
-
-
-def durations(bridge: str) -> dict[str, float]:
-    """cookie -> the age of its flow in seconds (a re-added flow starts again at 0)."""
-    out: dict[str, float] = {}
-    for ln in _dump(bridge).splitlines():
-        m = _DURATION.search(ln)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
-
-
-def bridge_ifaces(bridge: str) -> list[Any]:
-    """The bridge's interfaces as an agent reads them from OVSDB (runtime.ports.Iface)."""
-    from vgw_ryu.runtime.ports import Iface
-
-    names = set(sh("ovs-vsctl", "list-ifaces", bridge).split())
-    doc = json.loads(sh("ovs-vsctl", "--format=json", "--columns=name,ofport,type,"
-                        "external_ids", "list", "Interface"))
-    out = []
-    for name, ofport, kind, ids in doc["data"]:
-        if name in names and isinstance(ofport, int) and ofport > 0:
-            out.append(Iface(name, ofport, kind, dict(ids[1])))
-    return sorted(out, key=lambda i: i.ofport)
-
-
-def compiled_table(remote: str, zones_file: Path, bridge: str, revision: int,
-                   workdir: Path, timeout: float = 30) -> list[str]:
-    """What ``bridge`` must hold at ``revision``: the compiler's flows for its ports,
-    from the database at ``remote`` and the agent's zones, loaded by ovs-ofctl into a
-    twin bridge and dumped as OVS prints them."""
-    from vgw_ryu.compiler import compile_switch, render
-    from vgw_ryu.runtime.engine import Engine
-    from vgw_ryu.store.ovsdb import OvsdbStore
-    from vgw_ryu.store.zonefile import ZoneFile
-
-    store = OvsdbStore(remote, timeout=timeout)
-    try:
-        wait_until(lambda: (store.poll(), store.revision())[1] == revision,
-                   timeout=timeout, what=f"revision {revision} at {remote}")
-        # A copy (the journal, then the file: a file rewritten in between holds what
-        # the journal lost): the reader's engine saves its zone file, the agent's is
-        # not ours.
-        zones = workdir / f"zones-{uniq('')}.json"
-        journal = zones_file.with_name(zones_file.name + ".log")
-        if journal.exists():
-            shutil.copyfile(journal, zones.with_name(zones.name + ".log"))
-        shutil.copyfile(zones_file, zones)
-        engine = Engine(store, ZoneFile(zones))
-    finally:
-        store.close()
-    facts = engine.refresh_facts(1, bridge_ifaces(bridge))
-    text = render(compile_switch(engine.state, facts, engine.ids, engine.effective))
-    twin = netlab.make_bridge()
-    try:
-        netlab.load_flows(twin, text, workdir / f"{twin.name}.flows")
-        return table_text(twin.name)
-    finally:
-        netlab.delete_bridge(twin)
-
-
-def wait_compiled(remote: str, agent: Agent, bridge: Bridge, revision: int,
-                  workdir: Path, timeout: float = 30) -> None:
-    """Until ``bridge`` holds exactly the compiled flows of ``revision``; AssertionError
-    with what is missing and extra otherwise."""
-    want = compiled_table(remote, agent.zones_file, bridge.name, revision, workdir)
-    try:
-        wait_until(lambda: table_text(bridge.name) == want, timeout=timeout,
-                   what=f"{bridge.name} to hold exactly the compiled flows")
-    except AssertionError:
-        got = table_text(bridge.name)
-        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-        raise AssertionError(f"{bridge.name} (agent {agent.name}) differs from the "
-                             f"compiled flows of revision {revision}: {len(missing)} "
-                             f"missing {missing[:5]}, {len(extra)} extra {extra[:5]}"
-                             ) from None
 
 
 def default_workdir(prefix: str = "vgw-fleet-") -> Path:

@@ -183,6 +183,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    # A named run that is not there any more has nothing left to remove: `down` run
+    # twice (or after the runner's own teardown) succeeds.
+    if args.run is not None and args.run not in runs.live_runs():
+        say(f"[down] no lab {args.run} is running: nothing to remove")
+        return 0
     try:
         run_dir, state = runs.find_run(args.run)
     except runs.RunError as e:
@@ -191,7 +196,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     problems = runs.down(run_dir, state, args.token, say=say)
     for p in problems:
         say(f"PROBLEM: {p}")
-    if not problems:
+    if problems:
+        say(f"[down] run directory {run_dir} kept: its state.json names what is left; "
+            f"retry with: vgw-lab down {state['run']}")
+    else:
         say(f"[down] lab {state['run']} is gone")
     return 1 if problems else 0
 
@@ -229,7 +237,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the command and its arguments (default: a shell)")
     e.set_defaults(fn=cmd_exec)
     d = sub.add_parser("down", help="tear a running lab down (its bridges, VMs, controller "
-                       "or --api objects, run directory)")
+                       "or fleet or --api objects, run directory), also after its runner "
+                       "was killed")
     d.add_argument("run", nargs="?", help="the lab; default: the only one")
     d.add_argument("--token", default=os.environ.get("VGW_TOKEN"))
     d.set_defaults(fn=cmd_down)

@@ -7,7 +7,9 @@ per VM, the PID of its Mininet host (the namespaces ``vgw-lab exec`` enters), pl
 REST objects the lab wrote to a controller it did not start. Teardown removes the
 directory (kept with ``--keep`` for its logs). ``vgw-lab down RUN`` stops a run: it asks
 its runner to tear down, then removes whatever the state file still names (exact names
-and PIDs only, never anything else), so it also cleans up after a killed runner.
+and PIDs only, never anything else), so it also cleans up after a killed runner. A fleet
+run (``--fleet``) also records its database members, API servers and agents: ``down``
+stops each by its recorded PID once its command line shows it is still that process.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vgw_ryu.api.client import ApiError, Client
+from vgw_ryu.store.server import DbFiles
 
 STATE = "state.json"
 
@@ -116,7 +122,8 @@ def exec_argv(state: dict[str, Any], vm: str, command: list[str]) -> list[str]:
 def down(run_dir: Path, state: dict[str, Any], token: str | None = None,
          wait: float = 60, say=print) -> list[str]:
     """Stop run ``state``: its runner tears down; leftovers are removed by exact name.
-    Returns the problems left (empty when everything is gone)."""
+    Returns the problems left (empty when everything is gone). The run directory goes
+    only with the last leftover: its state file is what a second ``down`` retries."""
     pid = state.get("pid")
     if runner_alive(state):
         say(f"[down] asking the runner (pid {pid}) of {state['run']} to tear down")
@@ -125,7 +132,8 @@ def down(run_dir: Path, state: dict[str, Any], token: str | None = None,
         while time.monotonic() < deadline and runner_alive(state):
             time.sleep(0.1)
     problems = cleanup(state, token, say)
-    shutil.rmtree(run_dir, ignore_errors=True)
+    if not problems:
+        shutil.rmtree(run_dir, ignore_errors=True)
     return problems
 
 
@@ -133,36 +141,114 @@ def _sh(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
 
 
+def _argv(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A process a run recorded: its PID, what it is for messages, the signal that
+    stops it cleanly, and what its command line must hold to still be that process
+    (a PID is reused once the process is gone): either ``marker``, a substring, or
+    ``program``, the basename of its executable or script, with ``args`` among its
+    arguments in that order, adjacent."""
+
+    pid: int | None
+    what: str
+    sig: int = signal.SIGTERM
+    marker: str | None = None
+    program: str = ""
+    args: tuple[str, ...] = ()
+
+    def alive(self) -> bool:
+        """Is the recorded PID still this process (and not a zombie)?"""
+        if not self.program:
+            return alive(self.pid, self.marker or "")
+        argv = _argv(int(self.pid)) if self.pid else []
+        n = len(self.args)
+        # A console script runs as ``python .../vgw-api ...``: its name is argv[1].
+        return (any(os.path.basename(a) == self.program for a in argv[:2])
+                and any(argv[i:i + n] == list(self.args) for i in range(len(argv) - n + 1)))
+
+
+def _fleet_processes(fleet: dict[str, Any]) -> list[Recorded]:
+    """A fleet run's agents, API servers and database members, in the order they are
+    stopped (agents would log every member going away). The arguments checked are ones
+    vgw_lab.fleet starts each with and unique to the run: an agent's chassis name (its
+    bridge's), an API server's listen address, a member's database file."""
+    procs = [Recorded(a.get("pid"), f"agent {a.get('name')}", program="ryu-manager",
+                      args=("--vgw-chassis", str(a.get("name"))))
+             for a in fleet.get("agents", [])]
+    procs += [Recorded(s.get("pid"), f"API server {s.get('url')}", program="vgw-api",
+                       args=("--listen", urlsplit(s.get("url", "")).netloc))
+              for s in fleet.get("apis", [])]
+    for m in fleet.get("members", []):
+        files = DbFiles(Path(m["db"]))
+        # And the PID in its pid file: a member restarted after the state file was
+        # written runs under another PID.
+        pids = [m.get("pid")]
+        try:
+            pids.append(int(files.pid.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+        procs += [Recorded(pid, f"database member {files.db}", program="ovsdb-server",
+                           args=(str(files.db),))
+                  for pid in dict.fromkeys(pids) if pid]
+    return procs
+
+
+def _stop(p: Recorded, say: Callable[[str], None]) -> str | None:
+    """Stop ``p`` if it is still running: its clean signal, SIGKILL after 10 s. A problem
+    when it survives even that."""
+    if not p.alive():
+        return None
+    say(f"[down] stopping {p.what} (pid {p.pid})")
+    for sig, wait in ((p.sig, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(int(p.pid), sig)
+        except ProcessLookupError:
+            return None
+        deadline = time.monotonic() + wait
+        while p.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not p.alive():
+            return None
+    return f"{p.what} (pid {p.pid}) survived SIGKILL"
+
+
 def cleanup(state: dict[str, Any], token: str | None = None, say=print) -> list[str]:
-    """Remove what a run's state file names and is still there (nothing else)."""
+    """Remove what a run's state file names and is still there (nothing else); a run
+    with nothing left is a no-op, so it may be called again."""
     problems = []
     if runner_alive(state):
         problems.append(f"runner pid {state['pid']} did not exit; not touching its lab")
         return problems
+    fleet = state.get("fleet") or {}
+    bridges = [*state.get("bridges", {}).values(),
+               *(b for a in fleet.get("agents", []) for b in a.get("bridges", []))]
     existing = set(_sh("ovs-vsctl", "list-br").stdout.split())
-    for br in state.get("bridges", {}).values():
+    for br in dict.fromkeys(bridges):
         if br in existing:
             say(f"[down] removing bridge {br}")
             _sh("ovs-vsctl", "--if-exists", "del-br", br)
     for intf in state.get("links", []):
         if Path(f"/sys/class/net/{intf}").exists():
+            say(f"[down] removing link {intf}")
             _sh("ip", "link", "del", intf)
-    # (pid, what its command line holds, what it is, signal); a VM's shell ignores TERM.
-    procs = [(pid, "vgw_lab.traffic", "traffic server", signal.SIGKILL)
+    # A VM's shell ignores SIGTERM; its namespace goes with its last process (the VM's
+    # shell and the traffic servers in it).
+    procs = [Recorded(pid, "traffic server", signal.SIGKILL, marker="vgw_lab.traffic")
              for pid in state.get("servers", [])]
-    procs += [(h.get("pid"), f"mininet:{vm}", f"VM {vm}", signal.SIGKILL)
+    procs += [Recorded(h.get("pid"), f"VM {vm}", signal.SIGKILL, marker=f"mininet:{vm}")
               for vm, h in state.get("hosts", {}).items()]
     ctl = state.get("controller") or {}
-    procs.append((ctl.get("pid"), ctl.get("marker"), "the lab's controller", signal.SIGTERM))
-    for pid, marker, what, sig in procs:
-        if alive(pid, marker):
-            say(f"[down] stopping {what} (pid {pid})")
-            os.kill(int(pid), sig)
-            deadline = time.monotonic() + 10
-            while alive(pid, marker) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if alive(pid, marker):
-                os.kill(int(pid), signal.SIGKILL)
+    procs.append(Recorded(ctl.get("pid"), "the lab's controller", marker=ctl.get("marker")))
+    procs += _fleet_processes(fleet)
+    problems += [p for p in (_stop(proc, say) for proc in procs) if p]
     objects = state.get("api_objects") or []
     if objects:
         client = Client(state["api"], token or os.environ.get("VGW_TOKEN"), timeout=30)

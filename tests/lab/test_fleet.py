@@ -1,5 +1,7 @@
-"""A fleet under failure (issue #12): 3 database members, 2 vgw-api, 2 agents, real
-processes and real traffic, one fleet for the whole module.
+"""A fleet under failure (issue #12): the leader member killed during a stream of writes,
+a quorum lost and regained, an agent killed with -9 during traffic; real processes and
+real traffic, on the fleet the fleet tests share (tests/lab/fleet_env.py, fixture
+``env``).
 
 The tests run in file order and build on each other's state (the chaos writes stay in
 the database); each one states the revision it starts from. Waits are polls with
@@ -10,126 +12,24 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from vgw_lab import netlab
-from vgw_lab.fleet import (
-    Agent,
-    Fleet,
-    durations,
-    table_text,
-    vm_port,
-    wait_compiled,
+from tests.lab.fleet_env import (
+    DB_TIMEOUT,
+    N_WRITES,
+    STREAM_PORT,
+    Env,
+    chaos_body,
+    member_stores,
 )
-from vgw_lab.netlab import VENV_BIN, NsVm, free_port, wait_until
+from vgw_lab.fleet import Fleet, durations, table_text
+from vgw_lab.netlab import wait_until
 from vgw_ryu.api.client import ApiError, Client
-from vgw_ryu.store.ovsdb import OvsdbStore
 
-DB_TIMEOUT = 3.0          # vgw-api --db-timeout: a write without quorum answers 503 by then
-N_WRITES = 500
 MAX_OUTAGE = 10.0         # seconds without an acknowledged write around the leader kill
-STREAM_PORT = 5001
-
-BASE: dict[str, Any] = {
-    "settings": {"default_ingress": "deny", "default_egress": "allow"},
-    "vms": {
-        "a": {"mac": "02:00:00:0f:00:01", "ips": ["10.241.0.1"], "labels": {"role": "srv"}},
-        "b": {"mac": "02:00:00:0f:00:02", "ips": ["10.241.0.2"], "labels": {"role": "srv"}},
-        "t1": {"mac": "02:00:00:0f:01:01", "ips": ["10.241.1.1"]},
-        "t2": {"mac": "02:00:00:0f:01:02", "ips": ["10.241.1.2"]},
-    },
-    "groups": {"chaos": {"match_labels": {"role": "chaos"}}},
-    "policies": {
-        # Chaos writes add members to this group: they change both agents' flows.
-        "srv": {"applied_to": ["vm:a", "vm:b"], "rules": [
-            {"id": "ssh", "direction": "ingress", "action": "allow", "protocol": "tcp",
-             "ports": "22", "peer": "group:chaos"}]},
-        "stream": {"applied_to": ["vm:t2"], "rules": [
-            {"id": "s", "direction": "ingress", "action": "allow", "protocol": "tcp",
-             "ports": str(STREAM_PORT), "peer": "vm:t1"}]},
-    },
-}
-
-
-@dataclass
-class Env:
-    fleet: Fleet
-    t1: NsVm
-    t2: NsVm
-    work: Path
-
-    def revision(self, api: int = 0) -> int:
-        return int(self.fleet.api(api, timeout=10).get("/v1/state")["revision"])
-
-    def all_bridges(self) -> Iterator[tuple[Agent, netlab.Bridge]]:
-        for a in self.fleet.agents:
-            for br in a.bridges:
-                yield a, br
-
-    def check_flows(self, revision: int) -> None:
-        """Every bridge holds exactly the compiled flows of ``revision``."""
-        remote = self.fleet.members[0].remote
-        for a, br in self.all_bridges():
-            wait_compiled(remote, a, br, revision, self.work)
-
-
-@pytest.fixture(scope="module")
-def env(ovs, tmp_path_factory) -> Iterator[Env]:
-    work = tmp_path_factory.mktemp("fleet")
-    fleet = Fleet(work / "fleet", members=3, apis=2, agents=2,
-                  api_args=["--db-timeout", str(DB_TIMEOUT)])
-    vms: list[NsVm] = []
-    fleet.start()
-    try:
-        rev = fleet.api(0).call("PUT", "/v1/state", BASE)["revision"]
-        a0, a1 = fleet.agents
-        vm_port(a0.bridges[0], "a", 1)
-        vm_port(a1.bridges[0], "b", 1)
-        for name in ("t1", "t2"):
-            spec = BASE["vms"][name]
-            vm = netlab.make_vm(name, spec["mac"], spec["ips"])
-            vms.append(vm)
-            vm.attach(a1.bridges[0], {"vm-id": name})
-        vms[1].serve(tcp=[STREAM_PORT])
-        e = Env(fleet, vms[0], vms[1], work)
-        fleet.wait_agents(rev)
-        yield e
-    finally:
-        for vm in vms:
-            netlab.delete_vm(vm)
-        problems = fleet.stop()
-        assert not problems, problems
-
-
-@pytest.fixture(autouse=True)
-def _logs_on_failure(request, env: Env) -> None:
-    # conftest attaches these controllers' logs to a failing test's report.
-    request.node._vgw_controllers = [a.ctl for a in env.fleet.agents]
-
-
-def member_stores(fleet: Fleet, revision: int, timeout: float = 30) -> list[OvsdbStore]:
-    """One replica per member (that member only), each at ``revision``."""
-    stores = []
-    try:
-        for m in fleet.members:
-            s = OvsdbStore(m.remote, timeout=timeout)
-            stores.append(s)
-            wait_until(lambda s=s: (s.poll(), s.revision())[1] == revision, timeout=timeout,
-                       what=f"member {m.name} at revision {revision}")
-    except BaseException:
-        for s in stores:
-            s.close()
-        raise
-    return stores
 
 
 # --- chaos: the leader is killed during a stream of writes --------------------------------
@@ -140,14 +40,6 @@ class Ack:
     at: float          # monotonic time of the acknowledgment
     api: int
     tries: int
-
-
-def chaos_body(i: int) -> dict[str, Any]:
-    # Every tenth VM joins the group the agents' policy names, so the stream changes
-    # their flows too; the others cost the agents a recompile, not a flow change.
-    return {"mac": f"02:00:00:0e:{i >> 8:02x}:{i & 0xff:02x}",
-            "ips": [f"10.242.{i // 250}.{i % 250 + 1}"],
-            "labels": {"role": "chaos" if i % 10 == 0 else "bulk"}}
 
 
 def write_stream(fleet: Fleet, n: int, acks: list[Ack], tag: str,
@@ -385,90 +277,3 @@ def test_agent_kill9_during_traffic_keeps_stream_and_flows(env: Env) -> None:
         stream.wait(timeout=10)
     log = agent.ctl.log_text()
     assert "Traceback" not in log, log[-3000:]
-
-
-# --- the vgw-api HTTP adapter ---------------------------------------------------------------
-def test_api_bad_input_is_400_naming_the_field_and_changes_nothing(env: Env) -> None:
-    f = env.fleet
-    rev = env.revision()
-    c = f.api(1)
-    cases = [
-        ("PUT", "/v1/vms/bad-mac", {"mac": "not-a-mac", "ips": ["10.243.0.1"]}, {},
-         "vms.bad-mac.mac"),
-        ("PUT", "/v1/policies/bad-port", {"applied_to": ["vm:a"], "rules": [
-            {"id": "x", "direction": "ingress", "action": "allow", "protocol": "tcp",
-             "ports": "70000"}]}, {}, "policies.bad-port.rules[0].ports"),
-        ("PUT", "/v1/vms/bad-id", chaos_body(N_WRITES + 2), {"X-Request-Id": "no spaces!"},
-         "X-Request-Id"),
-        ("PUT", "/v1/state", {**BASE, "revision": "seven"}, {}, "revision"),
-    ]
-    for method, path, body, headers, field in cases:
-        status, answer = c.request(method, path, body, headers=headers)
-        assert status == 400, (path, status, answer)
-        assert answer["error"]["field"] == field, (path, answer)
-    status, answer = c.request("PUT", "/v1/vms/bad-json", raw=b"{not json")
-    assert status == 400 and answer["error"]["code"] == "invalid", answer
-    # Nothing changed: the API servers and every member are at the same revision.
-    assert env.revision(0) == env.revision(1) == rev
-    stores = member_stores(f, rev, timeout=10)
-    for s in stores:
-        assert not {"bad-mac", "bad-id", "bad-json"} & set(s.load().doc["vms"])
-        s.close()
-
-
-def test_api_refuses_off_loopback_without_a_token(env: Env) -> None:
-    p = subprocess.run([str(VENV_BIN / "vgw-api"), "--db", env.fleet.db_remote, "--listen",
-                        f"0.0.0.0:{free_port()}"], capture_output=True, text=True, timeout=60)
-    assert p.returncode != 0
-    assert "refusing" in p.stderr and "token" in p.stderr, p.stderr
-
-
-def test_api_with_a_token_answers_401_to_a_write_without_it(env: Env) -> None:
-    f = env.fleet
-    port = free_port()
-    log = env.work / "token-api.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "vgw-api"), "--db", f.db_remote, "--listen",
-                                 f"127.0.0.1:{port}", "--token", "s3cret-token"],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: Client(url, timeout=2).request("GET", "/v1/health")[0] == 200,
-                   timeout=30, what="the token API server")
-        rev = env.revision()
-        status, answer = Client(url).request("PUT", "/v1/vms/no-token", chaos_body(9999))
-        assert status == 401, answer
-        status, answer = Client(url, "wrong").request("DELETE", "/v1/vms/chaos-0")
-        assert status == 401, answer
-        assert env.revision() == rev
-        # Reads on loopback need no token; the right token writes.
-        assert Client(url).get("/v1/state")["revision"] == rev
-        assert Client(url, "s3cret-token").call("PUT", "/v1/vms/with-token",
-                                                chaos_body(9998))["revision"] == rev + 1
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-# --- the fleet lab ------------------------------------------------------------------------------
-def test_vgw_lab_run_fleet(env: Env) -> None:
-    p = subprocess.run([str(VENV_BIN / "vgw-lab"), "run", "fleet"], capture_output=True,
-                       text=True, timeout=300, cwd=str(netlab.ROOT))
-    assert p.returncode == 0, p.stdout[-5000:] + p.stderr[-2000:]
-    out = p.stdout
-    assert "10 of 10 verdicts as expected" in out and "MISMATCH" not in out
-    run = re.search(r"\[lab\] run (v\d{4}): bridges (\S+), (\S+), (\S+);", out)
-    assert run, out[:2000]
-    # Where everything runs: three members (one leader), two API servers, an agent per
-    # hypervisor with its own bridge.
-    where = out.split("[fleet] where everything runs:")[1]
-    members = re.findall(r"member db\d: tcp:127\.0\.0\.1:\d+ \(raft \S+, (\w+)", where)
-    assert sorted(members) == ["follower", "follower", "leader"], where[:2000]
-    assert len(re.findall(r"api \d: http://127\.0\.0\.1:\d+", where)) == 2
-    for br in run.group(2, 3, 4):
-        assert f"agent {br}: OpenFlow" in where and f"bridges {br}" in where
-    # Nothing of the run is left: its bridges, its database servers, its directory.
-    assert not [b for b in netlab.sh("ovs-vsctl", "list-br").split()
-                if b.startswith(run.group(1))]
-    gone = subprocess.run(["pgrep", "-f", f"/{run.group(1)}/fleet/"], capture_output=True)
-    assert gone.returncode == 1, gone.stdout

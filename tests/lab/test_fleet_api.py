@@ -1,0 +1,73 @@
+"""The vgw-api HTTP adapter on a fleet (the one the fleet tests share,
+tests/lab/fleet_env.py): bad input answered 400 naming the field, no listening off
+loopback without a token, and a token demanded for writes once it is set."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.lab.fleet_env import BASE, N_WRITES, Env, chaos_body, member_stores
+from vgw_lab.netlab import VENV_BIN, free_port, wait_until
+from vgw_ryu.api.client import Client
+
+
+def test_api_bad_input_is_400_naming_the_field_and_changes_nothing(env: Env) -> None:
+    f = env.fleet
+    rev = env.revision()
+    c = f.api(1)
+    cases = [
+        ("PUT", "/v1/vms/bad-mac", {"mac": "not-a-mac", "ips": ["10.243.0.1"]}, {},
+         "vms.bad-mac.mac"),
+        ("PUT", "/v1/policies/bad-port", {"applied_to": ["vm:a"], "rules": [
+            {"id": "x", "direction": "ingress", "action": "allow", "protocol": "tcp",
+             "ports": "70000"}]}, {}, "policies.bad-port.rules[0].ports"),
+        ("PUT", "/v1/vms/bad-id", chaos_body(N_WRITES + 2), {"X-Request-Id": "no spaces!"},
+         "X-Request-Id"),
+        ("PUT", "/v1/state", {**BASE, "revision": "seven"}, {}, "revision"),
+    ]
+    for method, path, body, headers, field in cases:
+        status, answer = c.request(method, path, body, headers=headers)
+        assert status == 400, (path, status, answer)
+        assert answer["error"]["field"] == field, (path, answer)
+    status, answer = c.request("PUT", "/v1/vms/bad-json", raw=b"{not json")
+    assert status == 400 and answer["error"]["code"] == "invalid", answer
+    # Nothing changed: the API servers and every member are at the same revision.
+    assert env.revision(0) == env.revision(1) == rev
+    stores = member_stores(f, rev, timeout=10)
+    for s in stores:
+        assert not {"bad-mac", "bad-id", "bad-json"} & set(s.load().doc["vms"])
+        s.close()
+
+
+def test_api_refuses_off_loopback_without_a_token(env: Env) -> None:
+    p = subprocess.run([str(VENV_BIN / "vgw-api"), "--db", env.fleet.db_remote, "--listen",
+                        f"0.0.0.0:{free_port()}"], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert "refusing" in p.stderr and "token" in p.stderr, p.stderr
+
+
+def test_api_with_a_token_answers_401_to_a_write_without_it(env: Env) -> None:
+    f = env.fleet
+    port = free_port()
+    log = env.work / "token-api.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(VENV_BIN / "vgw-api"), "--db", f.db_remote, "--listen",
+                                 f"127.0.0.1:{port}", "--token", "s3cret-token"],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: Client(url, timeout=2).request("GET", "/v1/health")[0] == 200,
+                   timeout=30, what="the token API server")
+        rev = env.revision()
+        status, answer = Client(url).request("PUT", "/v1/vms/no-token", chaos_body(9999))
+        assert status == 401, answer
+        status, answer = Client(url, "wrong").request("DELETE", "/v1/vms/chaos-0")
+        assert status == 401, answer
+        assert env.revision() == rev
+        # Reads on loopback need no token; the right token writes.
+        assert Client(url).get("/v1/state")["revision"] == rev
+        assert Client(url, "s3cret-token").call("PUT", "/v1/vms/with-token",
+                                                chaos_body(9998))["revision"] == rev + 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
