@@ -82,10 +82,13 @@ def after_stream(d: Diff, sent: dict[Key, Flow]) -> tuple[list[Flow], list[Flow]
     """What is left of ``d`` once the flows ``sent`` (by key) went ahead of it into the
     same bundle, while the compile ran: the adds not sent yet, and the sent flows the
     desired set turned out not to have (to delete again, after the adds)."""
-    final = {(f.table, f.cookie) for f in d.adds}
     rest = [f for f in d.adds if (f.table, f.cookie) not in sent]
-    dropped = [f for k, f in sent.items() if k not in final]
-    return rest, dropped
+    if len(d.adds) - len(rest) == len(sent):
+        # Every streamed flow is among the adds (their keys are distinct): the usual
+        # case, known without a set of every add's key (25,000 at 1,000 VMs).
+        return rest, []
+    final = {(f.table, f.cookie) for f in d.adds}
+    return rest, [f for k, f in sent.items() if k not in final]
 
 
 def record(known: dict[Key, list[tuple[int, Any]]], d: Diff,

@@ -66,7 +66,13 @@ class FlowStream:
         """Send these flows' adds now (their meters first), and let them go out."""
         if self.bundle is None:
             raise RuntimeError("FlowStream.take before open: it would wait for the switch")
-        new = [f for f in flows if (f.table, f.cookie) not in self.known]
+        known, sent = self.known, self.sent
+        new = []
+        for f in flows:
+            k = (f.table, f.cookie)
+            if k not in known:
+                new.append(f)
+                sent[k] = f
         if not new:
             return
         # A flow may not name a meter the switch lacks: meter mods are no bundle
@@ -75,8 +81,6 @@ class FlowStream:
         if named:
             self.io.set_meters(self.dp, self.meters, {m: self.meter_rate(m) for m in named})
         self.io.bundle_add(self.dp, self.bundle, [e.add for e in wire.encode_all(new)])
-        for f in new:
-            self.sent[(f.table, f.cookie)] = f
         self.active = clock()
         hub.sleep(0)   # the datapath's send loop writes them while the compile goes on
 
