@@ -147,44 +147,62 @@ def test_a_full_compile_instead_voids_the_stream_and_sends_its_own_diff():
 
 
 
-def _timed(monkeypatch, engine: _Engine, before: float, after: float) -> None:
-    """The compile takes ``before`` seconds until it streams, ``after`` from then."""
+
+def _paced(monkeypatch, engine: _Engine, steps: list) -> None:
+    """The compile, on a clock: ``steps`` are seconds passing (numbers) and chunks it
+    streams (lists of flows), in order."""
     clock = [1000.0]
     monkeypatch.setattr(flowstream, "clock", lambda: clock[0])
-    compile_ = engine.desired_flows
 
-    def timed(*args):
-        clock[0] += before
-        result = compile_(*args)
-        clock[0] += after
-        return result
-    engine.desired_flows = timed
+    def compile_(dpid, ifaces, stream, holds, chunk):
+        engine.io.in_compile = True
+        for step in steps:
+            if isinstance(step, list):
+                stream(step)
+            else:
+                clock[0] += step
+        engine.io.in_compile = False
+        return engine.result, 9
+    engine.desired_flows = compile_
+
+
+def _result_2() -> FlowList:
+    return FlowList([NEW[0], NEW[2]], 2, 1, added=[NEW[0], NEW[2]], removed=[(0, OLD.cookie)])
+
+
+def _sent_whole_in_a_new_bundle(io: _IO, known: syncdiff.Installed, adds: int) -> None:
+    assert [c[0] for c in io.calls if c[0] != "meters"] == ["open", *["add"] * adds,
+                                                           "discard", "atomic"]
+    assert io.calls[-1][1] == [wire.add(NEW[0]), wire.add(NEW[2]),
+                              wire.delete_strict(0, 5, wire.match_of(OLD), OLD.cookie)]
+    assert set(known) == {(0, NEW[0].cookie), (0, NEW[2].cookie)} and known.synced == 2
 
 
 def test_a_bundle_left_idle_past_the_limit_is_replaced_by_a_new_one(monkeypatch):
     # ovs-vswitchd drops a bundle idle for its timeout: after a compile that sent
     # nothing for that long, the streamed bundle is thrown away and the whole change
     # (the streamed flows too) goes atomically in a new one.
-    s, io, known, engine = _syncer(FlowList([NEW[0], NEW[2]], 2, 1,
-                                            added=[NEW[0], NEW[2]],
-                                            removed=[(0, OLD.cookie)]))
-    engine.streams = NEW[:1]
-    _timed(monkeypatch, engine, 0.0, flowstream.IDLE_LIMIT + 0.1)
+    s, io, known, engine = _syncer(_result_2())
+    _paced(monkeypatch, engine, [NEW[:1], flowstream.IDLE_LIMIT + 0.1])
     s.sync(1)
-    assert [c[0] for c in io.calls if c[0] != "meters"] == ["open", "add", "discard",
-                                                           "atomic"]
-    assert io.calls[-1][1] == [wire.add(NEW[0]), wire.add(NEW[2]),
-                              wire.delete_strict(0, 5, wire.match_of(OLD), OLD.cookie)]
-    assert set(known) == {(0, NEW[0].cookie), (0, NEW[2].cookie)} and known.synced == 2
+    _sent_whole_in_a_new_bundle(io, known, 1)
+
+
+def test_a_gap_past_the_limit_between_chunks_voids_the_bundle(monkeypatch):
+    # The switch may have dropped the bundle with the first chunk; an add to its id
+    # would quietly open a new one without it. Nothing more is streamed, and the whole
+    # change goes in a new bundle, though the compile ended right after.
+    s, io, known, engine = _syncer(_result_2())
+    _paced(monkeypatch, engine, [NEW[:1], flowstream.IDLE_LIMIT + 6, [NEW[2]], 0.5])
+    s.sync(1)
+    _sent_whole_in_a_new_bundle(io, known, 1)
 
 
 def test_a_bundle_fed_within_the_limit_is_kept(monkeypatch):
-    # A compile longer than the limit whose last streamed flows came within it.
-    s, io, known, engine = _syncer(FlowList([NEW[0], NEW[2]], 2, 1,
-                                            added=[NEW[0], NEW[2]],
-                                            removed=[(0, OLD.cookie)]))
-    engine.streams = NEW[:1]
-    _timed(monkeypatch, engine, flowstream.IDLE_LIMIT + 5, flowstream.IDLE_LIMIT - 0.5)
+    # A compile far longer than the limit that streams often enough.
+    s, io, known, engine = _syncer(_result_2())
+    gap = flowstream.IDLE_LIMIT - 0.5
+    _paced(monkeypatch, engine, [gap, NEW[:1], gap])
     s.sync(1)
     assert [c[0] for c in io.calls if c[0] != "meters"] == ["open", "add", "add", "commit"]
     assert io.calls[-2][2] == [wire.add(NEW[2]),

@@ -13,8 +13,10 @@ queue is full of events whose handlers wait for that lock. While the compile run
 ovs-vswitchd drops a bundle that received nothing for its bundle idle timeout (10 s
 unless ``other_config:bundle-idle-timeout`` says otherwise): a compile that went that
 long without a new flow to stream would commit into a bundle the switch no longer has.
-A stream idle for ``IDLE_LIMIT`` is therefore thrown away after the compile and the
-whole change sent in a new bundle.
+And an add for a bundle id the switch dropped quietly opens a new bundle under that id,
+without what the first one held. So once the stream has been idle for ``IDLE_LIMIT``,
+at a new chunk or at the compile's end, it is ``stale``: it sends nothing more, and the
+sync throws it away and sends the whole change in a new bundle.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class FlowStream:
         self.bundle: tuple[int, int] | None = None
         self.sent: dict[syncdiff.Key, Flow] = {}
         self.active = 0.0               # when the switch last got a message of the bundle
+        self.stale = False              # idle too long once: the switch may have dropped it
 
     def open(self) -> None:
         """Open the bundle (waits for the switch's reply: call outside the engine lock)."""
@@ -62,10 +65,17 @@ class FlowStream:
         """Seconds since the bundle last got a message."""
         return clock() - self.active
 
+    def expired(self) -> bool:
+        """Idle for IDLE_LIMIT at some point: what the bundle holds is not to be trusted."""
+        self.stale = self.stale or (self.bundle is not None and self.idle() > IDLE_LIMIT)
+        return self.stale
+
     def take(self, flows: list[Flow]) -> None:
         """Send these flows' adds now (their meters first), and let them go out."""
         if self.bundle is None:
             raise RuntimeError("FlowStream.take before open: it would wait for the switch")
+        if self.expired():
+            return   # these go with the whole change, in a new bundle
         known, sent = self.known, self.sent
         new = []
         for f in flows:
@@ -94,6 +104,11 @@ class FlowStream:
             except InvalidDatapath:
                 pass   # the connection is gone, and its open bundles with it
             except Exception:
+                if self.stale:
+                    # (Expected: the switch dropped the idle bundle, and says so.)
+                    LOG.info("switch %016x: idle bundle %d already gone", self.dp.id,
+                             bundle[0])
+                    return
                 # (Called on the way out of a failed sync: its error is the one to see.)
                 LOG.warning("switch %016x: discarding bundle %d failed", self.dp.id,
                             bundle[0], exc_info=True)

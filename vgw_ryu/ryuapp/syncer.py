@@ -314,11 +314,10 @@ class Syncer(ConntrackFlushes):
             freeze_if_many()
         if stream is not None and getattr(flows, "base", None) != holds:
             stream.discard()   # a full compile came instead: what was sent is void
-        elif stream is not None and stream.bundle is not None and \
-                stream.idle() > flowstream.IDLE_LIMIT:
-            LOG.info("switch %016x: the compile kept the streamed bundle idle %.1f s "
+        elif stream is not None and stream.expired():
+            LOG.info("switch %016x: the compile left the streamed bundle idle over %.0f s "
                      "(the switch may have dropped it): the change goes in a new bundle",
-                     dpid, stream.idle())
+                     dpid, flowstream.IDLE_LIMIT)
             stream.discard()
         # Meters first (a flow may not name a meter the switch lacks), unused VM log
         # meters last (once no flow names them).
