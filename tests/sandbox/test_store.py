@@ -19,6 +19,7 @@ from vgw_ryu.store.ovsdb import (
     ConflictError,
     OvsdbStore,
     StaleError,
+    StoreError,
     StoreUnavailableError,
 )
 from vgw_ryu.store.server import DbError
@@ -271,6 +272,19 @@ def test_no_commit_in_time_is_unavailable_and_changes_nothing(db, stores):
     assert e.apply_document(doc) == 2
     assert s.health()["connected"] is True
 
+
+
+def test_a_first_write_the_server_refuses_is_a_store_error_not_an_outage(db, stores):
+    # A rule number outside the schema's range (1..1048575), on an empty database: the
+    # server refuses the whole transaction. Not another writer's race (nothing shows
+    # up), not an outage: said as the refusal, and nothing is written.
+    s = stores(db().remote, timeout=1.0)
+    doc = json.loads(json.dumps(DOC))
+    with pytest.raises(StoreError, match="refused the write") as got:
+        s.write(doc, {"web-in/http": 0, "web-in/ssh": 2}, 0)
+    assert not isinstance(got.value, StoreUnavailableError)
+    assert s.revision() == 0 and s.load().doc["vms"] == {}
+    assert s.write(doc, {"web-in/http": 1, "web-in/ssh": 2}, 0) == 1
 
 def test_a_file_that_is_not_a_database_is_refused_and_untouched(tmp_path):
     path = tmp_path / "state.db"

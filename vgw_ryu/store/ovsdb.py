@@ -192,6 +192,7 @@ class OvsdbStore:
         """
         request_id = request_id or uuid.uuid4().hex
         deadline = time.monotonic() + self.timeout
+        refused = None   # a first write's error, while it may still be another's race
         with self._lock:
             while True:
                 self._run()
@@ -217,12 +218,19 @@ class OvsdbStore:
                 if status == ovs.db.idl.Transaction.UNCHANGED:
                     return base
                 first = status == ovs.db.idl.Transaction.ERROR and base == 0
+                if first:
+                    refused = txn.get_error()
                 if first or status in (ovs.db.idl.Transaction.TRY_AGAIN,
                                        ovs.db.idl.Transaction.INCOMPLETE):
                     # (first: another writer created the Global row at the same time.)
                     # Outcome unknown (connection lost) or the revision moved: the
                     # replica catches up, then the request id says which.
                     if time.monotonic() >= deadline:
+                        if refused is not None and self._live():
+                            # No other writer's state showed up: the server refused
+                            # this write itself.
+                            raise StoreError(f"the policy database refused the write: "
+                                             f"{refused}")
                         raise self._unavailable()
                     self._block(deadline)
                     continue
