@@ -185,8 +185,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     # A named run that is not there any more has nothing left to remove: `down` run
     # twice (or after the runner's own teardown) succeeds.
-    if args.run is not None and args.run not in runs.live_runs():
-        say(f"[down] no lab {args.run} is running: nothing to remove")
+    live = runs.live_runs()
+    if args.run is not None and args.run not in live:
+        # (The running ones named, in case the name was mistyped.)
+        say(f"[down] no lab {args.run} is running (running: {', '.join(live) or 'none'}): "
+            "nothing to remove")
         return 0
     try:
         run_dir, state = runs.find_run(args.run)

@@ -40,15 +40,18 @@ def env(request: pytest.FixtureRequest, ovs: None,
     return e
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Stop the shared fleet after the last of the consecutive tests using it; a
-    problem stopping it fails that test's teardown."""
-    if nextitem is not None and "env" in getattr(nextitem, "fixturenames", ()):
-        return
-    _fleet.pop("error", None)
-    problems = _stop_fleet()
-    assert not problems, problems
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Stop the shared fleet after the last of the consecutive tests using it (after
+    that test's own teardown, even if it failed); a problem stopping it fails that
+    test's teardown."""
+    try:
+        yield
+    finally:
+        if nextitem is None or "env" not in getattr(nextitem, "fixturenames", ()):
+            _fleet.pop("error", None)
+            problems = _stop_fleet()
+            assert not problems, problems
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
