@@ -61,13 +61,10 @@ class FlowStream:
         self.bundle = self.io.open_bundle(self.dp)
         self.active = clock()
 
-    def idle(self) -> float:
-        """Seconds since the bundle last got a message."""
-        return clock() - self.active
-
     def expired(self) -> bool:
         """Idle for IDLE_LIMIT at some point: what the bundle holds is not to be trusted."""
-        self.stale = self.stale or (self.bundle is not None and self.idle() > IDLE_LIMIT)
+        self.stale = self.stale or (self.bundle is not None
+                                    and clock() - self.active > IDLE_LIMIT)
         return self.stale
 
     def take(self, flows: list[Flow]) -> None:
