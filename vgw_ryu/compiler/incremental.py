@@ -24,6 +24,7 @@ random change sequences).
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,7 @@ def clause_key(priority: int, match: Match, table: str) -> ClauseKey:
 
 
 _GONE = object()
+_CONJ_ORDER = operator.attrgetter("id", "clause")   # a clause flow's actions, in order
 
 
 def _peers_moved(old: _Rule, eff: EffectiveRule, number: int) -> bool:
@@ -394,7 +396,13 @@ class SwitchCompiler(OwnedFlows):
                 del self.clauses[ck]
                 self._replace(c.owner_id, c.flow, [])
                 continue
-            acts = sorted({x for conjs in c.users.values() for x in conjs},
-                          key=lambda x: (x.id, x.clause))
+            users = c.users
+            if len(users) == 1:
+                # (Most clauses at scale: one VM's zone at one rule's priority.)
+                (conjs,) = users.values()
+                acts = list(conjs) if len(conjs) == 1 else sorted(conjs, key=_CONJ_ORDER)
+            else:
+                acts = sorted({x for conjs in users.values() for x in conjs},
+                              key=_CONJ_ORDER)
             c.flow = self._replace(c.owner_id, c.flow, [
                 Flow.make(T[c.table], c.priority, c.match, acts, kind=c.kind, owner=c.owner)])

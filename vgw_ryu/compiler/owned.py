@@ -142,33 +142,34 @@ class OwnedFlows:
             self._stream(fresh)
 
     def _add(self, owner: Owner, f: Flow) -> None:
+        # (Each lookup hashes the key's whole match: at 25,000 flows a compile makes
+        # as few as it can.)
         k = f.key
-        if self.gen is not None and k not in self._before:
-            self._before[k] = self.out.get(k)
-        several = self.shared.get(k)
-        if several is not None:
-            several[owner] = f
-            self._resolve(k)
-            return
-        h = self.holder.get(k)
-        if h is None:
+        cur = self.out.get(k)
+        before = self._before.setdefault(k, cur) if self.gen is not None else None
+        if cur is None:
+            # No owner builds this key yet (``out`` has a flow for every key held).
             self.out[k] = f
             self.holder[k] = owner
             # A key the last result did not have: the switch has no flow there. (One
             # replaced or removed later in this compile is set right by its end.) At
             # most one flow per key is streamed: its first holder streams it, and any
             # later owner makes it shared, which never streams.
-            if self._stream is not None and self._before[k] is None:
+            if self._stream is not None and before is None:
                 self._fresh.append(f)
             return
-        self.shared[k] = {h: self.out[k], owner: f}
-        del self.holder[k]
+        several = self.shared.get(k)
+        if several is not None:
+            several[owner] = f
+            self._resolve(k)
+            return
+        self.shared[k] = {self.holder.pop(k): cur, owner: f}
         self._resolve(k)
 
     def _remove(self, owner: Owner, f: Flow) -> None:
         k = f.key
-        if self.gen is not None and k not in self._before:
-            self._before[k] = self.out.get(k)
+        if self.gen is not None:
+            self._before.setdefault(k, self.out.get(k))
         several = self.shared.get(k)
         if several is None:
             del self.out[k]
