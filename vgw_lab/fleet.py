@@ -27,6 +27,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ class Fleet:
 
     def __init__(self, workdir: Path | None = None, members: int = 3, apis: int = 2,
                  agents: int = 2, bridges: int = 1, agent_args: list[str] | None = None,
-                 api_args: list[str] | None = None, token: str | None = None):
+                 api_args: list[str] | None = None, token: str | None = None,
+                 on_started: Callable[[], None] | None = None):
         self._own_dir = workdir is None
         self.dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vgw-fleet-"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,9 @@ class Fleet:
         self.agents: list[Agent] = []
         self.tag = uniq("f")      # this fleet's name part, e.g. f1234x0
         self.warnings: list[str] = []   # failures it worked around (see start_member)
+        # Called as each process is started (before it is waited for), so a caller can
+        # record it: a runner killed during start-up leaves nothing unrecorded.
+        self.on_started = on_started
 
     # --- the whole fleet ------------------------------------------------------------
     @property
@@ -149,6 +154,10 @@ class Fleet:
                          f"(log {a.ctl.log_path})")
         return lines
 
+    def _started(self) -> None:
+        if self.on_started is not None:
+            self.on_started()
+
     # --- members --------------------------------------------------------------------
     def _create_members(self) -> None:
         raft = [f"tcp:127.0.0.1:{free_port()}" for _ in range(self.n_members)]
@@ -163,6 +172,7 @@ class Fleet:
                 vgwdb("join-cluster", "--db", str(m.files.db), "--local", raft[i],
                       *(a for r in raft[:i] for a in ("--remote", r)), *listen)
             self.members.append(m)
+            self._started()
 
     def start_member(self, m: Member, wait: bool = True) -> None:
         """``vgw-db start``; with ``wait``, until it answers on its unix socket."""
@@ -177,6 +187,7 @@ class Fleet:
                 raise
             self.warnings.append(f"{m.name}: {e}")
             vgwdb("start", "--db", str(m.files.db))
+        self._started()
         if wait:
             wait_ready(m.files.remote, START, connected=False)
 
@@ -226,6 +237,7 @@ class Fleet:
         with open(s.log_path, "ab") as log:
             s.proc = subprocess.Popen(s.argv, stdout=log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        self._started()
         if not wait:
             return
         deadline = time.monotonic() + START
@@ -276,7 +288,9 @@ class Fleet:
         ctl = netlab.Controller(wd, extra_args=args, db=self.db_remote)  # type: ignore[arg-type]
         agent = Agent(i, name, ctl, zones)
         self.agents.append(agent)
-        ctl.start()
+        ctl.start(wait=False)
+        self._started()
+        ctl.wait_ready()
         for bname in bridge_names or []:
             agent.bridges.append(Bridge(bname))
         for _ in range(0 if bridge_names else bridges):

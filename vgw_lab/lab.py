@@ -98,7 +98,8 @@ class Lab:
         """The policy database as a Raft cluster (``vgw-db``), ``apis`` vgw-api servers
         and one agent per hypervisor for its bridge; (first API URL, OpenFlow port of
         each hypervisor's agent). Its files go to the run directory."""
-        self.fleet = Fleet(self.dir / "fleet", members=members, apis=apis, agents=0)
+        self.fleet = Fleet(self.dir / "fleet", members=members, apis=apis, agents=0,
+                           on_started=self._record_fleet)
         say(f"[lab] starting the fleet: {members} database members (vgw-db), {apis} vgw-api, "
             f"one agent per hypervisor ({len(self.topo.hypervisors)})")
         try:
@@ -106,7 +107,7 @@ class Lab:
             for hv in self.topo.hypervisors:
                 # The chassis is named after its bridge (which Mininet makes in build()).
                 self.fleet.add_agent(name=self.names[hv], bridge_names=[self.names[hv]])
-        finally:  # even half-started: record what runs
+        finally:  # even half-started: record what runs (and what start() stopped)
             self._record_fleet()
         ports = {hv: a.ctl.of_port for hv, a in zip(self.topo.hypervisors,
                                                      self.fleet.agents, strict=True)}

@@ -296,8 +296,12 @@ class Controller:
                                      cwd=str(self.workdir), start_new_session=True)
         log.close()
         if wait:
-            wait_until(self._healthy, timeout=20, what=f"controller health on {self.url}")
+            self.wait_ready()
         return self
+
+    def wait_ready(self) -> None:
+        """Wait until the started controller answers GET /v1/health."""
+        wait_until(self._healthy, timeout=20, what=f"controller health on {self.url}")
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

@@ -162,6 +162,66 @@ def test_down_removes_what_a_killed_fleet_run_left(ovs: None) -> None:
             netlab.delete_bridge(decoy_br)
 
 
+def processes_of(run_dir: Path) -> list[str]:
+    """Running processes that belong to a run: its directory in their command line, or
+    a file of it open (an API server's log is its standard output)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or not running(int(d.name)):
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fds = [os.readlink(f) for f in (d / "fd").iterdir()]
+        except OSError:
+            continue
+        if str(run_dir) in argv or any(f.startswith(f"{run_dir}/") for f in fds):
+            found.append(f"{d.name}: {argv[:200]}")
+    return found
+
+
+def test_down_after_a_fleet_run_killed_while_it_started(ovs: None) -> None:
+    """Killed with -9 while its fleet starts (database members up, an API server
+    starting, no agent yet): each process was recorded as it started, so `down` stops
+    them all."""
+    runner = subprocess.Popen([VGW_LAB, "run", "quickstart", "--fleet"], cwd=str(ROOT),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    seen = bytearray()
+    run_dir: Path | None = None
+    try:
+        out = read_until(runner, seen, b"[lab] starting the fleet", 120)
+        run = RUN_RE.search(out).group(1)
+        run_dir = Path(re.search(r"run directory (\S+) \(", out).group(1))
+
+        def api_starting() -> dict | None:
+            fleet = (runs.read_state(run_dir) or {}).get("fleet") or {}
+            return fleet if fleet.get("apis") and not fleet.get("agents") else None
+        fleet = netlab.wait_until(api_starting, timeout=120, interval=0.02,
+                                  what="the fleet's first API server recorded")
+        runner.kill()
+        runner.wait(timeout=30)
+        assert len(fleet["members"]) == 3, fleet
+        left = processes_of(run_dir)
+        assert len(left) >= 4, left     # three members and an API server, at least
+
+        down = subprocess.run([VGW_LAB, "down", run], capture_output=True, text=True,
+                              timeout=120, cwd=str(ROOT))
+        said = down.stdout + down.stderr
+        assert down.returncode == 0 and f"lab {run} is gone" in said, said
+        assert said.count("[down] stopping database member ") == 3, said
+        assert "[down] stopping API server " in said, said
+        assert not processes_of(run_dir), said
+        assert not run_dir.exists(), said
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(timeout=30)
+        m = RUN_RE.search(seen.decode(errors="replace"))
+        if m:
+            subprocess.run([VGW_LAB, "down", m.group(1)], capture_output=True, timeout=120,
+                           cwd=str(ROOT))
+
+
 def test_a_recorded_process_is_known_by_its_program_and_arguments(tmp_path: Path) -> None:
     # A script named like the program, as a console script runs: python .../vgw-api ...
     script = tmp_path / "vgw-api"
