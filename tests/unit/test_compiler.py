@@ -1,12 +1,14 @@
 """Compiler: deterministic, minimal change, declared pipeline, linear growth."""
 
 import copy
+import random
 from pathlib import Path
 
 import pytest
 import yaml
 
 from vgw_ryu.compiler import PortFacts, SwitchFacts, compile_switch, link_local, port_masks
+from vgw_ryu.compiler.vm import link_local_text
 from vgw_ryu.pipeline import cookies
 from vgw_ryu.pipeline import doc as flowdoc
 from vgw_ryu.pipeline import tables as pipeline
@@ -155,6 +157,17 @@ def test_port_masks_cover_exactly():
 
 def test_link_local_is_eui64():
     assert str(link_local("02:00:00:00:01:01")) == "fe80::ff:fe00:101"
+
+
+def test_link_local_text_is_how_ipaddress_writes_it():
+    rng = random.Random(7)
+    # Zero groups where they can be: the 4th (02:00:..), the last, and neither.
+    macs = ["02:00:00:00:00:00", "00:00:00:00:00:00", "02:00:ff:ff:00:00",
+            "fe:ff:ff:ff:ff:ff", "02:01:00:00:05:01", "aa:bb:cc:dd:ee:ff"]
+    macs += [":".join(f"{rng.randrange(256):02x}" for _ in range(6)) for _ in range(2000)]
+    macs += [f"0{rng.choice('02')}:00:{rng.randrange(256):02x}:00:00:00" for _ in range(50)]
+    for mac in macs:
+        assert link_local_text(mac) == str(link_local(mac)), mac
 
 
 def test_effective_rules_order_and_membership():

@@ -210,10 +210,23 @@ class OwnedFlows:
             return FlowList(self.out.values(), self.gen, meters=set(self.meters))
         change: dict[SyncKey, int] = {}
         came: dict[SyncKey, Flow] = {}
+        added: list[Flow] = []
+        in_sync, out_get = self.in_sync, self.out.get
         for k, before in self._before.items():
-            after = self.out.get(k)
-            if before is after or (before is not None and after is not None
-                                   and before.cookie == after.cookie):
+            after = out_get(k)
+            if before is after:
+                continue
+            if before is None:
+                sk = (after.table, after.cookie)
+                if sk not in in_sync:
+                    # A flow the switch lacks (most of a first programming): counted
+                    # now. Nothing later in this loop lowers its count: a flow leaving
+                    # had its (table, cookie) counted before this compile.
+                    in_sync[sk] = 1
+                    added.append(after)
+                    self._count_meter(after.meter, 1)
+                    continue
+            elif after is not None and before.cookie == after.cookie:
                 continue
             if before is not None:
                 sk = (before.table, before.cookie)
@@ -224,15 +237,14 @@ class OwnedFlows:
                 change[sk] = change.get(sk, 0) + 1
                 came[sk] = after
                 self._count_meter(after.meter, 1)
-        added: list[Flow] = []
         removed: list[SyncKey] = []
         for sk, d in change.items():
-            was = self.in_sync.get(sk, 0)
+            was = in_sync.get(sk, 0)
             now = was + d
             if now:
-                self.in_sync[sk] = now
+                in_sync[sk] = now
             else:
-                self.in_sync.pop(sk, None)
+                in_sync.pop(sk, None)
             if not was and now:
                 added.append(came[sk])
             elif was and not now:

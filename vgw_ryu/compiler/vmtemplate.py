@@ -28,12 +28,13 @@ from typing import Any
 
 from vgw_ryu.compiler.builder import FlowSet
 from vgw_ryu.compiler.facts import PortFacts
-from vgw_ryu.compiler.vm import build_vm, link_local
+from vgw_ryu.compiler.vm import build_vm, link_local, link_local_text
 from vgw_ryu.pipeline import wire
 from vgw_ryu.pipeline.cookies import content_hash, owner_bits
 from vgw_ryu.pipeline.flows import Action, Flow
 from vgw_ryu.pipeline.oxm import match_frame
 from vgw_ryu.pipeline.tables import log_meter
+from vgw_ryu.pipeline.wire import Encoded
 from vgw_ryu.policy.model import Vm
 
 LOG = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def _values(vm: Vm, port: PortFacts, zone: int, mac: str | None,
     values.update(zip(names_v6, v6, strict=False))
     if mac:
         values[s.mac] = mac
-        values[names_ll] = ll = str(link_local(mac))
+        values[names_ll] = ll = link_local_text(mac)
         v6.append(ll)
     if len(set(v4)) != len(v4) or len(set(v6)) != len(v6):
         return None
@@ -111,7 +112,14 @@ def _hashable(v: Any) -> bool:
 
 def _swap(a: Action, fields: list[str], values: dict) -> Action:
     """The action with the sentinel in each of ``fields`` replaced by its value."""
-    return dataclasses.replace(a, **{name: values[getattr(a, name)] for name in fields})
+    # (A frozen dataclass with no checks in __init__: its fields copied, as
+    # dataclasses.replace would set them, without its generic work.)
+    new = object.__new__(a.__class__)
+    d = new.__dict__
+    d.update(a.__dict__)
+    for name in fields:
+        d[name] = values[d[name]]
+    return new
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class _FlowTemplate:
     var_actions: bool
     var_meter: bool
     instructions: bytes | None  # when nothing in them is the VM's
+    tail: bytes                 # its flow mod's fixed part after the cookie
 
 
 def _template_flow(f: Flow, sentinels: dict) -> _FlowTemplate:
@@ -140,10 +149,11 @@ def _template_flow(f: Flow, sentinels: dict) -> _FlowTemplate:
     var_actions = any(_holds(a, sentinels) for a in f.actions)
     var_meter = f.meter is not None and f.meter in sentinels
     m, ins = f._parts
-    fields = {**f.__dict__, "_body": "", "_wire": None}
+    fields = {**f.__dict__, "_body": "", "_wire": None, "_parts": None}
     return _FlowTemplate(fields, var_match, wire_items, None if var_match else m, head, pad,
                          var_actions, var_meter,
-                         None if var_actions or var_meter else ins)
+                         None if var_actions or var_meter else ins,
+                         wire.add_tail(f.table, f.priority))
 
 
 class VmTemplate:
@@ -163,7 +173,8 @@ class VmTemplate:
         owner = values[self.zone]
         # The VM's match items, TLVs and actions: once per VM, not per flow.
         items = {it: (it[0], values[it[1]]) for it in self.var_items}
-        tlvs = {it: wire.shared_tlv(mine) for it, mine in items.items()}
+        shared = wire.shared_tlvs()
+        tlvs = {it: shared[mine] for it, mine in items.items()}
         acts = {a: _swap(a, held, values) for a, held in self.var_actions.items()}
         bits: dict[int, int] = {}
         out = []
@@ -187,8 +198,9 @@ class VmTemplate:
             if hi is None:
                 hi = bits[kind] = owner_bits(kind, owner)
             d["owner"] = owner
-            d["_parts"] = (m, ins)
-            d["_cookie"] = hi | content_hash(table, priority, m, ins)
+            d["_cookie"] = cookie = hi | content_hash(table, priority, m, ins)
+            # Its flow mod too (what wire.encode would make): most are sent at once.
+            d["_wire"] = Encoded(cookie.to_bytes(8, "big") + t.tail + m + ins, m)
             out.append(Flow.from_fields(d))
         return out
 
@@ -201,7 +213,8 @@ def _built(vm: Vm, port: PortFacts, zone: int, log: str) -> list[Flow]:
 
 def _same(a: list[Flow], b: list[Flow]) -> bool:
     return len(a) == len(b) and all(x == y and x.cookie == y.cookie and
-                                    x._parts == y._parts for x, y in zip(a, b, strict=True))
+                                    wire.encode(x) == wire.encode(y)
+                                    for x, y in zip(a, b, strict=True))
 
 
 class VmTemplates:

@@ -267,6 +267,13 @@ def parts(flow: Flow, order: tuple[int, ...] | None = None) -> tuple[bytes, byte
     return m, instructions(flow, _SHARED)
 
 
+def shared_tlvs() -> TlvCache:
+    """The TLV encodings all flows share, by (field, value) item (for many lookups)."""
+    if _SHARED.size() > _SHARED_MAX:
+        _SHARED.clear()
+    return _SHARED.tlvs
+
+
 def shared_tlv(item: tuple[str, MatchValue]) -> bytes:
     """One (field, value) match item's OXM TLV, from the encodings all flows share."""
     if _SHARED.size() > _SHARED_MAX:
@@ -297,6 +304,13 @@ def encode(flow: Flow, memo: Memo | None = None) -> Encoded:
     d = flow.__dict__
     d["_wire"], d["_parts"] = enc, None
     return enc
+
+
+def add_tail(table: int, priority: int) -> bytes:
+    """An OFPFC_ADD body's fixed part after its cookie (for flows that differ only in
+    cookie, match and instructions: a VM template's)."""
+    return FLOW_MOD_FIXED.pack(0, 0, table, OFPFC_ADD, 0, 0, priority, OFP_NO_BUFFER, 0, 0,
+                               0)[8:]
 
 
 def add(flow: Flow) -> bytes:
