@@ -1,6 +1,7 @@
 """The vgw-api HTTP adapter on a fleet (the one the fleet tests share,
 tests/lab/fleet_env.py): bad input answered 400 naming the field, no listening off
-loopback without a token, and a token demanded for writes once it is set."""
+loopback without a token, a token demanded for writes once it is set, and a wait for a
+revision that answers once every agent runs it."""
 
 from __future__ import annotations
 
@@ -71,3 +72,23 @@ def test_api_with_a_token_answers_401_to_a_write_without_it(env: Env) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_api_wait_answers_once_every_agent_runs_the_revision(env: Env) -> None:
+    f = env.fleet
+    f.wait_agents(env.revision())
+    s, b = f.api(1).request("PUT", "/v1/vms/wait-probe", chaos_body(N_WRITES + 7))
+    assert s == 200, b
+    rev = b["revision"]
+    try:
+        s, got = f.api(0).request("GET", f"/v1/switches?wait_revision={rev}&timeout=30")
+        assert s == 200 and got["wait"]["applied"] is True, got.get("wait")
+        agents = [a for a in got["agents"] if a["name"] in {x.name for x in f.agents}]
+        assert len(agents) == 2 and all(a["applied_revision"] >= rev for a in agents)
+        # No agent runs a later one yet: the wait ends at its timeout, saying so.
+        s, later = f.api(0).request("GET", f"/v1/switches?wait_revision={rev + 50}"
+                                           "&timeout=0.5")
+        assert s == 200 and later["wait"]["applied"] is False
+        assert later["wait"]["seconds"] >= 0.5
+    finally:
+        f.api(0).request("DELETE", "/v1/vms/wait-probe")

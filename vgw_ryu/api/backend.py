@@ -43,6 +43,11 @@ class Backend(Protocol):
         while there are any. Optional: a backend without it has none."""
         ...
 
+    def wait_applied(self, revision: int, timeout: float) -> bool:
+        """Wait until every switch runs ``revision`` or later (True), at most ``timeout``
+        seconds (False); True at once with no switches."""
+        ...
+
     def read_only_reason(self) -> str | None:
         """Why REST writes are refused (409, field ``state_file``), else None. Optional."""
         ...

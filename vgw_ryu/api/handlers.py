@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vgw_ryu.api import http, params, safe
+from vgw_ryu.api import applied, http, params, safe
 from vgw_ryu.api.backend import Backend
 from vgw_ryu.api.http import MAX_BODY, ApiError, Handler, Request, Response, Router
 from vgw_ryu.api.openapi import OPENAPI
@@ -259,12 +259,14 @@ class Api:
         return Response(200, body)
 
     def switches(self, req: Request, path: dict[str, str]) -> Response:
+        wait = applied.wait_query(req.query)
+        done = applied.waited(self.backend, wait) if wait is not None else None
         snap = self.engine.snapshot()
         rows = getattr(self.engine.store, "chassis", None)
         body: dict[str, Any] = {"switches": snap.switches_view()}
         if rows is not None:
             body["agents"] = chassis.view(rows(), snap.revision)
-        return self._read(body, snap.revision)
+        return self._read({**body, **({"wait": done} if done else {})}, snap.revision)
 
     def get_state(self, req: Request, path: dict[str, str]) -> Response:
         snap = self.engine.snapshot()

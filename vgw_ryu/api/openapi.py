@@ -118,7 +118,23 @@ SWITCHES = {"type": "object", "required": ["switches", "revision"],
                            "agents": {"type": "array", "items": AGENT,
                                       "description": "every agent's report in the policy "
                                                      "database (Chassis rows)"},
+                           "wait": {"type": "object",
+                                    "required": ["revision", "applied", "seconds"],
+                                    "description": "with wait_revision: what the wait saw",
+                                    "properties": {
+                                        "revision": {"type": "integer"},
+                                        "applied": {"type": "boolean",
+                                                    "description": "every switch (API "
+                                                    "server: every live agent) runs it"},
+                                        "seconds": {"type": "number"}}},
                            "revision": REVISION}}
+WAIT_PARAMS = [
+    {"name": "wait_revision", "in": "query", "schema": {"type": "integer", "minimum": 0},
+     "description": "answer once every switch runs this revision or a later one (an API "
+                    "server: every live agent), or when timeout passed; see wait.applied"},
+    {"name": "timeout", "in": "query",
+     "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 300, "default": 30},
+     "description": "seconds to wait at most"}]
 COUNTER = {"type": "object", "properties": {
     "sessions": {"type": "integer",
                  "description": "connection decisions: new connections the rule judged"},
@@ -321,8 +337,9 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/v1/health": {"get": _op("getHealth", "Liveness, revision and switch count",
                                   HEALTH, (401,), etag=False)},
-        "/v1/switches": {"get": _op("listSwitches", "Connected switches and their ports",
-                                    SWITCHES, (401,))},
+        "/v1/switches": {"get": _op("listSwitches", "Connected switches and their ports "
+                                    "(or, with wait_revision, once they run a revision)",
+                                    SWITCHES, (400, 401), parameters=WAIT_PARAMS)},
         "/v1/state": {
             "get": _op("getState", "The whole desired state and its revision", STATE_VIEW,
                        (401,)),

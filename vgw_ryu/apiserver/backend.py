@@ -6,8 +6,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from vgw_ryu.api import applied
 from vgw_ryu.runtime import chassis
 from vgw_ryu.runtime.engine import Engine
+
+# Agents report in Chassis rows: reading them all is not free, and a report takes its
+# database round trip anyway.
+AGENT_POLL = 0.02
 
 
 class DbBackend:
@@ -20,6 +25,14 @@ class DbBackend:
         """Bridges reported by agents that are not stale."""
         rows = chassis.view(self.engine.store.chassis(), self.engine.snapshot().revision)
         return sum(len(r["bridges"]) for r in rows if not r["stale"])
+
+    def wait_applied(self, revision: int, timeout: float) -> bool:
+        """Wait until every live agent reports ``revision`` or later (the rows come in
+        on the store's own thread; this request's thread only looks)."""
+        def done() -> bool:
+            rows = chassis.view(self.engine.store.chassis(), revision)
+            return all(r["applied_revision"] >= revision for r in rows if not r["stale"])
+        return applied.wait_until(done, timeout, interval=AGENT_POLL)
 
     def stats(self) -> dict[str, Any]:
         snap = self.engine.snapshot()

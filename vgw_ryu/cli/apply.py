@@ -1,6 +1,6 @@
 """vgwctl apply: validate a file locally, preview what it would do, confirm, write.
 
-    vgwctl apply -f FILE [--dry-run] [--impact] [--yes] [--force]
+    vgwctl apply -f FILE [--dry-run] [--impact] [--yes] [--force] [--wait [SECONDS]]
 
 Before writing, the server is asked what the write would do (``PUT /v1/state
 ?preview=impact`` with the resulting state: for an object file, the server's state with
@@ -9,7 +9,9 @@ assertions are printed. A change that breaks assertions stops here (exit 1) unle
 ``--force``. Then, when stdin is a terminal, ``Apply? [y/N]`` unless ``--yes``; when it
 is not (scripts, CI, ``-f -``) the write goes ahead and the summary goes to stderr.
 ``--impact`` stops after the preview (its exit status: 1 when the apply would be refused
-for broken assertions); ``--dry-run`` prints the diff and changes nothing.
+for broken assertions); ``--dry-run`` prints the diff and changes nothing. ``--wait``
+then waits until every switch (in a fleet, every live agent) runs the revision written
+(``GET /v1/switches?wait_revision=N``): exit 1, naming those behind, if they do not.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import sys
 import urllib.parse
 from typing import Any
 
+from vgw_ryu.api.applied import DEFAULT_TIMEOUT as DEFAULT_WAIT
+from vgw_ryu.api.applied import MAX_TIMEOUT as MAX_WAIT
 from vgw_ryu.cli import output as cliout
 from vgw_ryu.cli.files import APPLY_HELP, diff_state, load_documents, plan
 
-__all__ = ["APPLY_HELP", "add_arguments", "cmd_apply", "report_forced"]
+__all__ = ["APPLY_HELP", "add_arguments", "cmd_apply", "report_forced", "wait_enforced"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="apply without asking (a terminal is asked 'Apply? [y/N]')")
     p.add_argument("--force", action="store_true",
                    help="apply even though connectivity assertions would break")
+    p.add_argument("--wait", nargs="?", type=float, const=DEFAULT_WAIT, metavar="SECONDS",
+                   help="then wait until every switch (every agent) enforces it, at most "
+                        f"SECONDS (default {DEFAULT_WAIT:g}); exit 1 if they do not")
 
 
 def candidate(current: dict[str, Any], state: dict[str, Any] | None,
@@ -77,7 +84,7 @@ def cmd_apply(c: Any, a: argparse.Namespace) -> int:
     preview = c.call("PUT", "/v1/state?preview=impact", want)
     if not preview.get("changed", True):
         print(f"no changes: revision {preview['revision']}")
-        return 0
+        return wait_enforced(c, preview["revision"], a.wait)
     broken = preview.get("violations") or []
     refused = bool(broken) and not a.force
     interactive = _interactive(a)
@@ -103,7 +110,7 @@ def cmd_apply(c: Any, a: argparse.Namespace) -> int:
         print(f"{'applied' if r.get('changed', True) else 'no changes'}: "
               f"revision {r['revision']}")
         report_forced(r)
-        return 0
+        return wait_enforced(c, r["revision"], a.wait)
     rev, changed = None, 0
     for coll, name, body in objects:
         r = c.call("PUT", f"/v1/{coll}/{urllib.parse.quote(name, safe='')}{query}", body)
@@ -115,7 +122,35 @@ def cmd_apply(c: Any, a: argparse.Namespace) -> int:
         same = len(objects) - changed
         print(f"applied {len(objects)} object(s)"
               + (f" ({same} unchanged)" if same else "") + f": revision {rev}")
-    return 0
+    return wait_enforced(c, rev, a.wait)
+
+
+def wait_enforced(c: Any, revision: int | None, timeout: float | None) -> int:
+    """With --wait: wait until every switch (or agent) runs ``revision``; 0 when they do,
+    1 (saying which lag) when they do not within ``timeout`` seconds."""
+    if timeout is None or revision is None:
+        return 0
+    if not 0 < timeout <= MAX_WAIT:
+        print(f"vgwctl: --wait must be seconds, more than 0 and at most {MAX_WAIT:g}",
+              file=sys.stderr)
+        return 2
+    r = c.call("GET", f"/v1/switches?wait_revision={revision}&timeout={timeout:g}",
+               timeout=timeout + 30)
+    # A controller or an agent waits for its own switches; an API server (none of its
+    # own) for the live agents.
+    agents = not r["switches"] and r.get("agents")
+    where = [(a["name"], a["applied_revision"]) for a in r["agents"] if not a["stale"]] \
+        if agents else \
+        [(s.get("bridge") or s["dpid"], s["applied_revision"]) for s in r["switches"]]
+    what = "agent(s)" if agents else "switch(es)"
+    if r["wait"]["applied"]:
+        print(f"enforced on {len(where)} {what} in {r['wait']['seconds']:.2f} s")
+        return 0
+    behind = [f"{name} (revision {rev})" for name, rev in where
+              if rev is None or rev < revision]
+    print(f"vgwctl: revision {revision} not enforced everywhere within {timeout:g} s: "
+          + ", ".join(behind[:20]), file=sys.stderr)
+    return 1
 
 
 def warning_lines(answer: dict[str, Any]) -> list[str]:

@@ -360,6 +360,13 @@ class Engine:
             sw.applied_revision = revision
             sw.flow_count = flow_count
 
+    def all_applied(self, revision: int) -> bool:
+        """Every connected switch runs ``revision`` or a later one (True with none).
+        Cheap: copies nothing (a waiting request checks it every few milliseconds)."""
+        with self._lock:
+            return all(sw.applied_revision is not None and sw.applied_revision >= revision
+                       for sw in self.switches.values())
+
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (no arguments) after every committed state change."""
         self.listeners.append(callback)

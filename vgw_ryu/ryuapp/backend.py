@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from vgw_ryu.api import applied
 from vgw_ryu.policy import expectations
 from vgw_ryu.policy.model import State
 from vgw_ryu.policy.ruleset import connection_limit, effective_rules
@@ -54,6 +55,10 @@ class AppBackend:
 
     def switch_count(self) -> int:
         return len(self.dps)
+
+    def wait_applied(self, revision: int, timeout: float) -> bool:
+        """Wait until every switch here runs ``revision`` (see vgw_ryu.api.applied)."""
+        return applied.wait_until(lambda: self.engine.all_applied(revision), timeout)
 
     def problems(self) -> list[dict[str, Any]]:
         """Current operator-visible problems: {"code", "message", optional "switch",
