@@ -66,7 +66,8 @@ def markdown(r: dict[str, Any]) -> str:
                          f"{ratio} | {rss} | {_p50_p99(ch, '')} | {_p50_p99(ch, 'rest_')} |")
         if any("ofctl_seconds" in row for row in s["sizes"]):
             lines += ["", "Programmed in: from the REST write to every switch reporting the "
-                          "revision applied. The anchor takes the very flows the controller "
+                          "revision applied (`GET /v1/switches?wait_revision=R` sent after "
+                          "the answer, no polling). The anchor takes the very flows the controller "
                           "installed off the same bridge and puts them back in one bundle; "
                           "the ratio is programming time over the anchor's."]
         timed = [row for row in s["sizes"] if row.get("sync_parts_s", {}).get("compile")]
