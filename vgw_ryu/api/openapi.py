@@ -133,7 +133,8 @@ WAIT_PARAMS = [
      "description": "answer once every switch runs this revision or a later one (an API "
                     "server: every live agent), or when timeout passed; see wait.applied"},
     {"name": "timeout", "in": "query",
-     "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 300, "default": 30},
+     "schema": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 300,
+                "default": 30},
      "description": "seconds to wait at most"}]
 COUNTER = {"type": "object", "properties": {
     "sessions": {"type": "integer",
