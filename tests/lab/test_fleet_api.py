@@ -81,8 +81,10 @@ def test_api_wait_answers_once_every_agent_runs_the_revision(env: Env) -> None:
     assert s == 200, b
     rev = b["revision"]
     try:
-        s, got = f.api(0).request("GET", f"/v1/switches?wait_revision={rev}&timeout=30")
+        s, got = f.api(0, timeout=60).request(
+            "GET", f"/v1/switches?wait_revision={rev}&timeout=30")
         assert s == 200 and got["wait"]["applied"] is True, got.get("wait")
+        assert got["wait"]["of"] == "agents" and got["wait"]["checked"] >= 2
         agents = [a for a in got["agents"] if a["name"] in {x.name for x in f.agents}]
         assert len(agents) == 2 and all(a["applied_revision"] >= rev for a in agents)
         # No agent runs a later one yet: the wait ends at its timeout, saying so.

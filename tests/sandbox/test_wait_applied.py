@@ -27,10 +27,12 @@ def test_a_wait_answers_once_every_switch_runs_the_revision(controller, bridges)
     s, b = controller.request("PUT", "/v1/state", DOC)
     assert s == 200
     rev = b["revision"]
-    s, got = controller.get(f"/v1/switches?wait_revision={rev}&timeout=30")
+    s, got = controller.request("GET", f"/v1/switches?wait_revision={rev}&timeout=30",
+                                timeout=60)
     assert s == 200 and got["wait"]["applied"] is True and got["wait"]["revision"] == rev
     # The very answer shows them on it (no poll after the wait needed).
     assert [sw["applied_revision"] >= rev for sw in got["switches"]] == [True, True]
+    assert (got["wait"]["of"], got["wait"]["checked"]) == ("switches", 2)
     # A revision already run: at once.
     assert controller.get(f"/v1/switches?wait_revision={rev - 1}")[1]["wait"]["applied"]
     # Without the parameter: the plain listing, no wait member.
@@ -43,7 +45,8 @@ def test_a_wait_for_a_later_revision_times_out_and_blocks_no_one(controller, bri
     answer: dict = {}
 
     def wait() -> None:
-        answer["got"] = controller.get(f"/v1/switches?wait_revision={rev + 5}&timeout=2")
+        answer["got"] = controller.request(
+            "GET", f"/v1/switches?wait_revision={rev + 5}&timeout=2", timeout=60)
 
     waiter = threading.Thread(target=wait)
     t0 = time.monotonic()
@@ -59,6 +62,15 @@ def test_a_wait_for_a_later_revision_times_out_and_blocks_no_one(controller, bri
     s, got = answer["got"]
     assert s == 200 and got["wait"]["applied"] is False
     assert 2.0 <= got["wait"]["seconds"] < 10, got["wait"]
+
+
+def test_vgwctl_apply_wait_with_no_switch_fails(controller, tmp_path: Path):
+    path = tmp_path / "state.yaml"
+    path.write_text(yaml.safe_dump(DOC))
+    p = subprocess.run([str(VENV_BIN / "vgwctl"), "apply", "-f", str(path), "--yes",
+                        "--wait", "5"], capture_output=True, text=True, timeout=120,
+                       env={"VGW_URL": controller.url, "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 1 and "enforced nowhere yet: no switch is connected" in p.stderr
 
 
 def test_a_wait_with_bad_parameters_is_refused_naming_them(controller):

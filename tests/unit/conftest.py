@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.api_doc import DOC
+from vgw_ryu.api.applied import Waited
 from vgw_ryu.api.handlers import Api, Request, Response
 from vgw_ryu.runtime.engine import Engine
 from vgw_ryu.store.memory import MemoryStore
@@ -57,9 +58,16 @@ class StubBackend:
     # records the candidate states it was asked about.
     impact_result: dict[str, Any] | None = field(default_factory=lambda: dict(IMPACT))
     impact_calls: list[Any] = field(default_factory=list)
+    # wait_applied(): answers wait_result for ``switches`` switches, records its calls.
+    wait_result: bool = True
+    waits: list[tuple[int, float]] = field(default_factory=list)
 
     def switch_count(self) -> int:
         return self.switches
+
+    def wait_applied(self, revision: int, timeout: float) -> Waited:
+        self.waits.append((revision, timeout))
+        return Waited(self.wait_result, self.switches, "switches")
 
     def stats(self) -> dict[str, Any]:
         if self.stats_error is not None:

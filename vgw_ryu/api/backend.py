@@ -43,9 +43,9 @@ class Backend(Protocol):
         while there are any. Optional: a backend without it has none."""
         ...
 
-    def wait_applied(self, revision: int, timeout: float) -> bool:
-        """Wait until every switch runs ``revision`` or later (True), at most ``timeout``
-        seconds (False); True at once with no switches."""
+    def wait_applied(self, revision: int, timeout: float) -> Any:
+        """Wait until every switch runs ``revision`` or later, at most ``timeout``
+        seconds: a vgw_ryu.api.applied.Waited (applied at once with no switches)."""
         ...
 
     def read_only_reason(self) -> str | None:

@@ -119,14 +119,19 @@ SWITCHES = {"type": "object", "required": ["switches", "revision"],
                                       "description": "every agent's report in the policy "
                                                      "database (Chassis rows)"},
                            "wait": {"type": "object",
-                                    "required": ["revision", "applied", "seconds"],
+                                    "required": ["revision", "applied", "seconds",
+                                                 "of", "checked"],
                                     "description": "with wait_revision: what the wait saw",
                                     "properties": {
                                         "revision": {"type": "integer"},
                                         "applied": {"type": "boolean",
                                                     "description": "every switch (API "
                                                     "server: every live agent) runs it"},
-                                        "seconds": {"type": "number"}}},
+                                        "seconds": {"type": "number"},
+                                        "of": _enum(("switches", "agents")),
+                                        "checked": {"type": "integer", "description":
+                                                    "switches (agents) looked at; 0: "
+                                                    "the revision runs nowhere yet"}}},
                            "revision": REVISION}}
 WAIT_PARAMS = [
     {"name": "wait_revision", "in": "query", "schema": {"type": "integer", "minimum": 0},

@@ -10,10 +10,6 @@ from vgw_ryu.api import applied
 from vgw_ryu.runtime import chassis
 from vgw_ryu.runtime.engine import Engine
 
-# Agents report in Chassis rows: reading them all is not free, and a report takes its
-# database round trip anyway.
-AGENT_POLL = 0.02
-
 
 class DbBackend:
     """Answers from the policy database only; switch-side reads say where to ask."""
@@ -26,13 +22,17 @@ class DbBackend:
         rows = chassis.view(self.engine.store.chassis(), self.engine.snapshot().revision)
         return sum(len(r["bridges"]) for r in rows if not r["stale"])
 
-    def wait_applied(self, revision: int, timeout: float) -> bool:
+    def wait_applied(self, revision: int, timeout: float) -> applied.Waited:
         """Wait until every live agent reports ``revision`` or later (the rows come in
         on the store's own thread; this request's thread only looks)."""
+        live: list[int] = [0]
+
         def done() -> bool:
-            rows = chassis.view(self.engine.store.chassis(), revision)
-            return all(r["applied_revision"] >= revision for r in rows if not r["stale"])
-        return applied.wait_until(done, timeout, interval=AGENT_POLL)
+            rows = [r for r in chassis.view(self.engine.store.chassis(), revision)
+                    if not r["stale"]]
+            live[0] = len(rows)
+            return all(r["applied_revision"] >= revision for r in rows)
+        return applied.Waited(applied.wait_until(done, timeout), live[0], "agents")
 
     def stats(self) -> dict[str, Any]:
         snap = self.engine.snapshot()

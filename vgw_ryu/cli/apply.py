@@ -23,6 +23,7 @@ from typing import Any
 
 from vgw_ryu.api.applied import DEFAULT_TIMEOUT as DEFAULT_WAIT
 from vgw_ryu.api.applied import MAX_TIMEOUT as MAX_WAIT
+from vgw_ryu.api.applied import timeout_value
 from vgw_ryu.cli import output as cliout
 from vgw_ryu.cli.files import APPLY_HELP, diff_state, load_documents, plan
 
@@ -38,9 +39,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="apply without asking (a terminal is asked 'Apply? [y/N]')")
     p.add_argument("--force", action="store_true",
                    help="apply even though connectivity assertions would break")
-    p.add_argument("--wait", nargs="?", type=float, const=DEFAULT_WAIT, metavar="SECONDS",
+    p.add_argument("--wait", nargs="?", type=_wait_seconds, const=DEFAULT_WAIT,
+                   metavar="SECONDS",
                    help="then wait until every switch (every agent) enforces it, at most "
                         f"SECONDS (default {DEFAULT_WAIT:g}); exit 1 if they do not")
+
+
+def _wait_seconds(text: str) -> float:
+    """--wait's value, checked before anything is written."""
+    value = timeout_value(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be seconds, more than 0 and at most "
+                                         f"{MAX_WAIT:g}, not {text!r}")
+    return value
 
 
 def candidate(current: dict[str, Any], state: dict[str, Any] | None,
@@ -130,24 +141,26 @@ def wait_enforced(c: Any, revision: int | None, timeout: float | None) -> int:
     1 (saying which lag) when they do not within ``timeout`` seconds."""
     if timeout is None or revision is None:
         return 0
-    if not 0 < timeout <= MAX_WAIT:
-        print(f"vgwctl: --wait must be seconds, more than 0 and at most {MAX_WAIT:g}",
-              file=sys.stderr)
-        return 2
     r = c.call("GET", f"/v1/switches?wait_revision={revision}&timeout={timeout:g}",
                timeout=timeout + 30)
-    # A controller or an agent waits for its own switches; an API server (none of its
-    # own) for the live agents.
-    agents = not r["switches"] and r.get("agents")
-    where = [(a["name"], a["applied_revision"]) for a in r["agents"] if not a["stale"]] \
-        if agents else \
+    w = r["wait"]
+    # A controller or an agent waits for its own switches; an API server for the live
+    # agents (the answer says which).
+    agents = w.get("of") == "agents"
+    where = [(a["name"], a["applied_revision"]) for a in r.get("agents", [])
+             if not a["stale"]] if agents else \
         [(s.get("bridge") or s["dpid"], s["applied_revision"]) for s in r["switches"]]
     what = "agent(s)" if agents else "switch(es)"
-    if r["wait"]["applied"]:
-        print(f"enforced on {len(where)} {what} in {r['wait']['seconds']:.2f} s")
+    if w["applied"] and not w.get("checked"):
+        print(f"vgwctl: revision {revision} is enforced nowhere yet: no "
+              f"{'live agent reports' if agents else 'switch is connected'}",
+              file=sys.stderr)
+        return 1
+    if w["applied"]:
+        print(f"enforced on {w['checked']} {what} in {w['seconds']:.2f} s")
         return 0
-    behind = [f"{name} (revision {rev})" for name, rev in where
-              if rev is None or rev < revision]
+    behind = [f"{name} (revision {'none yet' if rev is None else rev})"
+              for name, rev in where if rev is None or rev < revision]
     print(f"vgwctl: revision {revision} not enforced everywhere within {timeout:g} s: "
           + ", ".join(behind[:20]), file=sys.stderr)
     return 1

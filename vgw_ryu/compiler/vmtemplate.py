@@ -112,14 +112,21 @@ def _hashable(v: Any) -> bool:
 
 def _swap(a: Action, fields: list[str], values: dict) -> Action:
     """The action with the sentinel in each of ``fields`` replaced by its value."""
-    # (A frozen dataclass with no checks in __init__: its fields copied, as
-    # dataclasses.replace would set them, without its generic work.)
+    # (A frozen dataclass with no checks in __init__: its fields set as
+    # dataclasses.replace would, without its generic work; not its caches, e.g. text.)
     new = object.__new__(a.__class__)
     d = new.__dict__
-    d.update(a.__dict__)
+    old = a.__dict__
+    for name in _field_names(a.__class__):
+        d[name] = old[name]
     for name in fields:
         d[name] = values[d[name]]
     return new
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 @dataclass(frozen=True)

@@ -367,6 +367,11 @@ class Engine:
             return all(sw.applied_revision is not None and sw.applied_revision >= revision
                        for sw in self.switches.values())
 
+    def switch_total(self) -> int:
+        """How many switches the engine holds (what all_applied looks at)."""
+        with self._lock:
+            return len(self.switches)
+
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (no arguments) after every committed state change."""
         self.listeners.append(callback)

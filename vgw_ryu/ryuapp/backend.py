@@ -56,9 +56,10 @@ class AppBackend:
     def switch_count(self) -> int:
         return len(self.dps)
 
-    def wait_applied(self, revision: int, timeout: float) -> bool:
+    def wait_applied(self, revision: int, timeout: float) -> applied.Waited:
         """Wait until every switch here runs ``revision`` (see vgw_ryu.api.applied)."""
-        return applied.wait_until(lambda: self.engine.all_applied(revision), timeout)
+        done = applied.wait_until(lambda: self.engine.all_applied(revision), timeout)
+        return applied.Waited(done, self.engine.switch_total(), "switches")
 
     def problems(self) -> list[dict[str, Any]]:
         """Current operator-visible problems: {"code", "message", optional "switch",
