@@ -25,8 +25,9 @@ from vgw_ryu.api.http import ApiError
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 300.0
 MAX_WAITS = 64
-POLL = 0.005        # between checks for the first second (what a client waits for)...
-POLL_LATER = 0.05   # ... and after it (a long wait costs less)
+POLL = 0.005        # between checks for the first FAST_FOR seconds (a sync's time)...
+POLL_LATER = 0.05   # ... and after them (a long wait costs less)
+FAST_FOR = 10.0
 REVISION_DIGITS = 19
 
 
@@ -84,7 +85,7 @@ def wait_until(done: Callable[[], bool], timeout: float,
         now = time.monotonic()
         if now >= deadline:
             return False
-        pause = POLL if now - start < 1.0 else POLL_LATER
+        pause = POLL if now - start < FAST_FOR else POLL_LATER
         (sleep or time.sleep)(min(pause, deadline - now))
     return True
 
