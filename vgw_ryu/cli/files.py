@@ -47,7 +47,10 @@ the live connections it would cut (VM DIR PROTO SRC DST DPORT RULE NOW AFTER), t
 denials it would allow, and the connectivity assertions (expectations) it would break.
 Broken assertions stop the apply (exit 1) unless --force. On a terminal, 'Apply? [y/N]'
 follows unless --yes; without one (scripts, CI, -f -) it applies, the summary on stderr.
---impact prints the preview and changes nothing (exit 1 if assertions would break)."""
+--impact prints the preview and changes nothing (exit 1 if assertions would break).
+--wait [SECONDS] then waits until every switch (through an API server: every live
+agent) runs the revision written, at most SECONDS (default 30): exit 1, naming those
+behind, if they do not, or if there are none."""
 
 SINCE_HELP = """\
 --since WHEN: a relative time ago, a number and a unit s, m, h or d (30s, 5m, 2h, 1d,
