@@ -26,14 +26,20 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from vgw_ryu.compiler.builder import Match
+from vgw_ryu.compiler.clauses import (
+    Clause,
+    ClauseKey,
+    RuleInputs,
+    RuleKey,
+    clause_key,
+    peers_moved,
+)
 from vgw_ryu.compiler.facts import PortFacts, SwitchFacts
 from vgw_ryu.compiler.infra import build_infra
 from vgw_ryu.compiler.owned import (
-    CLAUSE,
     INFRA,
     PORTS,
     RULE,
@@ -42,7 +48,6 @@ from vgw_ryu.compiler.owned import (
     FlowConflictError,
     FlowList,
     OwnedFlows,
-    Owner,
     Stream,
     built,
     next_generation,
@@ -66,54 +71,8 @@ from vgw_ryu.policy.ids import Ids
 from vgw_ryu.policy.model import State
 from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules, log_level
 
-ClauseKey = tuple[int, tuple, str]   # (priority, sorted match items, table), as FlowSet.add_conj
-RuleKey = tuple[str, str]            # (policy, rule id)
-
-
-@dataclass(eq=False)
-class _Clause:
-    """One shared clause flow: where it is, its match and cookie owner (both follow from
-    the match, so all its users agree on them), its users and its flow."""
-    key: ClauseKey
-    table: str
-    priority: int
-    match: Match
-    kind: int
-    owner: int
-    users: dict[int, frozenset[Conjunction]] = field(default_factory=dict)  # rule number
-    flow: list[Flow] = field(default_factory=list)   # [] or [the flow]
-
-    @property
-    def owner_id(self) -> Owner:
-        return (CLAUSE, self.key)
-
-
-@dataclass(eq=False)
-class _Rule:
-    """What a rule's flows came from, and its part in the shared clauses."""
-    eff: EffectiveRule
-    number: int
-    zones: tuple[int, ...]
-    place: tuple       # what its first clause depends on besides the zone
-    rest: dict[ClauseKey, tuple[Match, frozenset[Conjunction]]]   # its later clauses
-
-
-def clause_key(priority: int, match: Match, table: str) -> ClauseKey:
-    """The identity of a clause flow, as FlowSet.add_conj merges them."""
-    return (priority, tuple(sorted(match.items())), table)
-
-
 _GONE = object()
 _CONJ_ORDER = operator.attrgetter("id", "clause")   # a clause flow's actions, in order
-
-
-def _peers_moved(old: _Rule, eff: EffectiveRule, number: int) -> bool:
-    """Whether a rule differs from what ``old`` was built from only in its peers, and
-    not in their address families (which shape its protocol clause)."""
-    a, b = old.eff.peers, eff.peers
-    return old.number == number and old.eff.rule is eff.rule and \
-        old.eff.tier == eff.tier and a is not None and b is not None and \
-        {n.version for n in a} == {n.version for n in b}
 
 
 def _changed_vms(read: tuple, vms: dict[str, Any], ports: tuple[PortFacts, ...],
@@ -149,8 +108,8 @@ class SwitchCompiler(OwnedFlows):
         # What _vms last read (the VMs, settings, ports, zones): a change touching none
         # (a rule, a group's rules) skips the VMs; one touching some looks at those.
         self._vms_read: tuple | None = None
-        self.rules: dict[RuleKey, _Rule] = {}
-        self.clauses: dict[ClauseKey, _Clause] = {}
+        self.rules: dict[RuleKey, RuleInputs] = {}
+        self.clauses: dict[ClauseKey, Clause] = {}
         self._dirty: set[ClauseKey] = set()
         self._zone_diffs: dict[tuple[int, int], tuple] = {}   # within one compile
 
@@ -292,7 +251,7 @@ class SwitchCompiler(OwnedFlows):
         else:
             self._owner((RULE, key), (eff, number),
                         lambda: built(lambda b: build_decision(b, eff, number)))
-            if old is not None and _peers_moved(old, eff, number):
+            if old is not None and peers_moved(old, eff, number):
                 # Only its peers changed (a group member came or went): only their
                 # entries of clause 2 change, not the whole group's.
                 rest, n = self._peer_entries(old, eff, table, prio), old.place[2]
@@ -328,9 +287,9 @@ class SwitchCompiler(OwnedFlows):
             if old is not None:
                 self._zones(old.eff, old.number, old.zones, None)
             self._zones(eff, number, zones, first)
-        self.rules[key] = _Rule(eff, number, zones, place, rest)
+        self.rules[key] = RuleInputs(eff, number, zones, place, rest)
 
-    def _peer_entries(self, old: _Rule, eff: EffectiveRule, table: str, prio: int
+    def _peer_entries(self, old: RuleInputs, eff: EffectiveRule, table: str, prio: int
                       ) -> dict[ClauseKey, tuple[Match, frozenset[Conjunction]]]:
         """The rule's later clauses after only its peers changed: the entries of the
         peers that left or came are updated (and used), the others kept."""
@@ -383,7 +342,7 @@ class SwitchCompiler(OwnedFlows):
                 self._dirty.add(c.key)
             return
         if c is None:
-            c = self.clauses[ck] = _Clause(ck, table, prio, entry[0],
+            c = self.clauses[ck] = Clause(ck, table, prio, entry[0],
                                            *clause_owner(i, entry[0]))
         c.users[number] = entry[1]
         self._dirty.add(c.key)
