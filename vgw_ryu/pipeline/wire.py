@@ -7,7 +7,8 @@ straight from the Flow data, and each Flow keeps its packed body: a flow sent ag
 
 A *body* is a flow mod without its 8-byte ``ofp_header``: the OpenFlow 1.3 and 1.4
 bodies are the same bytes (1.4's ``importance`` fills 1.3's padding and is 0), so the
-version byte and the xid are added when the message is framed (``frames``).
+version byte and the xid are added when the message is framed (``frames``, in
+vgw_ryu.pipeline.framing with the meter mods; importable from here too).
 
 The encodings mirror Ryu's own (vgw_ryu.ryuapp.ofencode builds the same messages as Ryu
 objects): matches as vgw_ryu.pipeline.oxm encodes them, NXAST_REG_LOAD for loads,
@@ -18,7 +19,7 @@ for every flow kind the compiler emits.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from vgw_ryu.pipeline.flows import (
@@ -35,6 +36,20 @@ from vgw_ryu.pipeline.flows import (
     OutputReg,
     Resubmit,
 )
+from vgw_ryu.pipeline.framing import (  # noqa: F401 - re-exported: framing was here
+    BUNDLE_ADD_HEAD,
+    DEFAULT_CHUNK,
+    MAX_XID,
+    OFP14,
+    OFP_HEADER,
+    OFPT_BUNDLE_ADD_MESSAGE,
+    OFPT_FLOW_MOD,
+    OFPT_METER_MOD,
+    bundle_add,
+    flow_mod,
+    frames,
+    meter_mod,
+)
 from vgw_ryu.pipeline.oxm import (  # noqa: F401 - FIELDS, OxmField re-exported
     FIELDS,
     OxmField,
@@ -44,10 +59,7 @@ from vgw_ryu.pipeline.oxm import (  # noqa: F401 - FIELDS, OxmField re-exported
     wire_order,
 )
 
-OFP13, OFP14 = 0x04, 0x05
-OFPT_FLOW_MOD = 14
-OFPT_METER_MOD = 29
-OFPT_BUNDLE_ADD_MESSAGE = 34          # OpenFlow 1.4
+OFP13 = 0x04
 OFPFC_ADD, OFPFC_DELETE_STRICT = 0, 4
 OFP_NO_BUFFER = 0xFFFFFFFF
 OFPP_ANY = OFPG_ANY = 0xFFFFFFFF
@@ -56,7 +68,6 @@ OFPCML_MAX = 0xFFE5                   # Ryu's default max_len for an output acti
 OFPIT_GOTO_TABLE, OFPIT_APPLY_ACTIONS, OFPIT_METER = 1, 4, 6
 OFPAT_OUTPUT, OFPAT_SET_FIELD, OFPAT_EXPERIMENTER = 0, 25, 0xFFFF
 ALL_COOKIE_BITS = 0xFFFFFFFFFFFFFFFF
-MAX_XID = 0xFFFFFFFF
 
 NX_VENDOR_ID = 0x00002320
 NXAST_REG_MOVE, NXAST_REG_LOAD = 6, 7
@@ -67,10 +78,6 @@ NX_CT_RECIRC_NONE = 0xFF
 OFPP_IN_PORT = 0xFFF8                 # NXAST_RESUBMIT_TABLE's "in_port unchanged"
 
 FLOW_MOD_FIXED = struct.Struct("!QQBBHHHIIIH2x")  # ofp_flow_mod after the header
-OFP_HEADER = struct.Struct("!BBHI")
-# ofp_header + ofp_bundle_add_msg fields + the inner message's ofp_header
-BUNDLE_ADD_HEAD = struct.Struct("!BBHIIxxHBBHI")
-DEFAULT_CHUNK = 256 * 1024            # bytes per socket write when framing many messages
 
 
 class Encoded(NamedTuple):
@@ -336,67 +343,3 @@ def delete_strict(table: int, priority: int, match: bytes, cookie: int) -> bytes
     """
     return FLOW_MOD_FIXED.pack(cookie, ALL_COOKIE_BITS, table, OFPFC_DELETE_STRICT, 0, 0,
                                priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0) + match
-
-
-# --- meter mods --------------------------------------------------------------------
-
-METER_COMMANDS = {"add": 0, "modify": 1, "delete": 2}        # OFPMC_*
-OFPMF_PKTPS, OFPMF_BURST, OFPMF_STATS = 2, 4, 8
-OFPMBT_DROP = 1
-METER_MOD_FIXED = struct.Struct("!HHI")        # command, flags, meter id
-METER_BAND_DROP = struct.Struct("!HHII4x")     # type, length, rate, burst size
-
-
-def meter_mod(meter_id: int, pps: int, command: str = "add") -> bytes:
-    """OFPT_METER_MOD body: a packets-per-second drop meter with a burst of a quarter
-    second (Neutron's logging default: 100 pps, burst 25); a delete has no band."""
-    cmd = METER_COMMANDS[command]
-    if command == "delete":
-        return METER_MOD_FIXED.pack(cmd, 0, meter_id)
-    return (METER_MOD_FIXED.pack(cmd, OFPMF_PKTPS | OFPMF_BURST | OFPMF_STATS, meter_id)
-            + METER_BAND_DROP.pack(OFPMBT_DROP, METER_BAND_DROP.size, pps, max(pps // 4, 1)))
-
-
-# --- framing -----------------------------------------------------------------------
-
-def flow_mod(version: int, body: bytes, xid: int) -> bytes:
-    """A complete OFPT_FLOW_MOD message."""
-    return OFP_HEADER.pack(version, OFPT_FLOW_MOD, 8 + len(body), xid) + body
-
-
-def bundle_add(body: bytes, xid: int, bundle_id: int, flags: int) -> bytes:
-    """An OpenFlow 1.4 OFPT_BUNDLE_ADD_MESSAGE carrying one flow mod (same xid inside)."""
-    inner = 8 + len(body)
-    return BUNDLE_ADD_HEAD.pack(OFP14, OFPT_BUNDLE_ADD_MESSAGE, 16 + inner, xid, bundle_id,
-                                flags, OFP14, OFPT_FLOW_MOD, inner, xid) + body
-
-
-def frames(bodies: Sequence[bytes], version: int, first_xid: int,
-           bundle: tuple[int, int] | None = None,
-           chunk: int = DEFAULT_CHUNK, msg_type: int = OFPT_FLOW_MOD) -> Iterator[bytes]:
-    """Flow mod bodies as whole messages, joined into writes of about ``chunk`` bytes.
-
-    Message i gets xid ``first_xid + i``. With ``bundle`` (bundle id, flags) each is
-    wrapped in an OpenFlow 1.4 bundle add message; without, each is a plain flow mod
-    (or, with ``msg_type``, another message: OFPT_METER_MOD for meter_mod bodies).
-    """
-    parts: list[bytes] = []
-    size = 0
-    head = BUNDLE_ADD_HEAD.pack if bundle is not None else OFP_HEADER.pack
-    bid, flags = bundle if bundle is not None else (0, 0)
-    for i, body in enumerate(bodies):
-        xid = (first_xid + i) & MAX_XID
-        n = 8 + len(body)
-        if bundle is not None:
-            parts.append(head(OFP14, OFPT_BUNDLE_ADD_MESSAGE, 16 + n, xid, bid, flags,
-                              OFP14, OFPT_FLOW_MOD, n, xid))
-            size += 16 + n
-        else:
-            parts.append(head(version, msg_type, n, xid))
-            size += n
-        parts.append(body)
-        if size >= chunk:
-            yield b"".join(parts)
-            parts, size = [], 0
-    if parts:
-        yield b"".join(parts)

@@ -16,9 +16,9 @@ from ryu.app.ofctl import api as ofctl_api
 from ryu.app.ofctl.exception import InvalidDatapath
 from ryu.ofproto import ofproto_v1_4
 
+from vgw_ryu.pipeline import framing
 from vgw_ryu.pipeline import priorities as prio
 from vgw_ryu.pipeline import tables as pl
-from vgw_ryu.pipeline import wire
 from vgw_ryu.pipeline.cookies import KIND_VM, kind_mask, owner_bits, split_cookie
 from vgw_ryu.pipeline.ctstate import CT_NEW
 from vgw_ryu.runtime import syncdiff
@@ -122,15 +122,15 @@ class SwitchIO:
         bodies = []
         for meter_id, pps in sorted(want.items()):
             if meter_id not in have:
-                bodies.append(wire.meter_mod(meter_id, pps, "add"))
+                bodies.append(framing.meter_mod(meter_id, pps, "add"))
             elif have[meter_id] != pps:
-                bodies.append(wire.meter_mod(meter_id, pps, "modify"))
+                bodies.append(framing.meter_mod(meter_id, pps, "modify"))
             have[meter_id] = pps
         self._send_meter_mods(dp, bodies)
 
     def delete_meters(self, dp: Any, have: dict[int, int | None], ids: set[int]) -> None:
         """Delete meters (no flow may use them any more); ``have`` is updated."""
-        self._send_meter_mods(dp, [wire.meter_mod(meter_id, 0, "delete")
+        self._send_meter_mods(dp, [framing.meter_mod(meter_id, 0, "delete")
                                    for meter_id in sorted(ids)])
         for meter_id in ids:
             have.pop(meter_id, None)
@@ -139,9 +139,9 @@ class SwitchIO:
         # As bytes, many per socket write: a VM's log meter each, 1,000 Ryu messages
         # through the datapath's 16-deep send queue switched green threads 1,000 times.
         if bodies:
-            self._write(dp, wire.frames(bodies, dp.ofproto.OFP_VERSION,
+            self._write(dp, framing.frames(bodies, dp.ofproto.OFP_VERSION,
                                         self._take_xids(dp, len(bodies)),
-                                        msg_type=wire.OFPT_METER_MOD))
+                                        msg_type=framing.OFPT_METER_MOD))
 
     def send_atomically(self, dp: Any, bodies: Sequence[bytes]) -> None:
         """Apply flow mods all at once (1.4 bundle) or at least completely (barrier).
@@ -155,7 +155,7 @@ class SwitchIO:
             self.bundle_add(dp, bundle, bodies)
             self.commit_bundle(dp, bundle)
         else:
-            self._write(dp, wire.frames(bodies, dp.ofproto.OFP_VERSION,
+            self._write(dp, framing.frames(bodies, dp.ofproto.OFP_VERSION,
                                         self._take_xids(dp, len(bodies))))
             p = dp.ofproto_parser
             self._ask(p.OFPBarrierRequest(dp), p.OFPBarrierReply, multi=False)
@@ -175,7 +175,7 @@ class SwitchIO:
     def bundle_add(self, dp: Any, bundle: tuple[int, int], bodies: Sequence[bytes]) -> None:
         """Queue flow mod bodies into an open bundle (nothing waits for the switch)."""
         if bodies:
-            self._write(dp, wire.frames(bodies, dp.ofproto.OFP_VERSION,
+            self._write(dp, framing.frames(bodies, dp.ofproto.OFP_VERSION,
                                         self._take_xids(dp, len(bodies)), bundle))
 
     def commit_bundle(self, dp: Any, bundle: tuple[int, int]) -> None:
@@ -195,8 +195,8 @@ class SwitchIO:
     def _take_xids(dp: Any, n: int) -> int:
         """Reserve n consecutive xids from the datapath's own counter (the one Ryu and
         the ofctl service number their requests with, so replies never mix); the first."""
-        first = (dp.xid + 1) & wire.MAX_XID
-        dp.xid = (dp.xid + n) & wire.MAX_XID
+        first = (dp.xid + 1) & framing.MAX_XID
+        dp.xid = (dp.xid + n) & framing.MAX_XID
         return first
 
     @staticmethod
