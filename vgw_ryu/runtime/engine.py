@@ -360,17 +360,12 @@ class Engine:
             sw.applied_revision = revision
             sw.flow_count = flow_count
 
-    def all_applied(self, revision: int) -> bool:
-        """Every connected switch runs ``revision`` or a later one (True with none).
-        Cheap: copies nothing (a waiting request checks it every few milliseconds)."""
+    def applied(self, revision: int) -> tuple[bool, int]:
+        """(every switch runs ``revision`` or a later one: True with none, how many
+        switches). Cheap: copies nothing (a waiting request asks every few ms)."""
         with self._lock:
-            return all(sw.applied_revision is not None and sw.applied_revision >= revision
-                       for sw in self.switches.values())
-
-    def switch_total(self) -> int:
-        """How many switches the engine holds (what all_applied looks at)."""
-        with self._lock:
-            return len(self.switches)
+            return (all(sw.applied_revision is not None and sw.applied_revision >= revision
+                        for sw in self.switches.values()), len(self.switches))
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (no arguments) after every committed state change."""

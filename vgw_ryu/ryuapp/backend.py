@@ -58,8 +58,12 @@ class AppBackend:
 
     def wait_applied(self, revision: int, timeout: float) -> applied.Waited:
         """Wait until every switch here runs ``revision`` (see vgw_ryu.api.applied)."""
-        done = applied.wait_until(lambda: self.engine.all_applied(revision), timeout)
-        return applied.Waited(done, self.engine.switch_total(), "switches")
+        seen = [0]
+
+        def done() -> bool:
+            ok, seen[0] = self.engine.applied(revision)
+            return ok
+        return applied.Waited(applied.wait_until(done, timeout), seen[0], "switches")
 
     def problems(self) -> list[dict[str, Any]]:
         """Current operator-visible problems: {"code", "message", optional "switch",
