@@ -51,11 +51,7 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace")
-    except OSError:
-        return ""
+    return " ".join(_argv(pid))
 
 
 def alive(pid: int | None, marker: str) -> bool:
@@ -253,6 +249,7 @@ def cleanup(state: dict[str, Any], token: str | None = None, say=print) -> list[
     if objects:
         client = Client(state["api"], token or os.environ.get("VGW_TOKEN"), timeout=30)
         for kind, name in reversed(objects):
+            say(f"[down] deleting {kind}/{name} at {state['api']}")
             try:
                 status, body = client.request("DELETE", f"/v1/{kind}/{name}")
             except ApiError as e:
