@@ -162,6 +162,15 @@ def test_down_removes_what_a_killed_fleet_run_left(ovs: None) -> None:
             netlab.delete_bridge(decoy_br)
 
 
+def fd_target(fd: Path) -> str:
+    """What an open file descriptor names; "" once it closed (a starting Python opens
+    and closes each module it imports, so one can go between listing and reading)."""
+    try:
+        return os.readlink(fd)
+    except FileNotFoundError:
+        return ""
+
+
 def processes_of(run_dir: Path) -> list[str]:
     """Running processes that belong to a run: its directory in their command line, or
     a file of it open (an API server's log is its standard output)."""
@@ -171,8 +180,8 @@ def processes_of(run_dir: Path) -> list[str]:
             continue
         try:
             argv = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            fds = [os.readlink(f) for f in (d / "fd").iterdir()]
-        except OSError:
+            fds = [fd_target(f) for f in (d / "fd").iterdir()]
+        except OSError:  # it ended
             continue
         if str(run_dir) in argv or any(f.startswith(f"{run_dir}/") for f in fds):
             found.append(f"{d.name}: {argv[:200]}")
