@@ -55,6 +55,8 @@ __all__ = [
 
 FAILOVER = 20.0    # seconds a leader election may take here (election timer 1 s)
 START = 30.0       # seconds a process may take to answer after it was started
+ZONE_BLOCK = 4000  # conntrack zones per lab agent (16 agents fit in 1-65535)
+ZONE_BLOCKS = 16
 
 
 class Fleet:
@@ -282,6 +284,12 @@ class Fleet:
         wd.mkdir(exist_ok=True)
         zones = wd / "zones.json"
         args = ["--vgw-chassis", name, "--vgw-zones-file", str(zones), *self.agent_args]
+        if not any(a.startswith("--vgw-zone-range") for a in self.agent_args):
+            # These "hypervisors" share one ovs-vswitchd, so one connection table:
+            # each agent numbers its VMs in a range of its own, as separate hosts'
+            # tables are separate (equal zones would mix two VMs' connections).
+            first = (i % ZONE_BLOCKS) * ZONE_BLOCK + 1
+            args += ["--vgw-zone-range", f"{first}-{first + ZONE_BLOCK - 1}"]
         if self.token:
             args += ["--vgw-token", self.token]
         # netlab.Controller passes --vgw-db as given: a remote list makes it an agent.

@@ -1,13 +1,16 @@
 """The vgw-api HTTP adapter on a fleet (the one the fleet tests share,
 tests/lab/fleet_env.py): bad input answered 400 naming the field, no listening off
 loopback without a token, a token demanded for writes once it is set, and a wait for a
-revision that answers once every agent runs it."""
+revision that answers once every agent runs it; the lab's agents keep their zones
+apart."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from tests.lab.fleet_env import BASE, N_WRITES, Env, chaos_body, member_stores
+from vgw_lab.fleet import ZONE_BLOCK
 from vgw_lab.netlab import VENV_BIN, free_port, wait_until
 from vgw_ryu.api.client import Client
 
@@ -94,3 +97,21 @@ def test_api_wait_answers_once_every_agent_runs_the_revision(env: Env) -> None:
         assert later["wait"]["seconds"] >= 0.5
     finally:
         f.api(0).request("DELETE", "/v1/vms/wait-probe")
+
+
+def test_each_agent_numbers_zones_in_a_range_of_its_own(env: Env) -> None:
+    """The lab's "hypervisors" share one ovs-vswitchd, so one connection table: the
+    agents' zones must not meet (equal zones would mix two VMs' connections, and one
+    VM's deletion would flush the other's). Each agent's VMs and the zones its bridge's
+    flows load lie in the range the lab gave it."""
+    by_agent: list[set[int]] = []
+    for a in env.fleet.agents:
+        vms = Client(a.url, timeout=10).get("/v1/vms")["vms"]
+        zones = {v["zone"] for v in vms.values() if v.get("zone") is not None}
+        loaded = {int(z, 16) for br in a.bridges for z in re.findall(
+            r"load:(0x[0-9a-f]+)->NXM_NX_REG6", " ".join(br.dump_flows("table=0")))}
+        assert zones and loaded <= zones, (a.name, zones, loaded)
+        first = a.index * ZONE_BLOCK + 1
+        assert all(first <= z < first + ZONE_BLOCK for z in zones), (a.name, zones)
+        by_agent.append(zones)
+    assert not set.intersection(*by_agent), by_agent

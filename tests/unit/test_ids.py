@@ -148,13 +148,12 @@ def test_to_doc_is_a_copy():
     assert ids.zone("a") == 1
 
 
-def test_running_out_of_zones(monkeypatch):
-    monkeypatch.setattr(ids_mod, "ZONE_MAX", 2)
-    ids = Ids()
+def test_running_out_of_zones():
+    ids = Ids(zone_range=(1, 2))
     ids.sync(state(["a", "b"]))
-    with pytest.raises(ValueError, match="out of numbers"):
+    with pytest.raises(ids_mod.OutOfNumbersError, match="out of numbers: 1-2 all taken"):
         ids.sync(state(["a", "b", "c"]))
-    ids2 = Ids()
+    ids2 = Ids(zone_range=(1, 2))
     ids2.sync(state(["a", "b"]))
     ids2.sync(state(["b"]))
     ids2.zones_flushed({1})
@@ -168,3 +167,51 @@ def test_running_out_of_rule_numbers(monkeypatch):
     ids.sync(state(rules={"p": ["a", "b", "c"]}))
     with pytest.raises(ValueError, match="limit 3"):
         ids.sync(state(rules={"p": ["a", "b", "c", "d"]}))
+
+
+def test_zones_come_from_the_range_and_survive_a_copy():
+    ids = Ids(zone_range=(100, 102))
+    ids.sync(state(["b", "a"]))
+    assert ids.zones() == {"a": 100, "b": 101}
+    copy = Ids.from_doc(ids.to_doc())
+    copy.sync(state(["a", "b", "c"]))
+    assert copy.zones()["c"] == 102
+    with pytest.raises(ids_mod.OutOfNumbersError):
+        copy.sync(state(["a", "b", "c", "d"]))
+
+
+def test_a_zone_outside_a_new_range_is_renumbered_and_flushed():
+    # The file was written with the whole range; the operator narrowed it.
+    ids = Ids(zones={"a": 5, "b": 200}, flushing=[7], zone_range=(200, 299))
+    assert ids.zone("a") is None and ids.flushing() == {5, 7}
+    ids.sync(state(["a", "b"]))
+    assert ids.zones() == {"a": 201, "b": 200}
+    # 5 is outside the range: once flushed it is simply gone, never handed out.
+    ids.zones_flushed({5, 7})
+    assert ids.flushing() == set()
+
+
+def test_an_agent_leaves_vms_without_a_zone_when_its_range_is_full():
+    ids = Ids(zone_range=(10, 11))
+    ids.sync(state(["a", "b", "c", "d"]), local={"a", "c", "d"})
+    assert ids.zones() == {"a": 10, "c": 11}
+    assert ids.unnumbered == {"d"}
+    ids.sync(state(["c", "d"]), local={"a", "c", "d"})   # a deleted: 10 held
+    assert ids.unnumbered == {"d"}
+    ids.zones_flushed({10})
+    ids.sync(state(["c", "d"]), local={"a", "c", "d"})
+    assert ids.zones() == {"c": 11, "d": 10} and ids.unnumbered == set()
+
+
+@pytest.mark.parametrize("text, why", [
+    ("5", "not LO-HI"), ("a-b", "not LO-HI"), ("0-10", "need 1 <= LO"),
+    ("10-5", "need 1 <= LO"), ("1-65536", "need 1 <= LO"), ("-3-4", "not LO-HI"),
+    ("\u0661-5", "not LO-HI")])
+def test_bad_zone_ranges_say_why(text, why):
+    with pytest.raises(ValueError, match=why):
+        ids_mod.parse_zone_range(text)
+
+
+def test_zone_ranges():
+    assert ids_mod.parse_zone_range("1-65535") == (1, 65535)
+    assert ids_mod.parse_zone_range(" 7 - 7 ") == (7, 7)

@@ -54,6 +54,43 @@ def _random_changes(seed: int, chunk: int) -> None:
     assert applied >= 10
 
 
+def test_random_changes_on_an_agent_with_a_full_zone_range():
+    """An agent whose zone range is too small: the VMs left without a zone have their
+    ports blocked, in the incremental compile as in the full one, as zones come and go."""
+    assert sum(_blocked_during_random_changes(seed) for seed in range(20)) >= 20
+
+
+def _blocked_during_random_changes(seed: int) -> int:
+    rng = random.Random(seed)
+    doc, state, ports, _, _, _, _ = random_start(rng)
+    ids = Ids(zone_range=(40, 40))
+    comp, known, flows = SwitchCompiler(), syncdiff.index_installed([]), None
+    blocked = 0
+    for step in range(30):
+        new_doc, new_ports = copy.deepcopy(doc), list(ports)
+        for change in rng.sample(CHANGES, rng.choice([1, 1, 2])):
+            change(rng, new_doc, new_ports)
+        try:
+            new_state = parse_state(new_doc)
+        except ValidationError:
+            continue
+        doc, ports, state = new_doc, new_ports, new_state
+        nxt = Ids.from_doc(ids.to_doc())
+        if step % 3 == 0:
+            nxt.zones_flushed(nxt.flushing())   # a flush went out: zones free again
+        nxt.sync(state, local={p.vm for p in ports if p.kind == "vm" and p.vm})
+        ids = nxt
+        flows = check_step(comp, state, SwitchFacts(tuple(ports)), ids, flows, known)
+        for name in ids.unnumbered & {p.vm for p in ports if p.kind == "vm"
+                                      and state.vms.get(p.vm) is not None}:
+            port = next(p for p in ports if p.vm == name)
+            classify = [f for f in flows
+                        if f.table == 0 and dict(f.match).get("in_port") == port.ofport]
+            assert classify and all(not f.actions and f.goto is None for f in classify), name
+            blocked += 1
+    return blocked
+
+
 def test_a_rule_change_touches_only_its_clause_flows():
     rng = random.Random(7)
     doc = {"vms": {f"vm{i}": {"mac": f"02:00:00:00:00:{i:02x}", "ips": [f"10.0.0.{i + 1}"],

@@ -26,6 +26,7 @@ from vgw_ryu.api.openapi import OPENAPI
 from vgw_ryu.api.views import KINDS, READ_ONLY, object_view, references
 from vgw_ryu.policy import model
 from vgw_ryu.policy.analysis import analyze
+from vgw_ryu.policy.ids import OutOfNumbersError
 from vgw_ryu.policy.model import ValidationError
 from vgw_ryu.policy.ruleset import evaluate
 from vgw_ryu.runtime import chassis
@@ -153,6 +154,10 @@ class Api:
             return Response(503, ApiError(503, "unavailable", str(e)).body())
         except ApiError as e:
             return Response(e.status, e.body())
+        except OutOfNumbersError as e:
+            return Response(409, ApiError(409, "out_of_zones", f"no conntrack zone left for "
+                                          f"a protected VM ({e}): widen --vgw-zone-range or "
+                                          "delete or unprotect VMs").body())
         except Exception as e:
             return Response(500, ApiError(500, "internal", f"{type(e).__name__}: {e}").body())
 

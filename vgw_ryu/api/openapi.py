@@ -246,7 +246,8 @@ ERRORS = {400: "invalid input (error.field names it)", 401: "missing or wrong to
           404: "no such path or object", 409: "stale revision, or still referenced",
           "w409": "stale revision, still referenced, or (code assertion_failed, field "
                   "expectations, error.violations) the resulting state would break "
-                  "connectivity assertions and force=true was not sent",
+                  "connectivity assertions and force=true was not sent; or (code "
+                  "out_of_zones) the controller's conntrack zone range is full",
           413: "body over 1 MiB", 415: "body is not application/json",
           503: "not available on this controller now, or (writes) the policy database did "
                "not commit in time (code unavailable; retry with the same X-Request-Id)"}

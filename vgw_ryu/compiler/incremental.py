@@ -132,7 +132,7 @@ class SwitchCompiler(OwnedFlows):
         try:
             self._owner((INFRA, ""), state.settings,
                         lambda: built(lambda b: build_infra(b, state.settings)))
-            self._ports(state, facts)
+            self._ports(state, facts, ids)
             local = self._vms(state, facts, ids)
             self._rules(local, ids, effective)
             self._flush_clauses()
@@ -146,17 +146,23 @@ class SwitchCompiler(OwnedFlows):
             self._streaming(None, None)
         return self._result()
 
-    def _ports(self, state: State, facts: SwitchFacts) -> None:
-        """Uplinks, unprotected VMs and silent unknown ports: few, built together."""
+    def _ports(self, state: State, facts: SwitchFacts, ids: Ids) -> None:
+        """Uplinks, unprotected VMs, protected VMs without a zone and silent unknown
+        ports: few, built together."""
         relevant: list[PortFacts] = []
+        blocked: list[str] = []
         for p in facts.ports:
             if p.kind == "uplink" or (p.kind == "unknown" and p.mac):
                 relevant.append(p)
-            elif p.kind == "vm" and p.vm in state.vms and not state.vms[p.vm].protected:
-                relevant.append(p)
+            elif p.kind == "vm" and p.vm in state.vms:
+                if not state.vms[p.vm].protected:
+                    relevant.append(p)
+                elif ids.zone(p.vm) is None:
+                    relevant.append(p)
+                    blocked.append(p.vm)
         ports = SwitchFacts(tuple(relevant))
-        self._owner((PORTS, ""), (ports, state.settings.unknown_ports),
-                    lambda: built(lambda b: build_ports(b, state, ports)))
+        self._owner((PORTS, ""), (ports, state.settings.unknown_ports, tuple(blocked)),
+                    lambda: built(lambda b: build_ports(b, state, ports, ids)))
 
     def _vms(self, state: State, facts: SwitchFacts, ids: Ids) -> list[tuple[str, int]]:
         """Each protected VM here; returns their (name, zone)."""
@@ -179,11 +185,11 @@ class SwitchCompiler(OwnedFlows):
         for name in names:
             vm = state.vms.get(name)
             port = vm_ports.get(name)
-            if vm is None or port is None or not vm.protected:
+            zone = ids.zone(name)
+            if vm is None or port is None or not vm.protected or zone is None:
                 if local.pop(name, _GONE) is not _GONE:
                     self._drop((VM, name))
                 continue
-            zone = ids.zone(name)
             local[name] = zone
             owner = (VM, name)
             key = (vm, port, zone, log_level(state, name))

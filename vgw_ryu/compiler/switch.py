@@ -25,6 +25,7 @@ from __future__ import annotations
 from vgw_ryu.compiler.builder import FlowSet
 from vgw_ryu.compiler.facts import SwitchFacts
 from vgw_ryu.compiler.infra import build_infra
+from vgw_ryu.compiler.proto import IP_FAMILIES
 from vgw_ryu.compiler.rules import build_rule
 from vgw_ryu.compiler.vm import build_vm
 from vgw_ryu.pipeline import priorities as P  # noqa: N812 - P.<name> reads like a band table
@@ -35,8 +36,21 @@ from vgw_ryu.policy.model import State
 from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules, log_level
 
 
-def build_ports(b: FlowSet, state: State, facts: SwitchFacts) -> None:
-    """classify: the ports that are not protected VMs (cookie kind port, owner ofport)."""
+def build_ports(b: FlowSet, state: State, facts: SwitchFacts, ids: Ids) -> None:
+    """classify: the ports that are not protected VMs, and those of protected VMs
+    without a zone here (cookie kind port, owner ofport)."""
+    for p in facts.ports:
+        if p.kind == "vm" and p.vm in state.vms and state.vms[p.vm].protected \
+                and ids.zone(p.vm) is None:
+            # classify: a protected VM this hypervisor found no free zone for (its zone
+            # range is full) cannot be judged: its traffic is dropped, never let through.
+            b.add("classify", P.CLASSIFY_PORT, {"in_port": p.ofport}, [], kind=KIND_PORT,
+                  owner=p.ofport)
+            mac = state.vms[p.vm].mac or p.mac
+            for eth in IP_FAMILIES if mac else ():
+                # ingress_classify: nor is IP to it let through unjudged.
+                b.add("ingress_classify", P.INGRESS_VM, {"eth_dst": mac, "eth_type": eth},
+                      [], kind=KIND_PORT, owner=p.ofport)
     for p in facts.ports:
         if p.kind == "uplink" or (p.kind == "vm" and p.vm in state.vms
                                   and not state.vms[p.vm].protected):
@@ -60,7 +74,8 @@ def build_vms(b: FlowSet, state: State, facts: SwitchFacts, ids: Ids,
     vm_ports = facts.vm_ports()
     local_protected: list[str] = []
     for name in sorted(vm_ports):
-        if name not in state.vms or not state.vms[name].protected:
+        if name not in state.vms or not state.vms[name].protected \
+                or ids.zone(name) is None:
             continue
         local_protected.append(name)
         level = log_level(state, name)
@@ -103,7 +118,7 @@ def compile_switch(state: State, facts: SwitchFacts, ids: Ids,
     b = FlowSet()
     build_infra(b, state.settings)
     effective = effective if effective is not None else effective_rules(state)
-    build_ports(b, state, facts)
+    build_ports(b, state, facts, ids)
     local_protected = build_vms(b, state, facts, ids, cache)
     build_rules(b, local_protected, ids, effective)
     return b.result()

@@ -19,7 +19,7 @@ from typing import Any
 from vgw_ryu.compiler import SwitchCompiler, SwitchFacts
 from vgw_ryu.compiler.owned import STREAM_CHUNK
 from vgw_ryu.pipeline.flows import Flow
-from vgw_ryu.policy.ids import Ids
+from vgw_ryu.policy.ids import ZONE_RANGE, Ids, OutOfNumbersError
 from vgw_ryu.policy.model import State, ValidationError, objects_doc, parse_state, state_doc
 from vgw_ryu.policy.parse import resolve_protection
 from vgw_ryu.policy.rebase import DocCache, rebase
@@ -43,7 +43,8 @@ class Engine:
 
     def __init__(self, store: Any, zones: ZoneFile | None = None,
                  lock: Callable[[], Any] = threading.RLock, with_zones: bool = True,
-                 local_zones: bool = False, initial: Any = None):
+                 local_zones: bool = False, initial: Any = None,
+                 zone_range: tuple[int, int] = ZONE_RANGE):
         self.store = store
         self.zone_file = zones if zones is not None else ZoneFile(None)
         self._lock = lock()
@@ -58,8 +59,19 @@ class Engine:
         # local_zones (a fleet agent): zones only for the VMs seen on this hypervisor.
         self._local: set[str] | None = set() if local_zones else None
         self._docs = DocCache()   # each object's document, for refresh()
-        self.ids = Ids(zdoc.get("zones"), loaded.rules, zdoc.get("flushing"), with_zones)
-        self.ids.sync(self.state, self._local)
+        self.ids = Ids(zdoc.get("zones"), loaded.rules, zdoc.get("flushing"), with_zones,
+                       zone_range)
+        try:
+            self.ids.sync(self.state, self._local)
+        except OutOfNumbersError as e:
+            raise RuntimeError(f"the zone range {zone_range[0]}-{zone_range[1]} holds "
+                               f"too few zones for the protected VMs ({e}); widen "
+                               "--vgw-zone-range") from e
+        for vm, zone in (zdoc.get("zones") or {}).items():
+            if self.ids.zone(vm) not in (None, zone):
+                LOG.warning("vm %s: zone %d is outside the zone range %d-%d: it now has "
+                            "zone %d, and zone %d is flushed", vm, zone, *zone_range,
+                            self.ids.zone(vm), zone)
         self.zone_file.save(self.ids.zone_doc())
         self.effective: dict[str, list[EffectiveRule]] = effective_rules(self.state)
         self.switches: dict[int, SwitchView] = {}
@@ -74,9 +86,11 @@ class Engine:
         self._flushes: list[tuple[conntrack.FlushPlan, set[int]]] = []
         held = self.ids.flushing()
         if held:
+            owner = {z: vm for vm, z in (zdoc.get("zones") or {}).items()}
             self._flushes.append((conntrack.FlushPlan(
-                [conntrack.ZoneFlush(z, "?", "released before a restart") for z in sorted(held)],
-                []), set()))
+                [conntrack.ZoneFlush(z, owner.get(z, "?"), "outside --vgw-zone-range"
+                                     if z in owner else "released before a restart")
+                 for z in sorted(held)], []), set()))
 
     # --- state -----------------------------------------------------------------
     def state_document(self) -> dict[str, Any]:
@@ -98,6 +112,7 @@ class Engine:
             new = self._locate(new)
             ids = Ids.from_doc(self.ids.to_doc())
             ids.sync(new, self._local)
+            self._left_out(ids)
             # Zones first: a zone must be durable before any flow or row uses it.
             self.zone_file.save(ids.zone_doc())
             doc = state_doc(new) if touched is None else objects_doc(new, touched)
@@ -151,8 +166,9 @@ class Engine:
                     return False
             new = self._locate(new)
             ids = Ids(self.ids.zones(), loaded.rules, sorted(self.ids.flushing()),
-                      self.ids.with_zones)
+                      self.ids.with_zones, self.ids.zone_range)
             ids.sync(new, self._local)
+            self._left_out(ids)
             self.zone_file.save(ids.zone_doc())
             self._adopt(new, ids, loaded.revision)
         self._announce(new, loaded.revision)
@@ -264,6 +280,7 @@ class Engine:
             return
         ids = Ids.from_doc(self.ids.to_doc())
         ids.sync(new, self._local)
+        self._left_out(ids)
         self.zone_file.save(ids.zone_doc())
         self._adopt(new, ids, self.revision)
         LOG.info("protection by portgroup changed with the ports: %d protected VMs",
@@ -279,9 +296,20 @@ class Engine:
             return
         self._local |= new
         ids = Ids.from_doc(self.ids.to_doc())
-        if ids.sync(self.state, self._local):
+        changed = ids.sync(self.state, self._local)
+        self._left_out(ids)
+        if changed:
             self.zone_file.save(ids.zone_doc())
-            self.ids = ids
+        self.ids = ids
+
+    def _left_out(self, ids: Ids) -> None:
+        """Say which protected VMs here got no zone (the range is full): their ports
+        drop everything until one frees."""
+        new = ids.unnumbered - self.ids.unnumbered
+        if new:
+            LOG.error("no free conntrack zone in %d-%d (--vgw-zone-range) for vm %s: "
+                      "its port drops all traffic until a zone is free", *ids.zone_range,
+                      ", ".join(sorted(new)))
 
     def desired_flows(self, dpid: int, ifaces: list[Iface],
                       stream: Callable[[list[Flow]], None] | None = None,

@@ -83,6 +83,7 @@ class VgwApp(app_manager.RyuApp):
         check_bind(conf.wsapi_host, self.conf.token)
         preflight.check_openflow_listen(conf)
         mode = options.state_mode(self.conf)
+        options.zone_range(self.conf)   # a bad range stops the start before any file opens
         self.local_db: LocalDatabase | None = None
         try:
             self._open_database()
@@ -166,7 +167,8 @@ class VgwApp(app_manager.RyuApp):
             import_legacy(self.store, zones, self.local_db.legacy)
         # A fleet agent numbers only the VMs it hosts: zones are per hypervisor.
         self.engine = Engine(self.store, zones, lock=green_threading.RLock,
-                             local_zones=self.local_db is None, initial=initial)
+                             local_zones=self.local_db is None, initial=initial,
+                             zone_range=options.zone_range(self.conf))
         if cache is not None:
             def keep() -> None:
                 snap = self.engine.snapshot()

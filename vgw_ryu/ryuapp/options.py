@@ -14,6 +14,7 @@ import socket
 from oslo_config import cfg as oslo_cfg
 from ryu import cfg  # Ryu's own ConfigOpts instance, not oslo's global one
 
+from vgw_ryu.policy.ids import parse_zone_range
 from vgw_ryu.store.local import is_remote
 
 GROUP = "vgw"
@@ -49,6 +50,11 @@ OPTS = [
          "Chassis table (GET /v1/switches)", shown="the host name"),
     _opt(cfg.StrOpt, "zones-file", None, "this hypervisor's conntrack zone numbers",
          shown="zones.json beside --vgw-db (for remotes: in /var/lib/vgw_ryu)"),
+    _opt(cfg.StrOpt, "zone-range", "1-65535",
+         "the conntrack zones this controller gives its VMs, LO-HI: leave the others "
+         "to other users of this host's connection table (OVN, Neutron, another "
+         "agent on the same ovs-vswitchd); a VM whose zone is outside is given a new "
+         "one and the old zone is flushed"),
     _opt(cfg.StrOpt, "token", None,
          "bearer token for the REST API (required off loopback)", secret=True),
     _opt(cfg.StrOpt, "ovsdb", "unix:/var/run/openvswitch/db.sock",
@@ -101,6 +107,14 @@ def zones_file(conf) -> str:
     if is_remote(conf.db):
         return os.path.join(DATA_DIR, f"zones-{chassis(conf)}.json")
     return os.path.abspath(conf.db) + ".zones.json"
+
+
+def zone_range(conf) -> tuple[int, int]:
+    """``--vgw-zone-range`` as (first, last); SystemExit naming the option if bad."""
+    try:
+        return parse_zone_range(conf.zone_range)
+    except ValueError as e:
+        raise SystemExit(f"vgw_ryu: --vgw-zone-range: {e}") from None
 
 
 def policy_cache_file(conf) -> str:
