@@ -124,6 +124,22 @@ class Ids:
     def zones(self) -> dict[str, int]:
         return dict(self._zones.by_key)
 
+    def release(self, vms: list[str]) -> dict[str, int]:
+        """Take the zones of ``vms`` back (held until flushed): {vm: zone} released."""
+        out = {}
+        for vm in vms:
+            zone = self._zones.by_key.pop(vm, None)
+            if zone is not None:
+                self._zones.held.add(zone)
+                out[vm] = zone
+        return out
+
+    def copy(self) -> Ids:
+        """An independent copy (what a change is computed on before it is adopted)."""
+        out = Ids.from_doc(self.to_doc())
+        out.unnumbered = set(self.unnumbered)
+        return out
+
     def rule(self, policy: str, rule_id: str) -> int:
         return self._rules.by_key[rule_key(policy, rule_id)]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -23,8 +24,10 @@ from vgw_ryu.policy.ids import ZONE_RANGE, Ids, OutOfNumbersError
 from vgw_ryu.policy.model import State, ValidationError, objects_doc, parse_state, state_doc
 from vgw_ryu.policy.parse import resolve_protection
 from vgw_ryu.policy.rebase import DocCache, rebase
-from vgw_ryu.policy.ruleset import EffectiveRule, connection_limit, effective_rules
+from vgw_ryu.policy.ruleset import EffectiveRule, effective_rules
 from vgw_ryu.runtime import conntrack
+from vgw_ryu.runtime.enginezones import UNCAPPED, EngineZones  # noqa: F401 - re-exported
+from vgw_ryu.runtime.localzones import LocalZones
 from vgw_ryu.runtime.portclass import SwitchPorts, classify_port  # noqa: F401 - re-exported
 from vgw_ryu.runtime.ports import Iface
 from vgw_ryu.runtime.snapshot import Snapshot, SwitchInfo
@@ -32,10 +35,9 @@ from vgw_ryu.runtime.switchview import SwitchView
 from vgw_ryu.store.zonefile import ZoneFile
 
 LOG = logging.getLogger("vgw_ryu.runtime.engine")
-UNCAPPED = 50_000_000   # a zone limit no datapath reaches (OVS userspace: 3 M entries)
 
 
-class Engine:
+class Engine(EngineZones):
     """Desired state, ids and per-switch facts; thread-safe for REST + app.
 
     Readers take a ``snapshot()``; writers call the methods below, which hold the lock.
@@ -57,7 +59,9 @@ class Engine:
             raise RuntimeError(f"stored state in {store.path} is invalid: {e}") from e
         zdoc = self.zone_file.load()
         # local_zones (a fleet agent): zones only for the VMs seen on this hypervisor.
-        self._local: set[str] | None = set() if local_zones else None
+        self._here = LocalZones(set(zdoc.get("zones") or {}), time.monotonic()) \
+            if local_zones else None
+        self._local: set[str] | None = self._here.local if self._here else None
         self._docs = DocCache()   # each object's document, for refresh()
         self.ids = Ids(zdoc.get("zones"), loaded.rules, zdoc.get("flushing"), with_zones,
                        zone_range)
@@ -110,7 +114,7 @@ class Engine:
         """
         with self._lock:
             new = self._locate(new)
-            ids = Ids.from_doc(self.ids.to_doc())
+            ids = self.ids.copy()
             ids.sync(new, self._local)
             self._left_out(ids)
             # Zones first: a zone must be durable before any flow or row uses it.
@@ -191,35 +195,6 @@ class Engine:
                 return None
             return self.replace_state(new, extra={"source": "state-file"})
 
-    # --- connection tables ---------------------------------------------------------
-    def take_flushes(self) -> list[tuple[conntrack.FlushPlan, set[int]]]:
-        """The flushes owed to the switches (the caller sends them or gives them back)."""
-        with self._lock:
-            out, self._flushes = self._flushes, []
-            return out
-
-    def return_flushes(self, items: list[tuple[conntrack.FlushPlan, set[int]]]) -> None:
-        """Flushes that could not be sent now (no switch): keep them, oldest first."""
-        with self._lock:
-            self._flushes = items + self._flushes
-
-    def zones_flushed(self, zones: set[int]) -> None:
-        """Zones flushed on every switch may go to new VMs again (persisted)."""
-        with self._lock:
-            if self.ids.zones_flushed(zones):
-                self.zone_file.save(self.ids.zone_doc())
-
-    def connection_limits(self) -> dict[int, int]:
-        """zone -> datapath zone limit for every protected VM.
-
-        A VM without a cap still gets a limit, above anything the datapath holds
-        (UNCAPPED): the userspace datapath counts a zone's entries only when the zone
-        has a limit, and the count is what GET /v1/vms and /metrics show.
-        """
-        with self._lock:
-            return {zone: connection_limit(self.state, name) or UNCAPPED
-                    for name, zone in self.ids.zones().items()}
-
     # --- switches ----------------------------------------------------------------
     def switch(self, dpid: int) -> SwitchView:
         with self._lock:
@@ -246,8 +221,8 @@ class Engine:
             if facts is sw.facts:
                 return facts   # nothing a port's classification reads has changed
             sw.facts = facts
-            if self._local is not None:
-                self._number_local(sw.facts)
+            if self._here is not None:
+                self._number_local()
             self._relocate()
             return sw.facts
 
@@ -278,7 +253,7 @@ class Engine:
         if all((v.protected, v.protected_by) == (new.vms[n].protected, new.vms[n].protected_by)
                for n, v in self.state.vms.items()):
             return
-        ids = Ids.from_doc(self.ids.to_doc())
+        ids = self.ids.copy()
         ids.sync(new, self._local)
         self._left_out(ids)
         self.zone_file.save(ids.zone_doc())
@@ -287,29 +262,6 @@ class Engine:
                  sum(v.protected for v in new.vms.values()))
         for cb in list(self.listeners):
             cb()
-
-    def _number_local(self, facts: SwitchFacts) -> None:
-        """A fleet agent gives a zone to a protected VM when it first sees it here,
-        durably, before any flow uses it."""
-        new = {p.vm for p in facts.ports if p.kind == "vm" and p.vm} - self._local
-        if not new:
-            return
-        self._local |= new
-        ids = Ids.from_doc(self.ids.to_doc())
-        changed = ids.sync(self.state, self._local)
-        self._left_out(ids)
-        if changed:
-            self.zone_file.save(ids.zone_doc())
-        self.ids = ids
-
-    def _left_out(self, ids: Ids) -> None:
-        """Say which protected VMs here got no zone (the range is full): their ports
-        drop everything until one frees."""
-        new = ids.unnumbered - self.ids.unnumbered
-        if new:
-            LOG.error("no free conntrack zone in %d-%d (--vgw-zone-range) for vm %s: "
-                      "its port drops all traffic until a zone is free", *ids.zone_range,
-                      ", ".join(sorted(new)))
 
     def desired_flows(self, dpid: int, ifaces: list[Iface],
                       stream: Callable[[list[Flow]], None] | None = None,

@@ -217,7 +217,7 @@ class VgwApp(app_manager.RyuApp):
             self.state_file.request_reload()
 
     def _timers_loop(self):
-        last_audit = last_meters = last_invalid = time.monotonic()
+        last_audit = last_meters = last_invalid = last_release = time.monotonic()
         while True:
             hub.sleep(0.5)
             self.fwlog.flush()   # folded counts whose second is over
@@ -227,6 +227,13 @@ class VgwApp(app_manager.RyuApp):
             if time.monotonic() - last_meters >= 10:
                 last_meters = time.monotonic()
                 self._check_meters()
+            after = self.conf.zone_release_after
+            if after > 0 and time.monotonic() - last_release >= min(10.0, after):
+                last_release = time.monotonic()
+                try:
+                    self.engine.release_departed(after)
+                except Exception:   # the timers must go on (firewall log, audits)
+                    LOG.exception("giving back the zones of departed VMs failed")
             if self.state_file is not None:
                 self.state_file.check()
             if self.conf.audit_interval > 0 and \

@@ -55,6 +55,9 @@ OPTS = [
          "to other users of this host's connection table (OVN, Neutron, another "
          "agent on the same ovs-vswitchd); a VM whose zone is outside is given a new "
          "one and the old zone is flushed"),
+    _opt(cfg.FloatOpt, "zone-release-after", 300.0,
+         "a fleet agent gives back the zone of a VM that has been on none of its "
+         "switches this many seconds (moved away), flushed before reuse (0: never)"),
     _opt(cfg.StrOpt, "token", None,
          "bearer token for the REST API (required off loopback)", secret=True),
     _opt(cfg.StrOpt, "ovsdb", "unix:/var/run/openvswitch/db.sock",
